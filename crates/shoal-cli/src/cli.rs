@@ -1,0 +1,182 @@
+//! Command-line interface definition.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Shoal: a self-hosted, Kinesis-compatible streaming data platform.
+///
+/// Start a three-zone cluster on this machine with `shoal dev`, then create a
+/// stream, put records and read them back:
+///
+///   shoal stream create orders --shards 2
+///   seq 1 10 | shoal put orders
+///   shoal get orders
+#[derive(Debug, Parser)]
+#[command(name = "shoal", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format of servers and clients: `human` or `json`. Filter with RUST_LOG.
+    #[arg(long, global = true, env = "SHOAL_LOG_FORMAT", default_value = "human")]
+    pub log_format: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Endpoint {
+    /// gRPC address of any node of the cluster.
+    #[arg(long, short = 'e', env = "SHOAL_ENDPOINT", default_value = "127.0.0.1:50051")]
+    pub endpoint: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one node of a cluster (configured by a TOML file, env and flags).
+    Node(NodeArgs),
+    /// Run a three-node, three-zone cluster in this process, for development and tests.
+    Dev(DevArgs),
+    /// Create, list, describe and delete streams.
+    #[command(subcommand)]
+    Stream(StreamCommand),
+    /// Put records read from stdin or a file, one record per line.
+    Put(PutArgs),
+    /// Print every record of every shard of a stream, then exit.
+    Get(GetArgs),
+    /// Follow a stream and print records as they arrive.
+    Tail(TailArgs),
+    /// Inspect the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+impl Command {
+    pub fn is_server(&self) -> bool {
+        matches!(self, Command::Node(_) | Command::Dev(_))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// TOML configuration file; every key can be overridden by the flags below or
+    /// their SHOAL_* environment variables.
+    #[arg(long, short = 'c', env = "SHOAL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Node id, unique in the cluster.
+    #[arg(long, env = "SHOAL_ID")]
+    pub id: Option<u64>,
+    /// Availability zone of this node.
+    #[arg(long, env = "SHOAL_ZONE")]
+    pub zone: Option<String>,
+    /// Address the gRPC listener binds, e.g. 0.0.0.0:50051.
+    #[arg(long, env = "SHOAL_LISTEN")]
+    pub listen: Option<String>,
+    /// Address other nodes use to reach this one.
+    #[arg(long, env = "SHOAL_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Directory of the node's RocksDB.
+    #[arg(long, env = "SHOAL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A cluster member as ID=ZONE@HOST:PORT; repeat for each (this node included).
+    #[arg(long = "peer", env = "SHOAL_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Where Prometheus metrics are served (`/metrics`); empty to disable.
+    #[arg(long, env = "SHOAL_METRICS_ADDR", default_value = "0.0.0.0:9464")]
+    pub metrics_addr: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Keep data here (node-1, node-2, node-3 below it); default: a temporary
+    /// directory removed on exit.
+    #[arg(long, env = "SHOAL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC port of the first node; the others take the next two.
+    #[arg(long, env = "SHOAL_DEV_PORT", default_value_t = 50051)]
+    pub port: u16,
+    /// Address the nodes bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Where Prometheus metrics are served (`/metrics`); empty to disable.
+    #[arg(long, env = "SHOAL_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StreamCommand {
+    /// Create a stream.
+    Create {
+        name: String,
+        /// Number of shards (1 to 10000).
+        #[arg(long, short = 's', default_value_t = 1)]
+        shards: u32,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// List streams.
+    List {
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Show a stream and its shards.
+    Describe {
+        name: String,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Delete a stream and all its records.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    pub stream: String,
+    /// Read records from this file instead of stdin.
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    /// Each line is KEY<SEP>DATA: the part before the first SEP is the partition
+    /// key. Without it every record gets a random partition key.
+    #[arg(long, short = 'k')]
+    pub key_separator: Option<String>,
+    /// Records per PutRecords call (1 to 500).
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    pub stream: String,
+    /// Print shard id, sequence number and partition key before each record, tab-separated.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    pub stream: String,
+    /// Start from the oldest record instead of only new ones.
+    #[arg(long)]
+    pub from_start: bool,
+    /// Print shard id, sequence number and partition key before each record.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Nodes, zones, which node leads which shard, and replication lag.
+    Status {
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+}

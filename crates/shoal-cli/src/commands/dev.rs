@@ -1,0 +1,64 @@
+//! `shoal dev`: a three-node, three-zone cluster in one process.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use shoal_node::{NodeConfig, PeerConfig, RaftTiming};
+use shoal_raft::NetworkFaults;
+
+use crate::cli::DevArgs;
+
+const ZONES: [&str; 3] = ["az-a", "az-b", "az-c"];
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let temp_dir;
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp_dir = tempfile::Builder::new().prefix("shoal-dev-").tempdir()?;
+            temp_dir.path().to_path_buf()
+        }
+    };
+    super::metrics::serve(&args.metrics_addr)?;
+    let ports: Vec<u16> = (0..3).map(|i| args.port + i).collect();
+    let peers: Vec<PeerConfig> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| PeerConfig { id: i as u64 + 1, zone: ZONES[i].into(), addr: format!("{}:{port}", args.host) })
+        .collect();
+    let faults = Arc::new(NetworkFaults::default());
+    let mut nodes = Vec::new();
+    for peer in &peers {
+        let listener = tokio::net::TcpListener::bind(&peer.addr).await.with_context(|| format!("binding {}", peer.addr))?;
+        let config = NodeConfig {
+            id: peer.id,
+            zone: peer.zone.clone(),
+            listen: peer.addr.clone(),
+            advertise: Some(peer.addr.clone()),
+            data_dir: data_dir.join(format!("node-{}", peer.id)),
+            peers: peers.clone(),
+            raft: RaftTiming { heartbeat_millis: 50, election_timeout_millis: 300 },
+            retention_check_secs: 30,
+        };
+        nodes.push(shoal_node::start(listener, config, faults.clone())?);
+    }
+    let client = shoal_client::ShoalClient::connect(&peers[0].addr).await?;
+    client.list_streams().await.context("cluster did not become ready")?;
+    println!("shoal dev: 3 nodes in zones az-a, az-b, az-c, ready in {:?}", started.elapsed());
+    for peer in &peers {
+        println!("  node {} ({}) gRPC {}", peer.id, peer.zone, peer.addr);
+    }
+    if !args.metrics_addr.is_empty() {
+        println!("  metrics  http://{}/metrics", args.metrics_addr);
+    }
+    println!("  data     {}", data_dir.display());
+    println!("try: shoal stream create demo --shards 2 && seq 1 5 | shoal put demo && shoal get demo");
+    super::shutdown_signal().await;
+    eprintln!("shoal dev: stopping");
+    for node in nodes {
+        let _ = tokio::time::timeout(Duration::from_secs(5), node.stop()).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! One module per command.
+
+mod cluster;
+mod dev;
+mod metrics;
+mod node;
+mod put;
+mod read;
+mod stream;
+
+use crate::cli::{Cli, ClusterCommand, Command};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Node(args) => node::run(args).await,
+        Command::Dev(args) => dev::run(args).await,
+        Command::Stream(command) => stream::run(command).await,
+        Command::Put(args) => put::run(args).await,
+        Command::Get(args) => read::get(args).await,
+        Command::Tail(args) => read::tail(args).await,
+        Command::Cluster(ClusterCommand::Status { endpoint }) => cluster::status(&endpoint.endpoint).await,
+    }
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

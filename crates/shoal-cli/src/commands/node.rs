@@ -1,0 +1,66 @@
+//! `shoal node`: one node of a real cluster.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use shoal_node::{NodeConfig, PeerConfig};
+use shoal_raft::NetworkFaults;
+
+use crate::cli::NodeArgs;
+
+/// Parses `ID=ZONE@HOST:PORT`.
+fn parse_peer(text: &str) -> anyhow::Result<PeerConfig> {
+    let (id, rest) = text.split_once('=').context("expected ID=ZONE@HOST:PORT")?;
+    let (zone, addr) = rest.split_once('@').context("expected ID=ZONE@HOST:PORT")?;
+    Ok(PeerConfig { id: id.trim().parse().context("peer id must be a number")?, zone: zone.into(), addr: addr.into() })
+}
+
+pub fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            NodeConfig::from_toml(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => NodeConfig::default(),
+    };
+    if let Some(id) = args.id {
+        config.id = id;
+    }
+    if let Some(zone) = &args.zone {
+        config.zone = zone.clone();
+    }
+    if let Some(listen) = &args.listen {
+        config.listen = listen.clone();
+    }
+    if let Some(advertise) = &args.advertise {
+        config.advertise = Some(advertise.clone());
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if !args.peers.is_empty() {
+        config.peers = args.peers.iter().map(|p| parse_peer(p)).collect::<anyhow::Result<_>>()?;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    super::metrics::serve(&args.metrics_addr)?;
+    let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    eprintln!("shoal node {} ({}) serving gRPC on {}", config.id, config.zone, listener.local_addr()?);
+    shoal_node::run(listener, config, Arc::new(NetworkFaults::default()), super::shutdown_signal()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse() {
+        let peer = parse_peer("2=az-b@10.0.0.2:50051").unwrap();
+        assert_eq!(peer, PeerConfig { id: 2, zone: "az-b".into(), addr: "10.0.0.2:50051".into() });
+        assert!(parse_peer("nonsense").is_err());
+    }
+}

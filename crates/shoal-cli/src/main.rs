@@ -1,0 +1,20 @@
+//! `shoal`: one binary to run a node or a whole dev cluster, and to use one.
+
+mod cli;
+mod commands;
+mod logging;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(&cli.log_format, cli.command.is_server());
+    match commands::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! [`ShoalClient`]: Kinesis-shaped calls over Shoal's gRPC API.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use shoal_proto::v1 as proto;
+use shoal_proto::v1::cluster_client::ClusterClient;
+use shoal_proto::v1::records_client::RecordsClient;
+use shoal_proto::v1::stream_control_client::StreamControlClient;
+use shoal_types::{ErrorCode, ShoalError, ShoalResult};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::status::from_status;
+
+pub use proto::RecordEntry as Record;
+pub use proto::StoredRecordEntry as StoredRecord;
+
+/// Calls a tonic client method on a clone of the client, so the future owns it.
+macro_rules! call {
+    ($client:expr, $method:ident, $request:expr) => {{
+        let mut client = $client.clone();
+        let request = $request.clone();
+        async move { client.$method(request).await }
+    }};
+}
+
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A connection to any node of a Shoal cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct ShoalClient {
+    streams: StreamControlClient<Channel>,
+    records: RecordsClient<Channel>,
+    cluster: ClusterClient<Channel>,
+    /// How long calls answered with `Unavailable` are retried.
+    retry_for: Duration,
+}
+
+impl ShoalClient {
+    /// Connects to `addr` (`host:port` or `http://host:port`).
+    pub async fn connect(addr: &str) -> ShoalResult<ShoalClient> {
+        let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| ShoalError::invalid_argument(format!("invalid address {addr}: {e}")))?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| ShoalError::unavailable(format!("cannot connect to {addr}: {e}")))?;
+        Ok(Self::from_channel(channel))
+    }
+
+    /// A client over an existing channel; connects lazily.
+    pub fn from_channel(channel: Channel) -> ShoalClient {
+        ShoalClient {
+            streams: StreamControlClient::new(channel.clone()),
+            records: RecordsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            cluster: ClusterClient::new(channel),
+            retry_for: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets how long calls are retried while the cluster answers `Unavailable`.
+    pub fn with_retry_for(mut self, retry_for: Duration) -> ShoalClient {
+        self.retry_for = retry_for;
+        self
+    }
+
+    async fn retry<T, F, Fut>(&self, mut call: F) -> ShoalResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.retry_for;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match call().await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => {
+                    let error = from_status(&status);
+                    if error.code != ErrorCode::Unavailable || Instant::now() >= deadline {
+                        return Err(error);
+                    }
+                    tracing::debug!(message = %error.message, "cluster unavailable, retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    pub async fn create_stream(&self, name: &str, shard_count: u32) -> ShoalResult<()> {
+        let request = proto::CreateStreamRequest { stream_name: name.into(), shard_count, retention_hours: 0 };
+        self.retry(|| call!(self.streams, create_stream, request.clone())).await.map(|_| ())
+    }
+
+    /// Waits until the stream is ACTIVE and returns its description.
+    pub async fn wait_for_active(&self, name: &str, timeout: Duration) -> ShoalResult<proto::StreamDescription> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let description = self.describe_stream(name).await?;
+            let status = description.summary.as_ref().map(|s| s.stream_status.as_str()).unwrap_or_default();
+            if status == "ACTIVE" {
+                return Ok(description);
+            }
+            if Instant::now() >= deadline {
+                return Err(ShoalError::unavailable(format!("stream {name} is still {status} after {timeout:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn delete_stream(&self, name: &str) -> ShoalResult<()> {
+        let request = proto::DeleteStreamRequest { stream_name: name.into() };
+        self.retry(|| call!(self.streams, delete_stream, request.clone())).await.map(|_| ())
+    }
+
+    /// Describes a stream with all of its shards (following pages).
+    pub async fn describe_stream(&self, name: &str) -> ShoalResult<proto::StreamDescription> {
+        let mut request = proto::DescribeStreamRequest { stream_name: name.into(), limit: 0, exclusive_start_shard_id: String::new() };
+        let mut all: Option<proto::StreamDescription> = None;
+        loop {
+            let page = self.retry(|| call!(self.streams, describe_stream, request.clone())).await?;
+            let page = page.stream.ok_or_else(|| ShoalError::internal("DescribeStream returned no stream"))?;
+            let more = page.has_more_shards;
+            let last = page.shards.last().map(|s| s.shard_id.clone());
+            match &mut all {
+                None => all = Some(page),
+                Some(all) => {
+                    all.shards.extend(page.shards);
+                    all.summary = page.summary;
+                }
+            }
+            match (more, last) {
+                (true, Some(last)) => request.exclusive_start_shard_id = last,
+                _ => break,
+            }
+        }
+        let mut all = all.ok_or_else(|| ShoalError::internal("DescribeStream returned nothing"))?;
+        all.has_more_shards = false;
+        Ok(all)
+    }
+
+    pub async fn describe_stream_summary(&self, name: &str) -> ShoalResult<proto::StreamSummary> {
+        let request = proto::DescribeStreamSummaryRequest { stream_name: name.into() };
+        let response = self.retry(|| call!(self.streams, describe_stream_summary, request.clone())).await?;
+        response.summary.ok_or_else(|| ShoalError::internal("DescribeStreamSummary returned nothing"))
+    }
+
+    /// Every stream (following pages).
+    pub async fn list_streams(&self) -> ShoalResult<Vec<proto::StreamSummary>> {
+        let mut request = proto::ListStreamsRequest { limit: 0, exclusive_start_stream_name: String::new() };
+        let mut all = Vec::new();
+        loop {
+            let page = self.retry(|| call!(self.streams, list_streams, request.clone())).await?;
+            let more = page.has_more_streams;
+            all.extend(page.streams);
+            match (more, all.last()) {
+                (true, Some(last)) => request.exclusive_start_stream_name = last.stream_name.clone(),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    pub async fn list_shards(&self, name: &str) -> ShoalResult<Vec<proto::ShardDescription>> {
+        let mut request = proto::ListShardsRequest { stream_name: name.into(), max_results: 0, exclusive_start_shard_id: String::new() };
+        let mut all = Vec::new();
+        loop {
+            let page = self.retry(|| call!(self.streams, list_shards, request.clone())).await?;
+            let more = page.has_more_shards;
+            all.extend(page.shards);
+            match (more, all.last()) {
+                (true, Some(last)) => request.exclusive_start_shard_id = last.shard_id.clone(),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    pub async fn put_record(&self, stream: &str, partition_key: &str, data: Vec<u8>) -> ShoalResult<proto::PutRecordResponse> {
+        let request = proto::PutRecordRequest {
+            stream_name: stream.into(),
+            record: Some(Record { data, partition_key: partition_key.into(), explicit_hash_key: None }),
+        };
+        self.retry(|| call!(self.records, put_record, request.clone())).await
+    }
+
+    pub async fn put_records(&self, stream: &str, records: Vec<Record>) -> ShoalResult<proto::PutRecordsResponse> {
+        let request = proto::PutRecordsRequest { stream_name: stream.into(), records };
+        self.retry(|| call!(self.records, put_records, request.clone())).await
+    }
+
+    pub async fn get_shard_iterator(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        iterator_type: &str,
+        starting_sequence_number: Option<&str>,
+        timestamp_millis: Option<u64>,
+    ) -> ShoalResult<String> {
+        let request = proto::GetShardIteratorRequest {
+            stream_name: stream.into(),
+            shard_id: shard_id.into(),
+            shard_iterator_type: iterator_type.into(),
+            starting_sequence_number: starting_sequence_number.unwrap_or_default().into(),
+            timestamp_millis,
+        };
+        self.retry(|| call!(self.records, get_shard_iterator, request.clone())).await.map(|r| r.shard_iterator)
+    }
+
+    pub async fn get_records(&self, shard_iterator: &str, limit: u32) -> ShoalResult<proto::GetRecordsResponse> {
+        let request = proto::GetRecordsRequest { shard_iterator: shard_iterator.into(), limit };
+        self.retry(|| call!(self.records, get_records, request.clone())).await
+    }
+
+    /// Reads one shard from TRIM_HORIZON to its current end.
+    pub async fn read_shard(&self, stream: &str, shard_id: &str) -> ShoalResult<Vec<StoredRecord>> {
+        let mut iterator = self.get_shard_iterator(stream, shard_id, "TRIM_HORIZON", None, None).await?;
+        let mut records = Vec::new();
+        loop {
+            let page = self.get_records(&iterator, 10_000).await?;
+            let caught_up = page.records.is_empty() && page.millis_behind_latest == 0;
+            records.extend(page.records);
+            if caught_up || page.next_shard_iterator.is_empty() {
+                return Ok(records);
+            }
+            iterator = page.next_shard_iterator;
+        }
+    }
+
+    /// Reads every shard of a stream to its current end: `(shard id, records)`.
+    pub async fn read_stream(&self, stream: &str) -> ShoalResult<Vec<(String, Vec<StoredRecord>)>> {
+        let mut out = Vec::new();
+        for shard in self.list_shards(stream).await? {
+            let records = self.read_shard(stream, &shard.shard_id).await?;
+            out.push((shard.shard_id, records));
+        }
+        Ok(out)
+    }
+
+    pub async fn cluster_status(&self) -> ShoalResult<proto::ClusterStatusResponse> {
+        self.retry(|| call!(self.cluster, status, proto::ClusterStatusRequest {})).await
+    }
+}

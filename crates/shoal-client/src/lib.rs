@@ -1,0 +1,13 @@
+//! The Rust client of Shoal.
+//!
+//! [`ShoalClient`] wraps the gRPC services with Kinesis-shaped methods, turns gRPC
+//! statuses back into [`ShoalError`]s ([`status`]), and retries calls the cluster
+//! answered with `Unavailable` (a leader election in progress) for a few seconds.
+
+pub mod status;
+
+mod client;
+
+pub use client::{Record, ShoalClient, StoredRecord};
+pub use shoal_proto::v1 as proto;
+pub use shoal_types::{ErrorCode, ShoalError, ShoalResult};

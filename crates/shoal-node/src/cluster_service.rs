@@ -1,0 +1,112 @@
+//! The gRPC `Cluster` service: nodes, zones, shard leaders and replication lag.
+
+use openraft::async_runtime::WatchReceiver;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_proto::v1 as proto;
+use shoal_proto::v1::cluster_client::ClusterClient;
+use shoal_proto::v1::cluster_server::Cluster;
+use shoal_types::stream::META_GROUP_ID;
+use tonic::{Request, Response, Status};
+
+use crate::node::Node;
+
+pub struct ClusterService {
+    node: Arc<Node>,
+}
+
+impl ClusterService {
+    pub fn new(node: Arc<Node>) -> Self {
+        ClusterService { node }
+    }
+
+    /// This node's view of every group it runs.
+    fn local_groups(&self) -> proto::LocalGroupsResponse {
+        let meta = self.node.meta_snapshot();
+        let shard_names: BTreeMap<u64, (String, String)> =
+            meta.shard_groups().map(|(stream, shard)| (shard.group_id, (stream.name.clone(), shard.id.to_string()))).collect();
+        let mut groups: Vec<proto::GroupStatus> = self
+            .node
+            .groups
+            .all()
+            .into_iter()
+            .map(|handle| {
+                let metrics = handle.raft.metrics().borrow_watched().clone();
+                let last_log_index = metrics.last_log_index.unwrap_or(0);
+                let follower_lag = metrics
+                    .replication
+                    .as_ref()
+                    .map(|replication| {
+                        replication
+                            .iter()
+                            .filter(|(id, _)| **id != self.node.id)
+                            .map(|(id, matched)| (*id, last_log_index.saturating_sub(matched.map(|m| m.index).unwrap_or(0))))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let (stream_name, shard_id) = if handle.group == META_GROUP_ID {
+                    (String::new(), String::new())
+                } else {
+                    shard_names.get(&handle.group).cloned().unwrap_or_default()
+                };
+                proto::GroupStatus {
+                    group_id: handle.group,
+                    stream_name,
+                    shard_id,
+                    leader_id: metrics.current_leader.unwrap_or(0),
+                    term: metrics.current_term,
+                    replicas: metrics.membership_config.voter_ids().collect(),
+                    last_log_index,
+                    applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
+                    follower_lag,
+                }
+            })
+            .collect();
+        groups.sort_by_key(|g| g.group_id);
+        proto::LocalGroupsResponse { node_id: self.node.id, groups }
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn local_groups(&self, _request: Request<proto::LocalGroupsRequest>) -> Result<Response<proto::LocalGroupsResponse>, Status> {
+        Ok(Response::new(self.local_groups()))
+    }
+
+    /// Asks every node for its groups and keeps, for each group, the report of
+    /// its leader (which alone knows the followers' lag).
+    async fn status(&self, _request: Request<proto::ClusterStatusRequest>) -> Result<Response<proto::ClusterStatusResponse>, Status> {
+        let members = self.node.cluster_nodes();
+        let mut nodes = Vec::new();
+        let mut merged: BTreeMap<u64, proto::GroupStatus> = BTreeMap::new();
+        for (id, info) in &members {
+            let report = if *id == self.node.id {
+                Some(self.local_groups())
+            } else {
+                match self.node.peers.channel(&info.addr) {
+                    Ok(channel) => {
+                        let mut client = ClusterClient::new(channel);
+                        let call = client.local_groups(proto::LocalGroupsRequest {});
+                        tokio::time::timeout(Duration::from_secs(2), call).await.ok().and_then(|r| r.ok()).map(|r| r.into_inner())
+                    }
+                    Err(_) => None,
+                }
+            };
+            nodes.push(proto::NodeStatus { node_id: *id, zone: info.zone.clone(), addr: info.addr.clone(), reachable: report.is_some() });
+            for group in report.map(|r| r.groups).unwrap_or_default() {
+                let reporter_leads = group.leader_id == *id;
+                let keep = match merged.get(&group.group_id) {
+                    None => true,
+                    Some(existing) => reporter_leads || (existing.leader_id == 0 && group.leader_id != 0),
+                };
+                if keep {
+                    merged.insert(group.group_id, group);
+                }
+            }
+        }
+        let meta_leader_id = self.node.meta.metrics().borrow_watched().current_leader.unwrap_or(0);
+        Ok(Response::new(proto::ClusterStatusResponse { nodes, groups: merged.into_values().collect(), meta_leader_id }))
+    }
+}

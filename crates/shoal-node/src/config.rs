@@ -1,0 +1,136 @@
+//! Node configuration: a TOML file, every key overridable by the environment and
+//! by flags (the `shoal` CLI does the overriding).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use shoal_types::{NodeId, NodeInfo};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id, unique in the cluster.
+    pub id: NodeId,
+    /// This node's availability zone. Replicas of a shard go to distinct zones.
+    pub zone: String,
+    /// Where the gRPC listener binds.
+    pub listen: String,
+    /// The address other nodes and forwarded calls use; defaults to `listen`.
+    pub advertise: Option<String>,
+    /// Where the node keeps its RocksDB.
+    pub data_dir: PathBuf,
+    /// Every voting node of the cluster, this one included. Empty means a cluster
+    /// of just this node.
+    pub peers: Vec<PeerConfig>,
+    pub raft: RaftTiming,
+    /// How often expired records are looked for, in seconds.
+    pub retention_check_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub id: NodeId,
+    pub zone: String,
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftTiming {
+    /// Leader heartbeat interval.
+    pub heartbeat_millis: u64,
+    /// Minimum election timeout; the maximum is twice this.
+    pub election_timeout_millis: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming { heartbeat_millis: 100, election_timeout_millis: 500 }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: 1,
+            zone: "az-a".into(),
+            listen: "0.0.0.0:50051".into(),
+            advertise: None,
+            data_dir: PathBuf::from("./shoal-data"),
+            peers: Vec::new(),
+            raft: RaftTiming::default(),
+            retention_check_secs: 30,
+        }
+    }
+}
+
+impl NodeConfig {
+    pub fn from_toml(text: &str) -> anyhow::Result<NodeConfig> {
+        Ok(toml::from_str(text)?)
+    }
+
+    pub fn advertise_addr(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| self.listen.clone())
+    }
+
+    pub fn info(&self) -> NodeInfo {
+        NodeInfo { addr: self.advertise_addr(), zone: self.zone.clone() }
+    }
+
+    /// Every voter of the cluster, this node included.
+    pub fn voters(&self) -> std::collections::BTreeMap<NodeId, NodeInfo> {
+        let mut voters: std::collections::BTreeMap<NodeId, NodeInfo> =
+            self.peers.iter().map(|p| (p.id, NodeInfo { addr: p.addr.clone(), zone: p.zone.clone() })).collect();
+        voters.insert(self.id, self.info());
+        voters
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.zone.is_empty(), "zone must not be empty");
+        anyhow::ensure!(self.raft.heartbeat_millis > 0, "raft.heartbeat_millis must be positive");
+        anyhow::ensure!(
+            self.raft.election_timeout_millis > self.raft.heartbeat_millis,
+            "raft.election_timeout_millis must exceed raft.heartbeat_millis"
+        );
+        if let Some(me) = self.peers.iter().find(|p| p.id == self.id) {
+            anyhow::ensure!(me.zone == self.zone, "peer entry for this node says zone {} but the node is in {}", me.zone, self.zone);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_three_node_config() {
+        let config = NodeConfig::from_toml(
+            r#"
+            id = 2
+            zone = "az-b"
+            listen = "0.0.0.0:50052"
+            advertise = "node-2:50052"
+            data_dir = "/var/lib/shoal"
+            peers = [
+              { id = 1, zone = "az-a", addr = "node-1:50051" },
+              { id = 2, zone = "az-b", addr = "node-2:50052" },
+              { id = 3, zone = "az-c", addr = "node-3:50053" },
+            ]
+            [raft]
+            heartbeat_millis = 50
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.voters().len(), 3);
+        assert_eq!(config.voters()[&2].addr, "node-2:50052");
+        assert_eq!(config.raft.election_timeout_millis, 500);
+    }
+
+    #[test]
+    fn rejects_unknown_keys() {
+        assert!(NodeConfig::from_toml("idd = 1").is_err());
+    }
+}

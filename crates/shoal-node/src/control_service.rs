@@ -1,0 +1,198 @@
+//! The gRPC `StreamControl` service: creating, deleting and describing streams.
+//!
+//! Every call is answered by the metadata leader: a node that is not the leader
+//! passes the call on unchanged, so reads see every committed change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_client::status::{from_status, to_status};
+use shoal_proto::v1 as proto;
+use shoal_proto::v1::stream_control_client::StreamControlClient;
+use shoal_proto::v1::stream_control_server::StreamControl;
+use shoal_raft::MetaCommand;
+use shoal_types::limits::*;
+use shoal_types::validation::{validate_retention_hours, validate_shard_count, validate_stream_name};
+use shoal_types::{Shard, ShardId, ShoalError, ShoalResult, Stream, StreamStatus, now_millis};
+use tonic::{Request, Response, Status};
+
+use crate::meta_writer;
+use crate::node::Node;
+use crate::peers::{forwarded, is_forwarded};
+
+pub struct ControlService {
+    node: Arc<Node>,
+}
+
+/// Either this node answers (it leads the metadata group) or the leader does.
+enum Answerer {
+    Here,
+    Leader(StreamControlClient<tonic::transport::Channel>),
+}
+
+pub fn shard_description(stream: &Stream, shard: &Shard) -> proto::ShardDescription {
+    proto::ShardDescription {
+        shard_id: shard.id.to_string(),
+        parent_shard_id: shard.parent.map(|p| p.to_string()).unwrap_or_default(),
+        adjacent_parent_shard_id: shard.adjacent_parent.map(|p| p.to_string()).unwrap_or_default(),
+        starting_hash_key: shard.hash_key_range.start.to_string(),
+        ending_hash_key: shard.hash_key_range.end.to_string(),
+        starting_sequence_number: stream.starting_sequence_number(shard.id).to_string(),
+        ending_sequence_number: shard.closed_at.map(|p| stream.sequence_number(shard.id, p).to_string()).unwrap_or_default(),
+    }
+}
+
+pub fn stream_summary(stream: &Stream) -> proto::StreamSummary {
+    proto::StreamSummary {
+        stream_name: stream.name.clone(),
+        stream_arn: stream.arn(DEFAULT_REGION, DEFAULT_ACCOUNT_ID),
+        stream_status: stream.status.as_str().into(),
+        retention_period_hours: stream.retention_hours,
+        stream_creation_timestamp_millis: stream.created_millis,
+        open_shard_count: stream.open_shards().count() as u32,
+        stream_mode: "PROVISIONED".into(),
+    }
+}
+
+/// The page of shards after `exclusive_start` (a shard id), at most `limit`.
+fn shard_page<'a>(stream: &'a Stream, exclusive_start: &str, limit: usize) -> ShoalResult<(Vec<&'a Shard>, bool)> {
+    let after = if exclusive_start.is_empty() { None } else { Some(ShardId::parse(exclusive_start)?) };
+    let mut shards: Vec<&Shard> = stream.shards.iter().filter(|s| after.is_none_or(|a| s.id > a)).collect();
+    let has_more = shards.len() > limit;
+    shards.truncate(limit);
+    Ok((shards, has_more))
+}
+
+fn page_limit(requested: u32, default: u32, max: u32, name: &str) -> ShoalResult<usize> {
+    match requested {
+        0 => Ok(default as usize),
+        n if n > max => Err(ShoalError::invalid_argument(format!("{name} {n} is invalid: it must be between 1 and {max}."))),
+        n => Ok(n as usize),
+    }
+}
+
+impl ControlService {
+    pub fn new(node: Arc<Node>) -> Self {
+        ControlService { node }
+    }
+
+    async fn answerer<T>(&self, request: &Request<T>) -> Result<Answerer, Status> {
+        match self.node.wait_for_meta_leader(Duration::from_secs(5)).await.map_err(to_status)? {
+            None => Ok(Answerer::Here),
+            Some(_) if is_forwarded(request) => {
+                Err(to_status(ShoalError::unavailable("metadata leadership is moving; retry")))
+            }
+            Some((_, addr)) => Ok(Answerer::Leader(StreamControlClient::new(self.node.peers.channel(&addr).map_err(to_status)?))),
+        }
+    }
+
+    fn stream(&self, name: &str) -> ShoalResult<Stream> {
+        self.node.meta_snapshot().stream(name).cloned()
+    }
+}
+
+fn relay<T>(result: Result<Response<T>, Status>) -> Result<Response<T>, Status> {
+    result.map_err(|status| to_status(from_status(&status)))
+}
+
+#[tonic::async_trait]
+impl StreamControl for ControlService {
+    async fn create_stream(&self, request: Request<proto::CreateStreamRequest>) -> Result<Response<proto::CreateStreamResponse>, Status> {
+        let message = request.get_ref().clone();
+        validate_stream_name(&message.stream_name).map_err(to_status)?;
+        validate_shard_count(message.shard_count).map_err(to_status)?;
+        let retention_hours = if message.retention_hours == 0 { DEFAULT_RETENTION_HOURS } else { message.retention_hours };
+        validate_retention_hours(retention_hours).map_err(to_status)?;
+        if let Answerer::Leader(mut leader) = self.answerer(&request).await? {
+            return relay(leader.create_stream(forwarded(message)).await);
+        }
+        let command = MetaCommand::CreateStream {
+            name: message.stream_name.clone(),
+            shard_count: message.shard_count,
+            retention_hours,
+            now_millis: now_millis(),
+        };
+        meta_writer::propose_local(&self.node, command).await.map_err(to_status)?;
+        tracing::info!(stream = %message.stream_name, shards = message.shard_count, "stream created");
+        Ok(Response::new(proto::CreateStreamResponse {}))
+    }
+
+    async fn delete_stream(&self, request: Request<proto::DeleteStreamRequest>) -> Result<Response<proto::DeleteStreamResponse>, Status> {
+        let message = request.get_ref().clone();
+        validate_stream_name(&message.stream_name).map_err(to_status)?;
+        if let Answerer::Leader(mut leader) = self.answerer(&request).await? {
+            return relay(leader.delete_stream(forwarded(message)).await);
+        }
+        meta_writer::propose_local(&self.node, MetaCommand::MarkStreamDeleting { name: message.stream_name.clone() })
+            .await
+            .map_err(to_status)?;
+        tracing::info!(stream = %message.stream_name, "stream deleting");
+        Ok(Response::new(proto::DeleteStreamResponse {}))
+    }
+
+    async fn describe_stream(&self, request: Request<proto::DescribeStreamRequest>) -> Result<Response<proto::DescribeStreamResponse>, Status> {
+        let message = request.get_ref().clone();
+        validate_stream_name(&message.stream_name).map_err(to_status)?;
+        if let Answerer::Leader(mut leader) = self.answerer(&request).await? {
+            return relay(leader.describe_stream(forwarded(message)).await);
+        }
+        let limit = page_limit(message.limit, MAX_DESCRIBE_STREAM_LIMIT, MAX_DESCRIBE_STREAM_LIMIT, "Limit").map_err(to_status)?;
+        let stream = self.stream(&message.stream_name).map_err(to_status)?;
+        let (shards, has_more_shards) = shard_page(&stream, &message.exclusive_start_shard_id, limit).map_err(to_status)?;
+        Ok(Response::new(proto::DescribeStreamResponse {
+            stream: Some(proto::StreamDescription {
+                summary: Some(stream_summary(&stream)),
+                shards: shards.into_iter().map(|s| shard_description(&stream, s)).collect(),
+                has_more_shards,
+            }),
+        }))
+    }
+
+    async fn describe_stream_summary(
+        &self,
+        request: Request<proto::DescribeStreamSummaryRequest>,
+    ) -> Result<Response<proto::DescribeStreamSummaryResponse>, Status> {
+        let message = request.get_ref().clone();
+        validate_stream_name(&message.stream_name).map_err(to_status)?;
+        if let Answerer::Leader(mut leader) = self.answerer(&request).await? {
+            return relay(leader.describe_stream_summary(forwarded(message)).await);
+        }
+        let stream = self.stream(&message.stream_name).map_err(to_status)?;
+        Ok(Response::new(proto::DescribeStreamSummaryResponse { summary: Some(stream_summary(&stream)) }))
+    }
+
+    async fn list_streams(&self, request: Request<proto::ListStreamsRequest>) -> Result<Response<proto::ListStreamsResponse>, Status> {
+        let message = request.get_ref().clone();
+        if let Answerer::Leader(mut leader) = self.answerer(&request).await? {
+            return relay(leader.list_streams(forwarded(message)).await);
+        }
+        let limit = page_limit(message.limit, DEFAULT_LIST_STREAMS_LIMIT, MAX_LIST_STREAMS_LIMIT, "Limit").map_err(to_status)?;
+        let meta = self.node.meta_snapshot();
+        let start = message.exclusive_start_stream_name;
+        let mut streams: Vec<&Stream> = meta.streams.values().filter(|s| start.is_empty() || s.name > start).collect();
+        let has_more_streams = streams.len() > limit;
+        streams.truncate(limit);
+        Ok(Response::new(proto::ListStreamsResponse {
+            streams: streams.into_iter().map(stream_summary).collect(),
+            has_more_streams,
+        }))
+    }
+
+    async fn list_shards(&self, request: Request<proto::ListShardsRequest>) -> Result<Response<proto::ListShardsResponse>, Status> {
+        let message = request.get_ref().clone();
+        validate_stream_name(&message.stream_name).map_err(to_status)?;
+        if let Answerer::Leader(mut leader) = self.answerer(&request).await? {
+            return relay(leader.list_shards(forwarded(message)).await);
+        }
+        let limit = page_limit(message.max_results, DEFAULT_LIST_SHARDS_RESULTS, MAX_LIST_SHARDS_RESULTS, "MaxResults").map_err(to_status)?;
+        let stream = self.stream(&message.stream_name).map_err(to_status)?;
+        if stream.status == StreamStatus::Deleting {
+            return Err(to_status(ShoalError::stream_not_found(&stream.name)));
+        }
+        let (shards, has_more_shards) = shard_page(&stream, &message.exclusive_start_shard_id, limit).map_err(to_status)?;
+        Ok(Response::new(proto::ListShardsResponse {
+            shards: shards.into_iter().map(|s| shard_description(&stream, s)).collect(),
+            has_more_shards,
+        }))
+    }
+}

@@ -1,0 +1,261 @@
+//! The gRPC `Records` service: PutRecord(s), GetShardIterator, GetRecords.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_client::status::{from_status, to_status};
+use shoal_proto::v1 as proto;
+use shoal_proto::v1::records_client::RecordsClient;
+use shoal_proto::v1::records_server::Records;
+use shoal_raft::shard_state;
+use shoal_types::limits::{MAX_GET_RECORDS_BYTES, MAX_GET_RECORDS_LIMIT};
+use shoal_types::validation::{validate_put_records, validate_record};
+use shoal_types::{
+    ErrorCode, HashKey, IteratorStart, Record, RecordPosition, Shard, ShardId, ShardIterator, ShoalError, ShoalResult, Stream,
+    now_millis,
+};
+use tonic::{Request, Response, Status};
+
+use crate::node::Node;
+use crate::peers::{forwarded, is_forwarded};
+use crate::routing::{ShardLeader, locate};
+use crate::shard_writer;
+
+pub struct DataService {
+    node: Arc<Node>,
+}
+
+fn to_record(entry: proto::RecordEntry) -> Record {
+    Record { partition_key: entry.partition_key, explicit_hash_key: entry.explicit_hash_key, data: entry.data }
+}
+
+fn find_shard<'a>(stream: &'a Stream, shard_id: &str) -> ShoalResult<&'a Shard> {
+    let id = ShardId::parse(shard_id)?;
+    stream.shard(id).ok_or_else(|| {
+        ShoalError::not_found(format!(
+            "Shard {id} in stream {} under account {} does not exist",
+            stream.name,
+            shoal_types::limits::DEFAULT_ACCOUNT_ID
+        ))
+    })
+}
+
+/// How long a read waits for a shard leader before answering `Unavailable`.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+
+impl DataService {
+    pub fn new(node: Arc<Node>) -> Self {
+        DataService { node }
+    }
+
+    fn peer_records(&self, addr: &str) -> ShoalResult<RecordsClient<tonic::transport::Channel>> {
+        Ok(RecordsClient::new(self.node.peers.channel(addr)?)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024))
+    }
+
+    /// Routes every record to its shard, appends each shard's records as one
+    /// entry (all shards in parallel), and reports per record, in request order.
+    async fn put_many(&self, stream_name: &str, records: Vec<Record>) -> ShoalResult<proto::PutRecordsResponse> {
+        let stream = self.node.writable_stream(stream_name).await?;
+        let mut by_shard: BTreeMap<ShardId, (Vec<usize>, Vec<Record>)> = BTreeMap::new();
+        for (index, record) in records.into_iter().enumerate() {
+            let key = HashKey::for_record(&record.partition_key, record.explicit_hash_key.as_deref())?;
+            let shard = stream
+                .route(key)
+                .ok_or_else(|| ShoalError::internal(format!("no open shard of {stream_name} covers hash key {key}")))?;
+            let slot = by_shard.entry(shard.id).or_default();
+            slot.0.push(index);
+            slot.1.push(record);
+        }
+        let total = by_shard.values().map(|(indexes, _)| indexes.len()).sum::<usize>();
+        let appends = by_shard.into_iter().map(|(shard_id, (indexes, records))| {
+            let stream = &stream;
+            async move {
+                let shard = stream.shard(shard_id).ok_or_else(|| ShoalError::internal("routed to a missing shard"));
+                let outcome = match shard {
+                    Ok(shard) => shard_writer::append(&self.node, stream, shard, records).await,
+                    Err(e) => Err(e),
+                };
+                (shard_id, indexes, outcome)
+            }
+        });
+        let mut results = vec![proto::PutRecordsResultEntry::default(); total];
+        let mut failed = 0u32;
+        for (shard_id, indexes, outcome) in futures::future::join_all(appends).await {
+            for (offset, index) in indexes.into_iter().enumerate() {
+                results[index] = match &outcome {
+                    Ok(appended) => proto::PutRecordsResultEntry {
+                        shard_id: shard_id.to_string(),
+                        sequence_number: stream
+                            .sequence_number(shard_id, RecordPosition { log_index: appended.log_index, offset: offset as u32 })
+                            .to_string(),
+                        ..Default::default()
+                    },
+                    Err(error) => {
+                        failed += 1;
+                        let code = match error.code {
+                            ErrorCode::ProvisionedThroughputExceeded => error.code.aws_type(),
+                            _ => ErrorCode::InternalFailure.aws_type(),
+                        };
+                        proto::PutRecordsResultEntry {
+                            error_code: code.into(),
+                            error_message: error.message.clone(),
+                            ..Default::default()
+                        }
+                    }
+                };
+            }
+        }
+        metrics::counter!("shoal_put_records_failed_total").increment(u64::from(failed));
+        Ok(proto::PutRecordsResponse { failed_record_count: failed, records: results })
+    }
+
+    async fn shard_iterator(&self, request: &proto::GetShardIteratorRequest, handle: &crate::groups::GroupHandle, stream: &Stream, shard: &Shard) -> ShoalResult<String> {
+        let start = IteratorStart::from_request(
+            &request.shard_iterator_type,
+            Some(request.starting_sequence_number.as_str()).filter(|s| !s.is_empty()),
+            request.timestamp_millis,
+        )?;
+        let belongs = |seq: &shoal_types::SequenceNumber| -> ShoalResult<()> {
+            if seq.shard_index != shard.id.index() || seq.stream_epoch_secs != stream.epoch_secs() % 10_000_000_000 {
+                return Err(ShoalError::invalid_argument(format!(
+                    "Invalid StartingSequenceNumber. It encodes a different shard or stream than {} of {}.",
+                    shard.id, stream.name
+                )));
+            }
+            Ok(())
+        };
+        let position = match start {
+            IteratorStart::TrimHorizon => RecordPosition::START,
+            IteratorStart::Latest => handle.progress().next_position,
+            IteratorStart::AtSequenceNumber(seq) => {
+                belongs(&seq)?;
+                seq.position
+            }
+            IteratorStart::AfterSequenceNumber(seq) => {
+                belongs(&seq)?;
+                seq.position.next()
+            }
+            IteratorStart::AtTimestamp { millis } => shard_state::position_at_timestamp(&self.node.db, shard.group_id, millis)
+                .map_err(|e| ShoalError::internal(e.to_string()))?
+                .unwrap_or(handle.progress().next_position),
+        };
+        let iterator = ShardIterator {
+            stream_name: stream.name.clone(),
+            stream_created_millis: stream.created_millis,
+            shard_index: shard.id.index(),
+            position,
+            issued_at_millis: now_millis(),
+        };
+        Ok(iterator.encode())
+    }
+
+    fn read(&self, iterator: &ShardIterator, limit: u32, handle: &crate::groups::GroupHandle, shard: &Shard, stream: &Stream) -> ShoalResult<proto::GetRecordsResponse> {
+        let read = shard_state::read_records(&self.node.db, shard.group_id, iterator.position, limit as usize, MAX_GET_RECORDS_BYTES)
+            .map_err(|e| ShoalError::internal(format!("reading {}: {e}", shard.id)))?;
+        let progress = handle.progress();
+        let next_position = read.last().map(|r| r.position.next()).unwrap_or(iterator.position);
+        let millis_behind_latest = match read.last() {
+            Some(last) if next_position < progress.next_position => now_millis().saturating_sub(last.record.arrival_millis),
+            _ => 0,
+        };
+        metrics::counter!("shoal_records_read_total").increment(read.len() as u64);
+        let records = read
+            .into_iter()
+            .map(|r| proto::StoredRecordEntry {
+                sequence_number: stream.sequence_number(shard.id, r.position).to_string(),
+                approximate_arrival_timestamp_millis: r.record.arrival_millis,
+                data: r.record.data,
+                partition_key: r.record.partition_key,
+            })
+            .collect();
+        let next = ShardIterator { position: next_position, issued_at_millis: now_millis(), ..iterator.clone() };
+        Ok(proto::GetRecordsResponse { records, next_shard_iterator: next.encode(), millis_behind_latest })
+    }
+}
+
+#[tonic::async_trait]
+impl Records for DataService {
+    async fn put_record(&self, request: Request<proto::PutRecordRequest>) -> Result<Response<proto::PutRecordResponse>, Status> {
+        let request = request.into_inner();
+        let entry = request.record.ok_or_else(|| to_status(ShoalError::invalid_argument("Record must be given.")))?;
+        let record = to_record(entry);
+        validate_record(&record, None).map_err(to_status)?;
+        let mut response = self.put_many(&request.stream_name, vec![record]).await.map_err(to_status)?;
+        let result = response.records.pop().ok_or_else(|| to_status(ShoalError::internal("no result for the record")))?;
+        if !result.error_code.is_empty() {
+            let code = ErrorCode::from_aws_type(&result.error_code).unwrap_or(ErrorCode::InternalFailure);
+            let code = if code == ErrorCode::InternalFailure { ErrorCode::Unavailable } else { code };
+            return Err(to_status(ShoalError::new(code, result.error_message)));
+        }
+        Ok(Response::new(proto::PutRecordResponse { shard_id: result.shard_id, sequence_number: result.sequence_number }))
+    }
+
+    async fn put_records(&self, request: Request<proto::PutRecordsRequest>) -> Result<Response<proto::PutRecordsResponse>, Status> {
+        let request = request.into_inner();
+        let records: Vec<Record> = request.records.into_iter().map(to_record).collect();
+        validate_put_records(&records).map_err(to_status)?;
+        let response = self.put_many(&request.stream_name, records).await.map_err(to_status)?;
+        Ok(Response::new(response))
+    }
+
+    async fn get_shard_iterator(&self, request: Request<proto::GetShardIteratorRequest>) -> Result<Response<proto::GetShardIteratorResponse>, Status> {
+        let was_forwarded = is_forwarded(&request);
+        let request = request.into_inner();
+        let stream = self.node.stream(&request.stream_name).await.map_err(to_status)?;
+        let shard = find_shard(&stream, &request.shard_id).map_err(to_status)?;
+        // Validate before routing, so bad input fails fast on any node.
+        IteratorStart::from_request(
+            &request.shard_iterator_type,
+            Some(request.starting_sequence_number.as_str()).filter(|s| !s.is_empty()),
+            request.timestamp_millis,
+        )
+        .map_err(to_status)?;
+        match locate(&self.node, shard, LEADER_WAIT).await.map_err(to_status)? {
+            ShardLeader::Local(handle) => {
+                let iterator = self.shard_iterator(&request, &handle, &stream, shard).await.map_err(to_status)?;
+                Ok(Response::new(proto::GetShardIteratorResponse { shard_iterator: iterator }))
+            }
+            ShardLeader::Remote { .. } if was_forwarded => Err(to_status(ShoalError::unavailable("shard leadership is moving; retry"))),
+            ShardLeader::Remote { addr, .. } => {
+                let mut peer = self.peer_records(&addr).map_err(to_status)?;
+                peer.get_shard_iterator(forwarded(request)).await.map_err(|s| to_status(from_status(&s)))
+            }
+        }
+    }
+
+    async fn get_records(&self, request: Request<proto::GetRecordsRequest>) -> Result<Response<proto::GetRecordsResponse>, Status> {
+        let was_forwarded = is_forwarded(&request);
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => MAX_GET_RECORDS_LIMIT,
+            n if n > MAX_GET_RECORDS_LIMIT => {
+                return Err(to_status(ShoalError::invalid_argument(format!(
+                    "Limit {n} is invalid: it must be between 1 and {MAX_GET_RECORDS_LIMIT}."
+                ))));
+            }
+            n => n,
+        };
+        let iterator = ShardIterator::decode(&request.shard_iterator, now_millis()).map_err(to_status)?;
+        let stream = self.node.stream(&iterator.stream_name).await.map_err(to_status)?;
+        if stream.created_millis != iterator.stream_created_millis {
+            return Err(to_status(ShoalError::not_found(format!(
+                "Stream {} was deleted and re-created after this iterator was issued.",
+                iterator.stream_name
+            ))));
+        }
+        let shard = stream
+            .shard(ShardId(iterator.shard_index))
+            .ok_or_else(|| to_status(ShoalError::invalid_argument("Invalid ShardIterator.")))?;
+        match locate(&self.node, shard, LEADER_WAIT).await.map_err(to_status)? {
+            ShardLeader::Local(handle) => Ok(Response::new(self.read(&iterator, limit, &handle, shard, &stream).map_err(to_status)?)),
+            ShardLeader::Remote { .. } if was_forwarded => Err(to_status(ShoalError::unavailable("shard leadership is moving; retry"))),
+            ShardLeader::Remote { addr, .. } => {
+                let mut peer = self.peer_records(&addr).map_err(to_status)?;
+                peer.get_records(forwarded(request)).await.map_err(|s| to_status(from_status(&s)))
+            }
+        }
+    }
+}

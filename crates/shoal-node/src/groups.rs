@@ -1,0 +1,93 @@
+//! The Raft groups running on this node.
+
+use openraft::async_runtime::WatchReceiver;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use shoal_raft::{GroupRaft, ShardProgress};
+use shoal_types::{GroupId, NodeId, NodeInfo};
+use tokio::sync::{Notify, watch};
+
+pub struct GroupHandle {
+    pub group: GroupId,
+    pub raft: GroupRaft,
+    /// Applied progress of a shard group (None for the metadata group).
+    pub progress: Option<watch::Receiver<ShardProgress>>,
+    /// The arrival time of the last batch this node proposed as leader; new
+    /// batches never get an earlier one.
+    pub last_arrival: AtomicU64,
+    /// Whether this node has seen the group initialized (skips repeated checks).
+    pub initialized: AtomicBool,
+}
+
+impl GroupHandle {
+    pub fn new(group: GroupId, raft: GroupRaft, progress: Option<watch::Receiver<ShardProgress>>) -> Self {
+        GroupHandle { group, raft, progress, last_arrival: AtomicU64::new(0), initialized: AtomicBool::new(false) }
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    /// The address of a member of this group, from its membership.
+    pub fn member(&self, id: NodeId) -> Option<NodeInfo> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        metrics.membership_config.nodes().find(|(n, _)| **n == id).map(|(_, info)| info.clone())
+    }
+
+    pub fn progress(&self) -> ShardProgress {
+        self.progress.as_ref().map(|p| *p.borrow()).unwrap_or_default()
+    }
+
+    /// The arrival time for a new batch: now, but never before the last one.
+    pub fn next_arrival(&self, now_millis: u64) -> u64 {
+        let floor = self.progress().last_arrival_millis;
+        let proposed = now_millis.max(floor);
+        let previous = self.last_arrival.fetch_max(proposed, Ordering::SeqCst);
+        proposed.max(previous)
+    }
+}
+
+/// Every group this node runs, by id; lookups can wait for a group that the
+/// reconciler is about to start.
+#[derive(Default)]
+pub struct GroupRegistry {
+    groups: RwLock<HashMap<GroupId, Arc<GroupHandle>>>,
+    changed: Notify,
+}
+
+impl GroupRegistry {
+    pub fn get(&self, group: GroupId) -> Option<Arc<GroupHandle>> {
+        self.groups.read().unwrap_or_else(|e| e.into_inner()).get(&group).cloned()
+    }
+
+    pub fn insert(&self, handle: Arc<GroupHandle>) {
+        self.groups.write().unwrap_or_else(|e| e.into_inner()).insert(handle.group, handle);
+        self.changed.notify_waiters();
+    }
+
+    pub fn remove(&self, group: GroupId) -> Option<Arc<GroupHandle>> {
+        self.groups.write().unwrap_or_else(|e| e.into_inner()).remove(&group)
+    }
+
+    pub fn all(&self) -> Vec<Arc<GroupHandle>> {
+        self.groups.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// The group, waiting up to `timeout` for it to be started.
+    pub async fn wait_for(&self, group: GroupId, timeout: Duration) -> Option<Arc<GroupHandle>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            if let Some(handle) = self.get(group) {
+                return Some(handle);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.get(group);
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The node-to-node gRPC service: batches of Raft messages, forwarded shard
+//! appends and forwarded metadata proposals.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_client::status::to_status;
+use shoal_proto::v1::raft_transport_server::RaftTransport;
+use shoal_proto::v1::{
+    MetaProposal, MetaProposalReply, RaftBatch, RaftBatchReply, RaftReply, ShardAppendReply, ShardAppendRequest,
+};
+use shoal_raft::wire::{RaftRequest, handle};
+use shoal_raft::MetaCommand;
+use shoal_types::{Record, ShardId, ShoalError};
+use tonic::{Request, Response, Status};
+
+use crate::node::Node;
+
+/// How long a message for a group this node has not started yet waits for the
+/// reconciler to start it (a new shard's first votes race its creation here).
+const GROUP_START_WAIT: Duration = Duration::from_millis(300);
+
+pub struct TransportService {
+    node: Arc<Node>,
+}
+
+impl TransportService {
+    pub fn new(node: Arc<Node>) -> Self {
+        TransportService { node }
+    }
+
+    async fn deliver_one(&self, from: u64, group: u64, payload: &[u8]) -> RaftReply {
+        let failed = |error: String| RaftReply { payload: Vec::new(), error };
+        if !self.node.network.faults().passes(from, self.node.id) {
+            return failed(format!("link {from} -> {} is cut", self.node.id));
+        }
+        let Some(target) = self.node.groups.wait_for(group, GROUP_START_WAIT).await else {
+            return failed(format!("group {group} is not running on node {}", self.node.id));
+        };
+        let request = match RaftRequest::decode(payload) {
+            Ok(request) => request,
+            Err(e) => return failed(format!("undecodable raft message: {e}")),
+        };
+        match handle(&target.raft, request).await {
+            Ok(payload) => RaftReply { payload, error: String::new() },
+            Err(error) => failed(error),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for TransportService {
+    async fn deliver(&self, request: Request<RaftBatch>) -> Result<Response<RaftBatchReply>, Status> {
+        let batch = request.into_inner();
+        let from = batch.from_node;
+        let replies = futures::future::join_all(
+            batch.messages.iter().map(|message| self.deliver_one(from, message.group_id, &message.payload)),
+        )
+        .await;
+        Ok(Response::new(RaftBatchReply { replies }))
+    }
+
+    async fn append_to_shard(&self, request: Request<ShardAppendRequest>) -> Result<Response<ShardAppendReply>, Status> {
+        let request = request.into_inner();
+        let records: Vec<Record> = bincode::deserialize(&request.records)
+            .map_err(|e| to_status(ShoalError::invalid_argument(format!("undecodable records: {e}"))))?;
+        let stream = self.node.stream(&request.stream_name).await.map_err(to_status)?;
+        if stream.created_millis != request.stream_created_millis {
+            return Err(to_status(ShoalError::stream_not_found(&request.stream_name)));
+        }
+        let shard_id = ShardId(request.shard_index);
+        let shard = stream
+            .shard(shard_id)
+            .ok_or_else(|| to_status(ShoalError::not_found(format!("{shard_id} does not exist"))))?;
+        let Some(handle) = self.node.groups.get(shard.group_id) else {
+            return Err(to_status(ShoalError::unavailable(format!("{shard_id} is not hosted on node {}", self.node.id))));
+        };
+        let appended = crate::shard_writer::append_local(&handle, records).await.map_err(to_status)?;
+        Ok(Response::new(ShardAppendReply {
+            log_index: appended.log_index,
+            count: appended.count,
+            arrival_millis: appended.arrival_millis,
+        }))
+    }
+
+    async fn propose_meta(&self, request: Request<MetaProposal>) -> Result<Response<MetaProposalReply>, Status> {
+        let command: MetaCommand = bincode::deserialize(&request.into_inner().command)
+            .map_err(|e| to_status(ShoalError::invalid_argument(format!("undecodable metadata command: {e}"))))?;
+        let response = crate::meta_writer::propose_local(&self.node, command).await.map_err(to_status)?;
+        let bytes = bincode::serialize(&response).map_err(|e| to_status(ShoalError::internal(e.to_string())))?;
+        Ok(Response::new(MetaProposalReply { response: bytes }))
+    }
+}

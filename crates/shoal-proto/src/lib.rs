@@ -1,0 +1,7 @@
+//! Generated code for Shoal's gRPC API (`proto/shoal/v1`). Hand-written logic lives
+//! elsewhere; this crate only compiles the protocol.
+
+#[allow(clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("shoal.v1");
+}

@@ -1,0 +1,58 @@
+//! What a Raft log entry carries.
+
+use serde::{Deserialize, Serialize};
+use shoal_types::{Record, ShoalError, Stream};
+
+/// The application payload of a log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A change to streams, shards or placement (metadata group only).
+    Meta(MetaCommand),
+    /// Records appended to a shard (shard groups only).
+    Append(RecordBatch),
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Meta(cmd) => write!(f, "meta:{cmd:?}"),
+            Command::Append(batch) => write!(f, "append:{} records", batch.records.len()),
+        }
+    }
+}
+
+/// Records bound for one shard, with the arrival time the leader gave them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordBatch {
+    pub records: Vec<Record>,
+    /// Assigned by the shard leader, never below the shard's last arrival time, so
+    /// arrival times are monotonic within a shard and identical on every replica.
+    pub arrival_millis: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaCommand {
+    CreateStream { name: String, shard_count: u32, retention_hours: u32, now_millis: u64 },
+    /// A shard's group has a leader; when every shard has one the stream is ACTIVE.
+    MarkShardReady { stream: String, created_millis: u64, shard_index: u32 },
+    /// Starts deletion: the stream is DELETING and its groups are being stopped.
+    MarkStreamDeleting { name: String },
+    /// Finishes deletion: the name is free again.
+    RemoveStream { name: String, created_millis: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaResponse {
+    Done,
+    Stream(Stream),
+    Error(ShoalError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResponse {
+    /// Blank and membership entries, and commands sent to the wrong kind of group.
+    None,
+    Meta(MetaResponse),
+    /// Records were stored at offsets `0..count` of entry `log_index`.
+    Appended { log_index: u64, count: u32, arrival_millis: u64 },
+}

@@ -1,0 +1,249 @@
+//! The state machine of a group: shared bookkeeping (applied id, membership,
+//! snapshots) around either a shard's records or the metadata state.
+//!
+//! Applying writes to RocksDB without an fsync: every applied entry is already
+//! durable in the Raft log, and after a crash openraft re-applies from the last
+//! applied id this state machine persisted. Applying the same entry twice writes
+//! the same keys with the same values, so re-application is harmless.
+//!
+//! Snapshots are built cheaply: a shard's snapshot records only its metadata, and
+//! the records are read out when a lagging follower actually needs them (in
+//! [`RaftStateMachine::get_current_snapshot`]). Such a dump may hold records newer
+//! than the snapshot's last log id; they are committed and re-applying their
+//! entries rewrites them identically.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+use shoal_storage::{Cf, NodeDb, keys};
+use shoal_types::{GroupId, NodeId, NodeInfo};
+use tokio::sync::watch;
+
+use crate::command::{Command, CommandResponse};
+use crate::log_store::{decode, encode};
+use crate::meta_state::MetaState;
+use crate::shard_state::{self, ShardDump, ShardProgress};
+use crate::type_config::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+
+const APPLIED: &str = "applied";
+const META_STATE: &str = "meta";
+const PROGRESS: &str = "progress";
+const SNAPSHOT: &str = "snapshot";
+
+/// Where a group publishes its state as it applies entries.
+#[derive(Clone)]
+pub enum StateWatch {
+    Meta(watch::Sender<Arc<MetaState>>),
+    Shard(watch::Sender<ShardProgress>),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AppliedState {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+enum GroupData {
+    Meta { state: MetaState, watch: watch::Sender<Arc<MetaState>> },
+    Shard { progress: ShardProgress, watch: watch::Sender<ShardProgress> },
+}
+
+pub struct GroupStateMachine {
+    db: NodeDb,
+    group: GroupId,
+    applied: AppliedState,
+    data: GroupData,
+}
+
+impl GroupStateMachine {
+    /// Loads the group's state machine from the database (empty for a new group)
+    /// and publishes its current state on `watch`.
+    pub fn open(db: NodeDb, group: GroupId, watch: StateWatch) -> std::io::Result<Self> {
+        let read = |name: &str| db.get(Cf::StateMachine, &keys::group_named(group, name));
+        let applied = match read(APPLIED)? {
+            Some(bytes) => decode(&bytes)?,
+            None => AppliedState::default(),
+        };
+        let data = match watch {
+            StateWatch::Meta(watch) => {
+                let state: MetaState = match read(META_STATE)? {
+                    Some(bytes) => decode(&bytes)?,
+                    None => MetaState::default(),
+                };
+                watch.send_replace(Arc::new(state.clone()));
+                GroupData::Meta { state, watch }
+            }
+            StateWatch::Shard(watch) => {
+                let progress: ShardProgress = match read(PROGRESS)? {
+                    Some(bytes) => decode(&bytes)?,
+                    None => ShardProgress::default(),
+                };
+                watch.send_replace(progress);
+                GroupData::Shard { progress, watch }
+            }
+        };
+        Ok(GroupStateMachine { db, group, applied, data })
+    }
+
+    fn key(&self, name: &str) -> Vec<u8> {
+        keys::group_named(self.group, name)
+    }
+
+    fn nodes(&self) -> BTreeMap<NodeId, NodeInfo> {
+        self.applied.membership.nodes().map(|(id, node)| (*id, node.clone())).collect()
+    }
+
+    fn publish(&self) {
+        match &self.data {
+            GroupData::Meta { state, watch } => {
+                watch.send_replace(Arc::new(state.clone()));
+            }
+            GroupData::Shard { progress, watch } => {
+                watch.send_replace(*progress);
+            }
+        }
+    }
+
+    fn snapshot_data(&self) -> std::io::Result<Vec<u8>> {
+        match &self.data {
+            GroupData::Meta { state, .. } => encode(state),
+            GroupData::Shard { progress, .. } => encode(&shard_state::dump(&self.db, self.group, *progress)?),
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for GroupStateMachine {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = GroupSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), std::io::Error> {
+        Ok((self.applied.last_applied, self.applied.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), std::io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>> + Unpin + openraft::OptionalSend,
+    {
+        let db = self.db.clone();
+        let mut batch = db.batch();
+        let mut replies = Vec::new();
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let log_index = entry.log_id.index;
+            self.applied.last_applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => CommandResponse::None,
+                EntryPayload::Membership(membership) => {
+                    self.applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    CommandResponse::None
+                }
+                EntryPayload::Normal(command) => {
+                    let nodes = self.nodes();
+                    match (command, &mut self.data) {
+                        (Command::Meta(command), GroupData::Meta { state, .. }) => {
+                            CommandResponse::Meta(state.apply(command, &nodes))
+                        }
+                        (Command::Append(records), GroupData::Shard { progress, .. }) => {
+                            let count = shard_state::stage_append(&mut batch, self.group, log_index, &records, progress)?;
+                            CommandResponse::Appended { log_index, count, arrival_millis: records.arrival_millis }
+                        }
+                        (command, _) => {
+                            tracing::error!(group = self.group, %command, "command sent to the wrong kind of group");
+                            CommandResponse::None
+                        }
+                    }
+                }
+            };
+            if let Some(responder) = responder {
+                replies.push((responder, response));
+            }
+        }
+        batch.put(Cf::StateMachine, &self.key(APPLIED), &encode(&self.applied)?)?;
+        match &self.data {
+            GroupData::Meta { state, .. } => batch.put(Cf::StateMachine, &self.key(META_STATE), &encode(state)?)?,
+            GroupData::Shard { progress, .. } => batch.put(Cf::StateMachine, &self.key(PROGRESS), &encode(progress)?)?,
+        }
+        batch.commit()?;
+        self.publish();
+        for (responder, response) in replies {
+            responder.send(response);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let meta_state = match &self.data {
+            GroupData::Meta { state, .. } => Some(state.clone()),
+            GroupData::Shard { .. } => None,
+        };
+        GroupSnapshotBuilder { db: self.db.clone(), group: self.group, applied: self.applied.clone(), meta_state }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> Result<(), std::io::Error> {
+        let db = self.db.clone();
+        let mut batch = db.batch();
+        match &mut self.data {
+            GroupData::Meta { state, .. } => {
+                *state = decode(&snapshot)?;
+                batch.put(Cf::StateMachine, &keys::group_named(self.group, META_STATE), &snapshot)?;
+            }
+            GroupData::Shard { progress, .. } => {
+                let dump: ShardDump = decode(&snapshot)?;
+                shard_state::stage_restore(&mut batch, self.group, &dump)?;
+                *progress = dump.progress;
+                batch.put(Cf::StateMachine, &keys::group_named(self.group, PROGRESS), &encode(progress)?)?;
+            }
+        }
+        self.applied = AppliedState { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        batch.put(Cf::StateMachine, &self.key(APPLIED), &encode(&self.applied)?)?;
+        let stored = StoredSnapshot { meta: meta.clone(), meta_state: matches!(self.data, GroupData::Meta { .. }).then(|| snapshot.clone()) };
+        batch.put(Cf::StateMachine, &self.key(SNAPSHOT), &encode(&stored)?)?;
+        batch.commit_synced()?;
+        self.publish();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, std::io::Error> {
+        let Some(bytes) = self.db.get(Cf::StateMachine, &self.key(SNAPSHOT))? else { return Ok(None) };
+        let stored: StoredSnapshot = decode(&bytes)?;
+        let data = match stored.meta_state {
+            Some(meta_state) => meta_state,
+            None => self.snapshot_data()?,
+        };
+        Ok(Some(Snapshot { meta: stored.meta, snapshot: data }))
+    }
+}
+
+/// What a group keeps of its latest snapshot: the metadata, and for the metadata
+/// group the state as of that point (shards read their records when sending).
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    meta_state: Option<Vec<u8>>,
+}
+
+pub struct GroupSnapshotBuilder {
+    db: NodeDb,
+    group: GroupId,
+    applied: AppliedState,
+    meta_state: Option<MetaState>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, std::io::Error> {
+        let meta = SnapshotMeta { last_log_id: self.applied.last_applied, last_membership: self.applied.membership.clone() };
+        let meta_state = match &self.meta_state {
+            Some(state) => Some(encode(state)?),
+            None => None,
+        };
+        let stored = StoredSnapshot { meta: meta.clone(), meta_state: meta_state.clone() };
+        self.db.put_synced(Cf::StateMachine, &keys::group_named(self.group, SNAPSHOT), &encode(&stored)?)?;
+        Ok(Snapshot { meta, snapshot: meta_state.unwrap_or_default() })
+    }
+}

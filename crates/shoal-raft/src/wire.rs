@@ -1,0 +1,55 @@
+//! Raft RPCs on the wire: bincode inside the `RaftTransport` gRPC service, and the
+//! code that hands a received RPC to the local group.
+
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::log_store::{decode, encode};
+use crate::type_config::{GroupRaft, Snapshot, SnapshotMeta, TypeConfig, Vote};
+
+#[derive(Serialize, Deserialize)]
+pub enum RaftRequest {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<TypeConfig>),
+    PreVote(VoteRequest<TypeConfig>),
+    Snapshot { vote: Vote, meta: SnapshotMeta, data: Vec<u8> },
+    TransferLeader(TransferLeaderRequest<TypeConfig>),
+}
+
+impl RaftRequest {
+    pub fn encode(&self) -> std::io::Result<Vec<u8>> {
+        encode(self)
+    }
+    pub fn decode(bytes: &[u8]) -> std::io::Result<Self> {
+        decode(bytes)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub enum RaftResponse {
+    Append(AppendEntriesResponse<TypeConfig>),
+    Vote(VoteResponse<TypeConfig>),
+    Snapshot(SnapshotResponse<TypeConfig>),
+    TransferLeader(TransferLeaderResponse<TypeConfig>),
+}
+
+/// Runs a received RPC against the local group and encodes its outcome.
+pub async fn handle(raft: &GroupRaft, request: RaftRequest) -> Result<Vec<u8>, String> {
+    let response = match request {
+        RaftRequest::Append(rpc) => raft.append_entries(rpc).await.map(RaftResponse::Append).map_err(|e| e.to_string())?,
+        RaftRequest::Vote(rpc) => raft.vote(rpc).await.map(RaftResponse::Vote).map_err(|e| e.to_string())?,
+        RaftRequest::PreVote(rpc) => raft.pre_vote(rpc).await.map(RaftResponse::Vote).map_err(|e| e.to_string())?,
+        RaftRequest::Snapshot { vote, meta, data } => raft
+            .install_full_snapshot(vote, Snapshot { meta, snapshot: data })
+            .await
+            .map(RaftResponse::Snapshot)
+            .map_err(|e| e.to_string())?,
+        RaftRequest::TransferLeader(req) => {
+            raft.handle_transfer_leader(req).await.map(RaftResponse::TransferLeader).map_err(|e| e.to_string())?
+        }
+    };
+    encode(&response).map_err(|e| e.to_string())
+}

@@ -1,0 +1,19 @@
+//! The one RocksDB of a Shoal node, shared by every Raft group it hosts.
+//!
+//! This is the only crate that links RocksDB. It offers:
+//!
+//! * [`NodeDb`]: the database with a few fixed column families ([`Cf`]); every
+//!   group's keys are prefixed by its big-endian group id ([`keys`]), so one
+//!   `WriteBatch` can cover many groups and one WAL serves them all;
+//! * [`WalSyncer`](wal_syncer): group commit — callers write without syncing and
+//!   queue a completion; one thread fsyncs the WAL once for everything queued and
+//!   then completes them all.
+
+mod column_family;
+mod node_db;
+mod wal_syncer;
+
+pub mod keys;
+
+pub use column_family::Cf;
+pub use node_db::{Batch, NodeDb};

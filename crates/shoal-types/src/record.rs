@@ -1,0 +1,48 @@
+//! Records as producers send them and as shards store them.
+
+use serde::{Deserialize, Serialize};
+
+/// A record as a producer hands it to PutRecord(s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub partition_key: String,
+    pub explicit_hash_key: Option<String>,
+    pub data: Vec<u8>,
+}
+
+impl Record {
+    /// Bytes that count against the record size limit: key plus data.
+    pub fn billed_size(&self) -> usize {
+        self.partition_key.len() + self.data.len()
+    }
+}
+
+/// Where a record sits in its shard's replicated log: the Raft log index of the
+/// entry that carried it and its offset inside that entry. Positions order records
+/// exactly as the shard does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RecordPosition {
+    pub log_index: u64,
+    pub offset: u32,
+}
+
+impl RecordPosition {
+    pub const START: RecordPosition = RecordPosition { log_index: 0, offset: 0 };
+
+    /// The position just after this one.
+    pub fn next(self) -> RecordPosition {
+        match self.offset.checked_add(1) {
+            Some(offset) => RecordPosition { log_index: self.log_index, offset },
+            None => RecordPosition { log_index: self.log_index + 1, offset: 0 },
+        }
+    }
+}
+
+/// A record as a shard keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRecord {
+    pub partition_key: String,
+    pub data: Vec<u8>,
+    /// When the shard leader accepted the record; never decreases within a shard.
+    pub arrival_millis: u64,
+}

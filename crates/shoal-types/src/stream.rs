@@ -1,0 +1,127 @@
+//! Streams and shards as the metadata group records them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash_key::{HashKey, HashKeyRange};
+use crate::node::NodeId;
+use crate::record::RecordPosition;
+use crate::sequence_number::SequenceNumber;
+use crate::shard_id::ShardId;
+
+/// Identifies one Raft group on the cluster. Group 0 is the metadata group; every
+/// shard gets a fresh id that is never reused.
+pub type GroupId = u64;
+
+pub const META_GROUP_ID: GroupId = 0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamStatus {
+    Creating,
+    Active,
+    Updating,
+    Deleting,
+}
+
+impl StreamStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamStatus::Creating => "CREATING",
+            StreamStatus::Active => "ACTIVE",
+            StreamStatus::Updating => "UPDATING",
+            StreamStatus::Deleting => "DELETING",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub id: ShardId,
+    /// The Raft group that replicates this shard.
+    pub group_id: GroupId,
+    pub hash_key_range: HashKeyRange,
+    pub parent: Option<ShardId>,
+    pub adjacent_parent: Option<ShardId>,
+    /// Replica nodes, one per zone; the first is the preferred leader.
+    pub replicas: Vec<NodeId>,
+    /// Set once the shard's group has elected a leader.
+    pub ready: bool,
+    /// Set when the shard was closed by resharding: the last position it holds.
+    pub closed_at: Option<RecordPosition>,
+}
+
+impl Shard {
+    pub fn is_open(&self) -> bool {
+        self.closed_at.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stream {
+    pub name: String,
+    pub status: StreamStatus,
+    pub created_millis: u64,
+    pub retention_hours: u32,
+    pub shards: Vec<Shard>,
+}
+
+impl Stream {
+    pub fn epoch_secs(&self) -> u64 {
+        self.created_millis / 1000
+    }
+
+    pub fn shard(&self, id: ShardId) -> Option<&Shard> {
+        self.shards.iter().find(|s| s.id == id)
+    }
+
+    pub fn open_shards(&self) -> impl Iterator<Item = &Shard> {
+        self.shards.iter().filter(|s| s.is_open())
+    }
+
+    /// The open shard whose hash-key range holds `key`.
+    pub fn route(&self, key: HashKey) -> Option<&Shard> {
+        self.open_shards().find(|s| s.hash_key_range.contains(key))
+    }
+
+    pub fn sequence_number(&self, shard: ShardId, position: RecordPosition) -> SequenceNumber {
+        SequenceNumber { stream_epoch_secs: self.epoch_secs(), shard_index: shard.index(), position }
+    }
+
+    /// The first sequence number a shard could hold, shown as StartingSequenceNumber.
+    pub fn starting_sequence_number(&self, shard: ShardId) -> SequenceNumber {
+        self.sequence_number(shard, RecordPosition::START)
+    }
+
+    /// The ARN AWS would give this stream.
+    pub fn arn(&self, region: &str, account: &str) -> String {
+        format!("arn:aws:kinesis:{region}:{account}:stream/{}", self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_hash_key_range() {
+        let shards = HashKeyRange::split_evenly(4)
+            .into_iter()
+            .enumerate()
+            .map(|(i, range)| Shard {
+                id: ShardId(i as u32),
+                group_id: i as u64 + 1,
+                hash_key_range: range,
+                parent: None,
+                adjacent_parent: None,
+                replicas: vec![1, 2, 3],
+                ready: true,
+                closed_at: None,
+            })
+            .collect();
+        let stream = Stream { name: "s".into(), status: StreamStatus::Active, created_millis: 0, retention_hours: 24, shards };
+        assert_eq!(stream.route(HashKey(0)).unwrap().id, ShardId(0));
+        assert_eq!(stream.route(HashKey(u128::MAX)).unwrap().id, ShardId(3));
+        assert_eq!(stream.route(HashKey(u128::MAX / 2)).unwrap().id, ShardId(1));
+        // MD5("a") starts with 0x0c: the first quarter.
+        assert_eq!(stream.route(HashKey::from_partition_key("a")).unwrap().id, ShardId(0));
+    }
+}

@@ -1,0 +1,149 @@
+//! Input validation with the messages Kinesis users know.
+
+use crate::error::{ErrorCode, ShoalError, ShoalResult};
+use crate::limits::*;
+use crate::record::Record;
+
+pub fn validate_stream_name(name: &str) -> ShoalResult<()> {
+    let valid_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if name.is_empty() || name.len() > MAX_STREAM_NAME_CHARS || !valid_chars {
+        return Err(ShoalError::new(
+            ErrorCode::Validation,
+            format!(
+                "1 validation error detected: Value '{name}' at 'streamName' failed to satisfy constraint: Member must have length between 1 and {MAX_STREAM_NAME_CHARS} and match pattern [a-zA-Z0-9_.-]+"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_shard_count(count: u32) -> ShoalResult<()> {
+    if count == 0 || count > MAX_SHARDS_PER_STREAM {
+        return Err(ShoalError::invalid_argument(format!(
+            "ShardCount {count} is invalid: it must be between 1 and {MAX_SHARDS_PER_STREAM}."
+        )));
+    }
+    Ok(())
+}
+
+pub fn validate_retention_hours(hours: u32) -> ShoalResult<()> {
+    if hours < MIN_RETENTION_HOURS {
+        return Err(ShoalError::invalid_argument(format!(
+            "Minimum allowed retention period is {MIN_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too short."
+        )));
+    }
+    if hours > MAX_RETENTION_HOURS {
+        return Err(ShoalError::invalid_argument(format!(
+            "Maximum allowed retention period is {MAX_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too long."
+        )));
+    }
+    Ok(())
+}
+
+/// Checks one record; `index` names it in the message as the AWS model does.
+pub fn validate_record(record: &Record, index: Option<usize>) -> ShoalResult<()> {
+    let at = |field: &str| match index {
+        Some(i) => format!("records.{}.member.{field}", i + 1),
+        None => field.to_string(),
+    };
+    let key_chars = record.partition_key.chars().count();
+    if key_chars == 0 || key_chars > MAX_PARTITION_KEY_CHARS {
+        return Err(ShoalError::new(
+            ErrorCode::Validation,
+            format!(
+                "1 validation error detected: Value at '{}' failed to satisfy constraint: Member must have length between 1 and {MAX_PARTITION_KEY_CHARS}",
+                at("partitionKey")
+            ),
+        ));
+    }
+    if record.billed_size() > MAX_RECORD_BYTES {
+        return Err(ShoalError::new(
+            ErrorCode::Validation,
+            format!(
+                "1 validation error detected: Value at '{}' failed to satisfy constraint: Member must have length less than or equal to {MAX_RECORD_BYTES} (partition key plus data is {} bytes)",
+                at("data"),
+                record.billed_size()
+            ),
+        ));
+    }
+    if let Some(explicit) = &record.explicit_hash_key {
+        crate::hash_key::HashKey::parse_explicit(explicit)?;
+    }
+    Ok(())
+}
+
+/// Checks a whole PutRecords batch before anything is written.
+pub fn validate_put_records(records: &[Record]) -> ShoalResult<()> {
+    if records.is_empty() {
+        return Err(ShoalError::new(
+            ErrorCode::Validation,
+            "1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length greater than or equal to 1",
+        ));
+    }
+    if records.len() > MAX_RECORDS_PER_PUT {
+        return Err(ShoalError::new(
+            ErrorCode::Validation,
+            format!(
+                "1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length less than or equal to {MAX_RECORDS_PER_PUT}"
+            ),
+        ));
+    }
+    let total: usize = records.iter().map(Record::billed_size).sum();
+    if total > MAX_PUT_RECORDS_BYTES {
+        return Err(ShoalError::invalid_argument(format!(
+            "Records size exceeds 5 MB limit: the request holds {total} bytes of partition keys and data."
+        )));
+    }
+    for (i, record) in records.iter().enumerate() {
+        validate_record(record, Some(i))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &str, size: usize) -> Record {
+        Record { partition_key: key.into(), explicit_hash_key: None, data: vec![0; size] }
+    }
+
+    #[test]
+    fn stream_names() {
+        assert!(validate_stream_name("orders_2024.v1-a").is_ok());
+        for bad in ["", "has space", "slash/name", &"x".repeat(129), "ünïcode"] {
+            let err = validate_stream_name(bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::Validation);
+        }
+    }
+
+    #[test]
+    fn record_size_counts_key_and_data() {
+        assert!(validate_record(&record("k", MAX_RECORD_BYTES - 1), None).is_ok());
+        let err = validate_record(&record("kk", MAX_RECORD_BYTES - 1), Some(4)).unwrap_err();
+        assert!(err.message.contains("records.5.member.data"), "{}", err.message);
+    }
+
+    #[test]
+    fn partition_keys_are_1_to_256_chars() {
+        assert!(validate_record(&record("", 1), None).is_err());
+        assert!(validate_record(&record(&"é".repeat(256), 1), None).is_ok());
+        assert!(validate_record(&record(&"k".repeat(257), 1), None).is_err());
+    }
+
+    #[test]
+    fn batches_are_bounded() {
+        assert!(validate_put_records(&[]).is_err());
+        assert!(validate_put_records(&vec![record("k", 1); 500]).is_ok());
+        assert!(validate_put_records(&vec![record("k", 1); 501]).is_err());
+        let err = validate_put_records(&vec![record("k", 1024 * 1024 - 1); 6]).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn retention_bounds() {
+        assert!(validate_retention_hours(24).is_ok());
+        assert!(validate_retention_hours(23).is_err());
+        assert!(validate_retention_hours(8761).is_err());
+    }
+}
