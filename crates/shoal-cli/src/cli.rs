@@ -19,15 +19,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "SHOAL_LOG_FORMAT", default_value = "human")]
     pub log_format: String,
 
+    /// gRPC address of any node of the cluster (for client commands).
+    #[arg(long, short = 'e', global = true, env = "SHOAL_ENDPOINT", default_value = "127.0.0.1:50051")]
+    pub endpoint: String,
+
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct Endpoint {
-    /// gRPC address of any node of the cluster.
-    #[arg(long, short = 'e', env = "SHOAL_ENDPOINT", default_value = "127.0.0.1:50051")]
-    pub endpoint: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,26 +107,13 @@ pub enum StreamCommand {
         /// Number of shards (1 to 10000).
         #[arg(long, short = 's', default_value_t = 1)]
         shards: u32,
-        #[command(flatten)]
-        endpoint: Endpoint,
     },
     /// List streams.
-    List {
-        #[command(flatten)]
-        endpoint: Endpoint,
-    },
+    List,
     /// Show a stream and its shards.
-    Describe {
-        name: String,
-        #[command(flatten)]
-        endpoint: Endpoint,
-    },
+    Describe { name: String },
     /// Delete a stream and all its records.
-    Delete {
-        name: String,
-        #[command(flatten)]
-        endpoint: Endpoint,
-    },
+    Delete { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -145,8 +129,6 @@ pub struct PutArgs {
     /// Records per PutRecords call (1 to 500).
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
-    #[command(flatten)]
-    pub endpoint: Endpoint,
 }
 
 #[derive(Debug, Args)]
@@ -155,8 +137,6 @@ pub struct GetArgs {
     /// Print shard id, sequence number and partition key before each record, tab-separated.
     #[arg(long, short = 'v')]
     pub verbose: bool,
-    #[command(flatten)]
-    pub endpoint: Endpoint,
 }
 
 #[derive(Debug, Args)]
@@ -168,15 +148,10 @@ pub struct TailArgs {
     /// Print shard id, sequence number and partition key before each record.
     #[arg(long, short = 'v')]
     pub verbose: bool,
-    #[command(flatten)]
-    pub endpoint: Endpoint,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// Nodes, zones, which node leads which shard, and replication lag.
-    Status {
-        #[command(flatten)]
-        endpoint: Endpoint,
-    },
+    Status,
 }

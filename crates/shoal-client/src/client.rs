@@ -44,10 +44,8 @@ impl ShoalClient {
             .map_err(|e| ShoalError::invalid_argument(format!("invalid address {addr}: {e}")))?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true);
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| ShoalError::unavailable(format!("cannot connect to {addr}: {e}")))?;
+        let channel =
+            endpoint.connect().await.map_err(|e| ShoalError::unavailable(format!("cannot connect to {addr}: {e}")))?;
         Ok(Self::from_channel(channel))
     }
 
@@ -120,7 +118,11 @@ impl ShoalClient {
 
     /// Describes a stream with all of its shards (following pages).
     pub async fn describe_stream(&self, name: &str) -> ShoalResult<proto::StreamDescription> {
-        let mut request = proto::DescribeStreamRequest { stream_name: name.into(), limit: 0, exclusive_start_shard_id: String::new() };
+        let mut request = proto::DescribeStreamRequest {
+            stream_name: name.into(),
+            limit: 0,
+            exclusive_start_shard_id: String::new(),
+        };
         let mut all: Option<proto::StreamDescription> = None;
         loop {
             let page = self.retry(|| call!(self.streams, describe_stream, request.clone())).await?;
@@ -166,7 +168,11 @@ impl ShoalClient {
     }
 
     pub async fn list_shards(&self, name: &str) -> ShoalResult<Vec<proto::ShardDescription>> {
-        let mut request = proto::ListShardsRequest { stream_name: name.into(), max_results: 0, exclusive_start_shard_id: String::new() };
+        let mut request = proto::ListShardsRequest {
+            stream_name: name.into(),
+            max_results: 0,
+            exclusive_start_shard_id: String::new(),
+        };
         let mut all = Vec::new();
         loop {
             let page = self.retry(|| call!(self.streams, list_shards, request.clone())).await?;
@@ -179,7 +185,12 @@ impl ShoalClient {
         }
     }
 
-    pub async fn put_record(&self, stream: &str, partition_key: &str, data: Vec<u8>) -> ShoalResult<proto::PutRecordResponse> {
+    pub async fn put_record(
+        &self,
+        stream: &str,
+        partition_key: &str,
+        data: Vec<u8>,
+    ) -> ShoalResult<proto::PutRecordResponse> {
         let request = proto::PutRecordRequest {
             stream_name: stream.into(),
             record: Some(Record { data, partition_key: partition_key.into(), explicit_hash_key: None }),

@@ -30,11 +30,8 @@ pub fn to_status(error: ShoalError) -> Status {
 }
 
 pub fn from_status(status: &Status) -> ShoalError {
-    let typed = status
-        .metadata()
-        .get(ERROR_TYPE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(ErrorCode::from_aws_type);
+    let typed =
+        status.metadata().get(ERROR_TYPE_HEADER).and_then(|v| v.to_str().ok()).and_then(ErrorCode::from_aws_type);
     let code = typed.unwrap_or(match status.code() {
         Code::InvalidArgument => ErrorCode::InvalidArgument,
         Code::NotFound => ErrorCode::ResourceNotFound,
@@ -53,7 +50,9 @@ mod tests {
 
     #[test]
     fn every_error_survives_a_round_trip() {
-        for code in [ErrorCode::InvalidArgument, ErrorCode::ExpiredIterator, ErrorCode::Validation, ErrorCode::Unavailable] {
+        for code in
+            [ErrorCode::InvalidArgument, ErrorCode::ExpiredIterator, ErrorCode::Validation, ErrorCode::Unavailable]
+        {
             let back = from_status(&to_status(ShoalError::new(code, "why")));
             assert_eq!(back, ShoalError::new(code, "why"));
         }

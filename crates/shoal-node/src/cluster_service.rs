@@ -25,8 +25,10 @@ impl ClusterService {
     /// This node's view of every group it runs.
     fn local_groups(&self) -> proto::LocalGroupsResponse {
         let meta = self.node.meta_snapshot();
-        let shard_names: BTreeMap<u64, (String, String)> =
-            meta.shard_groups().map(|(stream, shard)| (shard.group_id, (stream.name.clone(), shard.id.to_string()))).collect();
+        let shard_names: BTreeMap<u64, (String, String)> = meta
+            .shard_groups()
+            .map(|(stream, shard)| (shard.group_id, (stream.name.clone(), shard.id.to_string())))
+            .collect();
         let mut groups: Vec<proto::GroupStatus> = self
             .node
             .groups
@@ -42,7 +44,9 @@ impl ClusterService {
                         replication
                             .iter()
                             .filter(|(id, _)| **id != self.node.id)
-                            .map(|(id, matched)| (*id, last_log_index.saturating_sub(matched.map(|m| m.index).unwrap_or(0))))
+                            .map(|(id, matched)| {
+                                (*id, last_log_index.saturating_sub(matched.map(|m| m.index).unwrap_or(0)))
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -71,13 +75,19 @@ impl ClusterService {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn local_groups(&self, _request: Request<proto::LocalGroupsRequest>) -> Result<Response<proto::LocalGroupsResponse>, Status> {
+    async fn local_groups(
+        &self,
+        _request: Request<proto::LocalGroupsRequest>,
+    ) -> Result<Response<proto::LocalGroupsResponse>, Status> {
         Ok(Response::new(self.local_groups()))
     }
 
     /// Asks every node for its groups and keeps, for each group, the report of
     /// its leader (which alone knows the followers' lag).
-    async fn status(&self, _request: Request<proto::ClusterStatusRequest>) -> Result<Response<proto::ClusterStatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<proto::ClusterStatusRequest>,
+    ) -> Result<Response<proto::ClusterStatusResponse>, Status> {
         let members = self.node.cluster_nodes();
         let mut nodes = Vec::new();
         let mut merged: BTreeMap<u64, proto::GroupStatus> = BTreeMap::new();
@@ -89,12 +99,21 @@ impl Cluster for ClusterService {
                     Ok(channel) => {
                         let mut client = ClusterClient::new(channel);
                         let call = client.local_groups(proto::LocalGroupsRequest {});
-                        tokio::time::timeout(Duration::from_secs(2), call).await.ok().and_then(|r| r.ok()).map(|r| r.into_inner())
+                        tokio::time::timeout(Duration::from_secs(2), call)
+                            .await
+                            .ok()
+                            .and_then(|r| r.ok())
+                            .map(|r| r.into_inner())
                     }
                     Err(_) => None,
                 }
             };
-            nodes.push(proto::NodeStatus { node_id: *id, zone: info.zone.clone(), addr: info.addr.clone(), reachable: report.is_some() });
+            nodes.push(proto::NodeStatus {
+                node_id: *id,
+                zone: info.zone.clone(),
+                addr: info.addr.clone(),
+                reachable: report.is_some(),
+            });
             for group in report.map(|r| r.groups).unwrap_or_default() {
                 let reporter_leads = group.leader_id == *id;
                 let keep = match merged.get(&group.group_id) {
@@ -107,6 +126,10 @@ impl Cluster for ClusterService {
             }
         }
         let meta_leader_id = self.node.meta.metrics().borrow_watched().current_leader.unwrap_or(0);
-        Ok(Response::new(proto::ClusterStatusResponse { nodes, groups: merged.into_values().collect(), meta_leader_id }))
+        Ok(Response::new(proto::ClusterStatusResponse {
+            nodes,
+            groups: merged.into_values().collect(),
+            meta_leader_id,
+        }))
     }
 }

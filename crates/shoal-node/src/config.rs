@@ -94,7 +94,12 @@ impl NodeConfig {
             "raft.election_timeout_millis must exceed raft.heartbeat_millis"
         );
         if let Some(me) = self.peers.iter().find(|p| p.id == self.id) {
-            anyhow::ensure!(me.zone == self.zone, "peer entry for this node says zone {} but the node is in {}", me.zone, self.zone);
+            anyhow::ensure!(
+                me.zone == self.zone,
+                "peer entry for this node says zone {} but the node is in {}",
+                me.zone,
+                self.zone
+            );
         }
         Ok(())
     }

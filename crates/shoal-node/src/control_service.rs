@@ -38,7 +38,10 @@ pub fn shard_description(stream: &Stream, shard: &Shard) -> proto::ShardDescript
         starting_hash_key: shard.hash_key_range.start.to_string(),
         ending_hash_key: shard.hash_key_range.end.to_string(),
         starting_sequence_number: stream.starting_sequence_number(shard.id).to_string(),
-        ending_sequence_number: shard.closed_at.map(|p| stream.sequence_number(shard.id, p).to_string()).unwrap_or_default(),
+        ending_sequence_number: shard
+            .closed_at
+            .map(|p| stream.sequence_number(shard.id, p).to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -66,7 +69,9 @@ fn shard_page<'a>(stream: &'a Stream, exclusive_start: &str, limit: usize) -> Sh
 fn page_limit(requested: u32, default: u32, max: u32, name: &str) -> ShoalResult<usize> {
     match requested {
         0 => Ok(default as usize),
-        n if n > max => Err(ShoalError::invalid_argument(format!("{name} {n} is invalid: it must be between 1 and {max}."))),
+        n if n > max => {
+            Err(ShoalError::invalid_argument(format!("{name} {n} is invalid: it must be between 1 and {max}.")))
+        }
         n => Ok(n as usize),
     }
 }
@@ -82,7 +87,9 @@ impl ControlService {
             Some(_) if is_forwarded(request) => {
                 Err(to_status(ShoalError::unavailable("metadata leadership is moving; retry")))
             }
-            Some((_, addr)) => Ok(Answerer::Leader(StreamControlClient::new(self.node.peers.channel(&addr).map_err(to_status)?))),
+            Some((_, addr)) => {
+                Ok(Answerer::Leader(StreamControlClient::new(self.node.peers.channel(&addr).map_err(to_status)?)))
+            }
         }
     }
 
@@ -97,11 +104,15 @@ fn relay<T>(result: Result<Response<T>, Status>) -> Result<Response<T>, Status> 
 
 #[tonic::async_trait]
 impl StreamControl for ControlService {
-    async fn create_stream(&self, request: Request<proto::CreateStreamRequest>) -> Result<Response<proto::CreateStreamResponse>, Status> {
+    async fn create_stream(
+        &self,
+        request: Request<proto::CreateStreamRequest>,
+    ) -> Result<Response<proto::CreateStreamResponse>, Status> {
         let message = request.get_ref().clone();
         validate_stream_name(&message.stream_name).map_err(to_status)?;
         validate_shard_count(message.shard_count).map_err(to_status)?;
-        let retention_hours = if message.retention_hours == 0 { DEFAULT_RETENTION_HOURS } else { message.retention_hours };
+        let retention_hours =
+            if message.retention_hours == 0 { DEFAULT_RETENTION_HOURS } else { message.retention_hours };
         validate_retention_hours(retention_hours).map_err(to_status)?;
         if let Answerer::Leader(mut leader) = self.answerer(&request).await? {
             return relay(leader.create_stream(forwarded(message)).await);
@@ -117,7 +128,10 @@ impl StreamControl for ControlService {
         Ok(Response::new(proto::CreateStreamResponse {}))
     }
 
-    async fn delete_stream(&self, request: Request<proto::DeleteStreamRequest>) -> Result<Response<proto::DeleteStreamResponse>, Status> {
+    async fn delete_stream(
+        &self,
+        request: Request<proto::DeleteStreamRequest>,
+    ) -> Result<Response<proto::DeleteStreamResponse>, Status> {
         let message = request.get_ref().clone();
         validate_stream_name(&message.stream_name).map_err(to_status)?;
         if let Answerer::Leader(mut leader) = self.answerer(&request).await? {
@@ -130,15 +144,20 @@ impl StreamControl for ControlService {
         Ok(Response::new(proto::DeleteStreamResponse {}))
     }
 
-    async fn describe_stream(&self, request: Request<proto::DescribeStreamRequest>) -> Result<Response<proto::DescribeStreamResponse>, Status> {
+    async fn describe_stream(
+        &self,
+        request: Request<proto::DescribeStreamRequest>,
+    ) -> Result<Response<proto::DescribeStreamResponse>, Status> {
         let message = request.get_ref().clone();
         validate_stream_name(&message.stream_name).map_err(to_status)?;
         if let Answerer::Leader(mut leader) = self.answerer(&request).await? {
             return relay(leader.describe_stream(forwarded(message)).await);
         }
-        let limit = page_limit(message.limit, MAX_DESCRIBE_STREAM_LIMIT, MAX_DESCRIBE_STREAM_LIMIT, "Limit").map_err(to_status)?;
+        let limit = page_limit(message.limit, MAX_DESCRIBE_STREAM_LIMIT, MAX_DESCRIBE_STREAM_LIMIT, "Limit")
+            .map_err(to_status)?;
         let stream = self.stream(&message.stream_name).map_err(to_status)?;
-        let (shards, has_more_shards) = shard_page(&stream, &message.exclusive_start_shard_id, limit).map_err(to_status)?;
+        let (shards, has_more_shards) =
+            shard_page(&stream, &message.exclusive_start_shard_id, limit).map_err(to_status)?;
         Ok(Response::new(proto::DescribeStreamResponse {
             stream: Some(proto::StreamDescription {
                 summary: Some(stream_summary(&stream)),
@@ -161,12 +180,16 @@ impl StreamControl for ControlService {
         Ok(Response::new(proto::DescribeStreamSummaryResponse { summary: Some(stream_summary(&stream)) }))
     }
 
-    async fn list_streams(&self, request: Request<proto::ListStreamsRequest>) -> Result<Response<proto::ListStreamsResponse>, Status> {
+    async fn list_streams(
+        &self,
+        request: Request<proto::ListStreamsRequest>,
+    ) -> Result<Response<proto::ListStreamsResponse>, Status> {
         let message = request.get_ref().clone();
         if let Answerer::Leader(mut leader) = self.answerer(&request).await? {
             return relay(leader.list_streams(forwarded(message)).await);
         }
-        let limit = page_limit(message.limit, DEFAULT_LIST_STREAMS_LIMIT, MAX_LIST_STREAMS_LIMIT, "Limit").map_err(to_status)?;
+        let limit = page_limit(message.limit, DEFAULT_LIST_STREAMS_LIMIT, MAX_LIST_STREAMS_LIMIT, "Limit")
+            .map_err(to_status)?;
         let meta = self.node.meta_snapshot();
         let start = message.exclusive_start_stream_name;
         let mut streams: Vec<&Stream> = meta.streams.values().filter(|s| start.is_empty() || s.name > start).collect();
@@ -178,18 +201,23 @@ impl StreamControl for ControlService {
         }))
     }
 
-    async fn list_shards(&self, request: Request<proto::ListShardsRequest>) -> Result<Response<proto::ListShardsResponse>, Status> {
+    async fn list_shards(
+        &self,
+        request: Request<proto::ListShardsRequest>,
+    ) -> Result<Response<proto::ListShardsResponse>, Status> {
         let message = request.get_ref().clone();
         validate_stream_name(&message.stream_name).map_err(to_status)?;
         if let Answerer::Leader(mut leader) = self.answerer(&request).await? {
             return relay(leader.list_shards(forwarded(message)).await);
         }
-        let limit = page_limit(message.max_results, DEFAULT_LIST_SHARDS_RESULTS, MAX_LIST_SHARDS_RESULTS, "MaxResults").map_err(to_status)?;
+        let limit = page_limit(message.max_results, DEFAULT_LIST_SHARDS_RESULTS, MAX_LIST_SHARDS_RESULTS, "MaxResults")
+            .map_err(to_status)?;
         let stream = self.stream(&message.stream_name).map_err(to_status)?;
         if stream.status == StreamStatus::Deleting {
             return Err(to_status(ShoalError::stream_not_found(&stream.name)));
         }
-        let (shards, has_more_shards) = shard_page(&stream, &message.exclusive_start_shard_id, limit).map_err(to_status)?;
+        let (shards, has_more_shards) =
+            shard_page(&stream, &message.exclusive_start_shard_id, limit).map_err(to_status)?;
         Ok(Response::new(proto::ListShardsResponse {
             shards: shards.into_iter().map(|s| shard_description(&stream, s)).collect(),
             has_more_shards,

@@ -12,8 +12,8 @@ use shoal_raft::shard_state;
 use shoal_types::limits::{MAX_GET_RECORDS_BYTES, MAX_GET_RECORDS_LIMIT};
 use shoal_types::validation::{validate_put_records, validate_record};
 use shoal_types::{
-    ErrorCode, HashKey, IteratorStart, Record, RecordPosition, Shard, ShardId, ShardIterator, ShoalError, ShoalResult, Stream,
-    now_millis,
+    ErrorCode, HashKey, IteratorStart, Record, RecordPosition, Shard, ShardId, ShardIterator, ShoalError, ShoalResult,
+    Stream, now_millis,
 };
 use tonic::{Request, Response, Status};
 
@@ -89,7 +89,10 @@ impl DataService {
                     Ok(appended) => proto::PutRecordsResultEntry {
                         shard_id: shard_id.to_string(),
                         sequence_number: stream
-                            .sequence_number(shard_id, RecordPosition { log_index: appended.log_index, offset: offset as u32 })
+                            .sequence_number(
+                                shard_id,
+                                RecordPosition { log_index: appended.log_index, offset: offset as u32 },
+                            )
                             .to_string(),
                         ..Default::default()
                     },
@@ -112,7 +115,13 @@ impl DataService {
         Ok(proto::PutRecordsResponse { failed_record_count: failed, records: results })
     }
 
-    async fn shard_iterator(&self, request: &proto::GetShardIteratorRequest, handle: &crate::groups::GroupHandle, stream: &Stream, shard: &Shard) -> ShoalResult<String> {
+    async fn shard_iterator(
+        &self,
+        request: &proto::GetShardIteratorRequest,
+        handle: &crate::groups::GroupHandle,
+        stream: &Stream,
+        shard: &Shard,
+    ) -> ShoalResult<String> {
         let start = IteratorStart::from_request(
             &request.shard_iterator_type,
             Some(request.starting_sequence_number.as_str()).filter(|s| !s.is_empty()),
@@ -138,9 +147,11 @@ impl DataService {
                 belongs(&seq)?;
                 seq.position.next()
             }
-            IteratorStart::AtTimestamp { millis } => shard_state::position_at_timestamp(&self.node.db, shard.group_id, millis)
-                .map_err(|e| ShoalError::internal(e.to_string()))?
-                .unwrap_or(handle.progress().next_position),
+            IteratorStart::AtTimestamp { millis } => {
+                shard_state::position_at_timestamp(&self.node.db, shard.group_id, millis)
+                    .map_err(|e| ShoalError::internal(e.to_string()))?
+                    .unwrap_or(handle.progress().next_position)
+            }
         };
         let iterator = ShardIterator {
             stream_name: stream.name.clone(),
@@ -152,13 +163,28 @@ impl DataService {
         Ok(iterator.encode())
     }
 
-    fn read(&self, iterator: &ShardIterator, limit: u32, handle: &crate::groups::GroupHandle, shard: &Shard, stream: &Stream) -> ShoalResult<proto::GetRecordsResponse> {
-        let read = shard_state::read_records(&self.node.db, shard.group_id, iterator.position, limit as usize, MAX_GET_RECORDS_BYTES)
-            .map_err(|e| ShoalError::internal(format!("reading {}: {e}", shard.id)))?;
+    fn read(
+        &self,
+        iterator: &ShardIterator,
+        limit: u32,
+        handle: &crate::groups::GroupHandle,
+        shard: &Shard,
+        stream: &Stream,
+    ) -> ShoalResult<proto::GetRecordsResponse> {
+        let read = shard_state::read_records(
+            &self.node.db,
+            shard.group_id,
+            iterator.position,
+            limit as usize,
+            MAX_GET_RECORDS_BYTES,
+        )
+        .map_err(|e| ShoalError::internal(format!("reading {}: {e}", shard.id)))?;
         let progress = handle.progress();
         let next_position = read.last().map(|r| r.position.next()).unwrap_or(iterator.position);
         let millis_behind_latest = match read.last() {
-            Some(last) if next_position < progress.next_position => now_millis().saturating_sub(last.record.arrival_millis),
+            Some(last) if next_position < progress.next_position => {
+                now_millis().saturating_sub(last.record.arrival_millis)
+            }
             _ => 0,
         };
         metrics::counter!("shoal_records_read_total").increment(read.len() as u64);
@@ -178,22 +204,32 @@ impl DataService {
 
 #[tonic::async_trait]
 impl Records for DataService {
-    async fn put_record(&self, request: Request<proto::PutRecordRequest>) -> Result<Response<proto::PutRecordResponse>, Status> {
+    async fn put_record(
+        &self,
+        request: Request<proto::PutRecordRequest>,
+    ) -> Result<Response<proto::PutRecordResponse>, Status> {
         let request = request.into_inner();
         let entry = request.record.ok_or_else(|| to_status(ShoalError::invalid_argument("Record must be given.")))?;
         let record = to_record(entry);
         validate_record(&record, None).map_err(to_status)?;
         let mut response = self.put_many(&request.stream_name, vec![record]).await.map_err(to_status)?;
-        let result = response.records.pop().ok_or_else(|| to_status(ShoalError::internal("no result for the record")))?;
+        let result =
+            response.records.pop().ok_or_else(|| to_status(ShoalError::internal("no result for the record")))?;
         if !result.error_code.is_empty() {
             let code = ErrorCode::from_aws_type(&result.error_code).unwrap_or(ErrorCode::InternalFailure);
             let code = if code == ErrorCode::InternalFailure { ErrorCode::Unavailable } else { code };
             return Err(to_status(ShoalError::new(code, result.error_message)));
         }
-        Ok(Response::new(proto::PutRecordResponse { shard_id: result.shard_id, sequence_number: result.sequence_number }))
+        Ok(Response::new(proto::PutRecordResponse {
+            shard_id: result.shard_id,
+            sequence_number: result.sequence_number,
+        }))
     }
 
-    async fn put_records(&self, request: Request<proto::PutRecordsRequest>) -> Result<Response<proto::PutRecordsResponse>, Status> {
+    async fn put_records(
+        &self,
+        request: Request<proto::PutRecordsRequest>,
+    ) -> Result<Response<proto::PutRecordsResponse>, Status> {
         let request = request.into_inner();
         let records: Vec<Record> = request.records.into_iter().map(to_record).collect();
         validate_put_records(&records).map_err(to_status)?;
@@ -201,7 +237,10 @@ impl Records for DataService {
         Ok(Response::new(response))
     }
 
-    async fn get_shard_iterator(&self, request: Request<proto::GetShardIteratorRequest>) -> Result<Response<proto::GetShardIteratorResponse>, Status> {
+    async fn get_shard_iterator(
+        &self,
+        request: Request<proto::GetShardIteratorRequest>,
+    ) -> Result<Response<proto::GetShardIteratorResponse>, Status> {
         let was_forwarded = is_forwarded(&request);
         let request = request.into_inner();
         let stream = self.node.stream(&request.stream_name).await.map_err(to_status)?;
@@ -218,7 +257,9 @@ impl Records for DataService {
                 let iterator = self.shard_iterator(&request, &handle, &stream, shard).await.map_err(to_status)?;
                 Ok(Response::new(proto::GetShardIteratorResponse { shard_iterator: iterator }))
             }
-            ShardLeader::Remote { .. } if was_forwarded => Err(to_status(ShoalError::unavailable("shard leadership is moving; retry"))),
+            ShardLeader::Remote { .. } if was_forwarded => {
+                Err(to_status(ShoalError::unavailable("shard leadership is moving; retry")))
+            }
             ShardLeader::Remote { addr, .. } => {
                 let mut peer = self.peer_records(&addr).map_err(to_status)?;
                 peer.get_shard_iterator(forwarded(request)).await.map_err(|s| to_status(from_status(&s)))
@@ -226,7 +267,10 @@ impl Records for DataService {
         }
     }
 
-    async fn get_records(&self, request: Request<proto::GetRecordsRequest>) -> Result<Response<proto::GetRecordsResponse>, Status> {
+    async fn get_records(
+        &self,
+        request: Request<proto::GetRecordsRequest>,
+    ) -> Result<Response<proto::GetRecordsResponse>, Status> {
         let was_forwarded = is_forwarded(&request);
         let request = request.into_inner();
         let limit = match request.limit {
@@ -250,8 +294,12 @@ impl Records for DataService {
             .shard(ShardId(iterator.shard_index))
             .ok_or_else(|| to_status(ShoalError::invalid_argument("Invalid ShardIterator.")))?;
         match locate(&self.node, shard, LEADER_WAIT).await.map_err(to_status)? {
-            ShardLeader::Local(handle) => Ok(Response::new(self.read(&iterator, limit, &handle, shard, &stream).map_err(to_status)?)),
-            ShardLeader::Remote { .. } if was_forwarded => Err(to_status(ShoalError::unavailable("shard leadership is moving; retry"))),
+            ShardLeader::Local(handle) => {
+                Ok(Response::new(self.read(&iterator, limit, &handle, shard, &stream).map_err(to_status)?))
+            }
+            ShardLeader::Remote { .. } if was_forwarded => {
+                Err(to_status(ShoalError::unavailable("shard leadership is moving; retry")))
+            }
             ShardLeader::Remote { addr, .. } => {
                 let mut peer = self.peer_records(&addr).map_err(to_status)?;
                 peer.get_records(forwarded(request)).await.map_err(|s| to_status(from_status(&s)))

@@ -37,7 +37,9 @@ pub async fn propose(node: &Node, command: MetaCommand) -> ShoalResult<MetaRespo
             Err(error) => Err(error),
         };
         match attempt {
-            Err(error) if error.code == shoal_types::ErrorCode::Unavailable && tokio::time::Instant::now() < deadline => {
+            Err(error)
+                if error.code == shoal_types::ErrorCode::Unavailable && tokio::time::Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             other => return other,
@@ -52,5 +54,6 @@ async fn propose_remote(node: &Node, addr: &str, command: &MetaCommand) -> Shoal
         .propose_meta(MetaProposal { command: bytes })
         .await
         .map_err(|status| from_status(&status))?;
-    bincode::deserialize(&reply.into_inner().response).map_err(|e| ShoalError::internal(format!("bad metadata reply: {e}")))
+    bincode::deserialize(&reply.into_inner().response)
+        .map_err(|e| ShoalError::internal(format!("bad metadata reply: {e}")))
 }

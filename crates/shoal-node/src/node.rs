@@ -14,7 +14,9 @@ use shoal_proto::v1::cluster_server::ClusterServer;
 use shoal_proto::v1::raft_transport_server::RaftTransportServer;
 use shoal_proto::v1::records_server::RecordsServer;
 use shoal_proto::v1::stream_control_server::StreamControlServer;
-use shoal_raft::{GroupLogStore, GroupRaft, GroupStateMachine, MetaState, NetworkFaults, PeerNetwork, StateWatch, raft_config};
+use shoal_raft::{
+    GroupLogStore, GroupRaft, GroupStateMachine, MetaState, NetworkFaults, PeerNetwork, StateWatch, raft_config,
+};
 use shoal_storage::NodeDb;
 use shoal_types::stream::META_GROUP_ID;
 use shoal_types::{NodeId, NodeInfo, ShoalError, ShoalResult, Stream, StreamStatus};
@@ -107,7 +109,8 @@ impl Node {
         match leader {
             Some(id) if id == self.id => Ok(None),
             Some(id) => {
-                let addr = self.node_addr(id).ok_or_else(|| ShoalError::unavailable(format!("no address for node {id}")))?;
+                let addr =
+                    self.node_addr(id).ok_or_else(|| ShoalError::unavailable(format!("no address for node {id}")))?;
                 Ok(Some((id, addr)))
             }
             None => Err(ShoalError::unavailable("the metadata group has no leader yet; retry shortly")),
@@ -156,7 +159,9 @@ impl Node {
                 StreamStatus::Deleting => return Err(ShoalError::stream_not_found(name)),
                 StreamStatus::Creating => {
                     if tokio::time::timeout_at(deadline, watch.changed()).await.is_err() {
-                        return Err(ShoalError::in_use(format!("Stream {name} is still being created; retry shortly.")));
+                        return Err(ShoalError::in_use(format!(
+                            "Stream {name} is still being created; retry shortly."
+                        )));
                     }
                 }
             }
@@ -190,9 +195,7 @@ pub async fn run(
     ];
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(
-            StreamControlServer::new(crate::control_service::ControlService::new(node.clone())),
-        )
+        .add_service(StreamControlServer::new(crate::control_service::ControlService::new(node.clone())))
         .add_service(
             RecordsServer::new(crate::data_service::DataService::new(node.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

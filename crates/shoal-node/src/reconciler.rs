@@ -77,7 +77,8 @@ async fn reconcile(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>) {
     }
     if node.meta.is_leader() {
         for stream in meta.streams.values().filter(|s| s.status == StreamStatus::Deleting) {
-            let command = MetaCommand::RemoveStream { name: stream.name.clone(), created_millis: stream.created_millis };
+            let command =
+                MetaCommand::RemoveStream { name: stream.name.clone(), created_millis: stream.created_millis };
             spawn_once(node, in_flight, format!("remove:{}:{}", stream.name, stream.created_millis), command).await;
         }
     }

@@ -38,7 +38,9 @@ pub async fn append_local(handle: &GroupHandle, records: Vec<Record>) -> ShoalRe
             }
             other => Err(ShoalError::internal(format!("unexpected append response {other:?} for {count} records"))),
         },
-        Err(error) if error.forward_to_leader().is_some() => Err(ShoalError::unavailable("shard leadership moved; retry")),
+        Err(error) if error.forward_to_leader().is_some() => {
+            Err(ShoalError::unavailable("shard leadership moved; retry"))
+        }
         Err(error) => Err(ShoalError::unavailable(format!("append failed: {error}"))),
     }
 }
@@ -62,7 +64,13 @@ pub async fn append(node: &Node, stream: &Stream, shard: &Shard, records: Vec<Re
     }
 }
 
-async fn append_remote(node: &Node, addr: &str, stream: &Stream, shard: &Shard, records: &[Record]) -> ShoalResult<Appended> {
+async fn append_remote(
+    node: &Node,
+    addr: &str,
+    stream: &Stream,
+    shard: &Shard,
+    records: &[Record],
+) -> ShoalResult<Appended> {
     let channel = node.peers.channel(addr)?;
     let request = ShardAppendRequest {
         stream_name: stream.name.clone(),

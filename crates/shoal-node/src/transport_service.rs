@@ -9,8 +9,8 @@ use shoal_proto::v1::raft_transport_server::RaftTransport;
 use shoal_proto::v1::{
     MetaProposal, MetaProposalReply, RaftBatch, RaftBatchReply, RaftReply, ShardAppendReply, ShardAppendRequest,
 };
-use shoal_raft::wire::{RaftRequest, handle};
 use shoal_raft::MetaCommand;
+use shoal_raft::wire::{RaftRequest, handle};
 use shoal_types::{Record, ShardId, ShoalError};
 use tonic::{Request, Response, Status};
 
@@ -60,7 +60,10 @@ impl RaftTransport for TransportService {
         Ok(Response::new(RaftBatchReply { replies }))
     }
 
-    async fn append_to_shard(&self, request: Request<ShardAppendRequest>) -> Result<Response<ShardAppendReply>, Status> {
+    async fn append_to_shard(
+        &self,
+        request: Request<ShardAppendRequest>,
+    ) -> Result<Response<ShardAppendReply>, Status> {
         let request = request.into_inner();
         let records: Vec<Record> = bincode::deserialize(&request.records)
             .map_err(|e| to_status(ShoalError::invalid_argument(format!("undecodable records: {e}"))))?;
@@ -73,7 +76,10 @@ impl RaftTransport for TransportService {
             .shard(shard_id)
             .ok_or_else(|| to_status(ShoalError::not_found(format!("{shard_id} does not exist"))))?;
         let Some(handle) = self.node.groups.get(shard.group_id) else {
-            return Err(to_status(ShoalError::unavailable(format!("{shard_id} is not hosted on node {}", self.node.id))));
+            return Err(to_status(ShoalError::unavailable(format!(
+                "{shard_id} is not hosted on node {}",
+                self.node.id
+            ))));
         };
         let appended = crate::shard_writer::append_local(&handle, records).await.map_err(to_status)?;
         Ok(Response::new(ShardAppendReply {

@@ -32,13 +32,27 @@ pub struct RecordBatch {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaCommand {
-    CreateStream { name: String, shard_count: u32, retention_hours: u32, now_millis: u64 },
+    CreateStream {
+        name: String,
+        shard_count: u32,
+        retention_hours: u32,
+        now_millis: u64,
+    },
     /// A shard's group has a leader; when every shard has one the stream is ACTIVE.
-    MarkShardReady { stream: String, created_millis: u64, shard_index: u32 },
+    MarkShardReady {
+        stream: String,
+        created_millis: u64,
+        shard_index: u32,
+    },
     /// Starts deletion: the stream is DELETING and its groups are being stopped.
-    MarkStreamDeleting { name: String },
+    MarkStreamDeleting {
+        name: String,
+    },
     /// Finishes deletion: the name is free again.
-    RemoveStream { name: String, created_millis: u64 },
+    RemoveStream {
+        name: String,
+        created_millis: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,5 +68,9 @@ pub enum CommandResponse {
     None,
     Meta(MetaResponse),
     /// Records were stored at offsets `0..count` of entry `log_index`.
-    Appended { log_index: u64, count: u32, arrival_millis: u64 },
+    Appended {
+        log_index: u64,
+        count: u32,
+        arrival_millis: u64,
+    },
 }

@@ -32,7 +32,8 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> std::io::Result<T> {
-    bincode::deserialize(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("corrupt value: {e}")))
+    bincode::deserialize(bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("corrupt value: {e}")))
 }
 
 impl GroupLogStore {
@@ -154,7 +155,11 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         // merely redundant, never a hole openraft does not know about.
         self.write_state_synced(PURGED, &Some(log_id))?;
         let mut batch = self.db.batch();
-        batch.delete_range(Cf::RaftLog, &keys::group_u64(self.group, 0), &keys::group_u64(self.group, log_id.index + 1))?;
+        batch.delete_range(
+            Cf::RaftLog,
+            &keys::group_u64(self.group, 0),
+            &keys::group_u64(self.group, log_id.index + 1),
+        )?;
         batch.commit()
     }
 }

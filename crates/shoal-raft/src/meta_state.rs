@@ -49,7 +49,11 @@ impl MetaState {
         }
     }
 
-    fn try_apply(&mut self, command: MetaCommand, nodes: &BTreeMap<NodeId, NodeInfo>) -> Result<MetaResponse, ShoalError> {
+    fn try_apply(
+        &mut self,
+        command: MetaCommand,
+        nodes: &BTreeMap<NodeId, NodeInfo>,
+    ) -> Result<MetaResponse, ShoalError> {
         match command {
             MetaCommand::CreateStream { name, shard_count, retention_hours, now_millis } => {
                 validate_stream_name(&name)?;
@@ -79,7 +83,13 @@ impl MetaState {
                     })
                     .collect();
                 self.next_group_id = first_group + shards.len() as u64;
-                let stream = Stream { name: name.clone(), status: StreamStatus::Creating, created_millis: now_millis, retention_hours, shards };
+                let stream = Stream {
+                    name: name.clone(),
+                    status: StreamStatus::Creating,
+                    created_millis: now_millis,
+                    retention_hours,
+                    shards,
+                };
                 self.streams.insert(name, stream.clone());
                 Ok(MetaResponse::Stream(stream))
             }
@@ -160,7 +170,8 @@ mod tests {
         create(&mut state, "a", 2);
         for shard_index in 0..2 {
             assert_eq!(state.streams["a"].status, StreamStatus::Creating);
-            state.apply(MetaCommand::MarkShardReady { stream: "a".into(), created_millis: 1000, shard_index }, &nodes());
+            state
+                .apply(MetaCommand::MarkShardReady { stream: "a".into(), created_millis: 1000, shard_index }, &nodes());
         }
         assert_eq!(state.streams["a"].status, StreamStatus::Active);
         state.apply(MetaCommand::MarkStreamDeleting { name: "a".into() }, &nodes());

@@ -34,7 +34,8 @@ pub(crate) fn stage_append(
     let mut count = 0u32;
     for (offset, record) in records.records.iter().enumerate() {
         let offset = offset as u32;
-        let stored = StoredRecord { partition_key: record.partition_key.clone(), data: record.data.clone(), arrival_millis };
+        let stored =
+            StoredRecord { partition_key: record.partition_key.clone(), data: record.data.clone(), arrival_millis };
         batch.put(Cf::Records, &keys::record(group, log_index, offset), &encode(&stored)?)?;
         count += 1;
     }
@@ -55,7 +56,13 @@ pub struct ReadRecord {
 }
 
 /// Reads up to `limit` records (and about `max_bytes`) starting at `from`.
-pub fn read_records(db: &NodeDb, group: GroupId, from: RecordPosition, limit: usize, max_bytes: usize) -> std::io::Result<Vec<ReadRecord>> {
+pub fn read_records(
+    db: &NodeDb,
+    group: GroupId,
+    from: RecordPosition,
+    limit: usize,
+    max_bytes: usize,
+) -> std::io::Result<Vec<ReadRecord>> {
     let mut out = Vec::new();
     let mut bytes = 0usize;
     let start = keys::record(group, from.log_index, from.offset);
@@ -77,7 +84,9 @@ pub fn read_records(db: &NodeDb, group: GroupId, from: RecordPosition, limit: us
 /// The position of the oldest record still kept (the trim horizon), if any.
 pub fn first_position(db: &NodeDb, group: GroupId) -> std::io::Result<Option<RecordPosition>> {
     let found = db.first(Cf::Records, &keys::group_prefix(group), &keys::group_end(group))?;
-    Ok(found.and_then(|(key, _)| Some(RecordPosition { log_index: keys::read_u64(&key, 8)?, offset: keys::read_u32(&key, 16)? })))
+    Ok(found.and_then(|(key, _)| {
+        Some(RecordPosition { log_index: keys::read_u64(&key, 8)?, offset: keys::read_u32(&key, 16)? })
+    }))
 }
 
 /// The first position whose records arrived at or after `millis`.
@@ -147,7 +156,9 @@ mod tests {
     use shoal_types::Record;
 
     fn batch_of(n: usize, arrival_millis: u64) -> RecordBatch {
-        let records = (0..n).map(|i| Record { partition_key: format!("k{i}"), explicit_hash_key: None, data: vec![i as u8; 10] }).collect();
+        let records = (0..n)
+            .map(|i| Record { partition_key: format!("k{i}"), explicit_hash_key: None, data: vec![i as u8; 10] })
+            .collect();
         RecordBatch { records, arrival_millis }
     }
 

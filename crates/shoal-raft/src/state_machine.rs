@@ -148,7 +148,8 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                             CommandResponse::Meta(state.apply(command, &nodes))
                         }
                         (Command::Append(records), GroupData::Shard { progress, .. }) => {
-                            let count = shard_state::stage_append(&mut batch, self.group, log_index, &records, progress)?;
+                            let count =
+                                shard_state::stage_append(&mut batch, self.group, log_index, &records, progress)?;
                             CommandResponse::Appended { log_index, count, arrival_millis: records.arrival_millis }
                         }
                         (command, _) => {
@@ -165,7 +166,9 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         batch.put(Cf::StateMachine, &self.key(APPLIED), &encode(&self.applied)?)?;
         match &self.data {
             GroupData::Meta { state, .. } => batch.put(Cf::StateMachine, &self.key(META_STATE), &encode(state)?)?,
-            GroupData::Shard { progress, .. } => batch.put(Cf::StateMachine, &self.key(PROGRESS), &encode(progress)?)?,
+            GroupData::Shard { progress, .. } => {
+                batch.put(Cf::StateMachine, &self.key(PROGRESS), &encode(progress)?)?
+            }
         }
         batch.commit()?;
         self.publish();
@@ -200,7 +203,10 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         }
         self.applied = AppliedState { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
         batch.put(Cf::StateMachine, &self.key(APPLIED), &encode(&self.applied)?)?;
-        let stored = StoredSnapshot { meta: meta.clone(), meta_state: matches!(self.data, GroupData::Meta { .. }).then(|| snapshot.clone()) };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            meta_state: matches!(self.data, GroupData::Meta { .. }).then(|| snapshot.clone()),
+        };
         batch.put(Cf::StateMachine, &self.key(SNAPSHOT), &encode(&stored)?)?;
         batch.commit_synced()?;
         self.publish();
@@ -237,7 +243,8 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, std::io::Error> {
-        let meta = SnapshotMeta { last_log_id: self.applied.last_applied, last_membership: self.applied.membership.clone() };
+        let meta =
+            SnapshotMeta { last_log_id: self.applied.last_applied, last_membership: self.applied.membership.clone() };
         let meta_state = match &self.meta_state {
             Some(state) => Some(encode(state)?),
             None => None,

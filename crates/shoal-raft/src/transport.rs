@@ -11,13 +11,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openraft::OptionalSend;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
 };
-use openraft::OptionalSend;
 use shoal_proto::v1::raft_transport_client::RaftTransportClient;
 use shoal_proto::v1::{RaftBatch, RaftMessage};
 use shoal_types::{GroupId, NodeId, NodeInfo};
@@ -88,7 +88,14 @@ impl PeerNetwork {
     }
 
     /// Sends one RPC of `group` to `target` and waits for its reply.
-    async fn call(&self, target: NodeId, node: &NodeInfo, group: GroupId, request: RaftRequest, timeout: Duration) -> Result<RaftResponse, CallError> {
+    async fn call(
+        &self,
+        target: NodeId,
+        node: &NodeInfo,
+        group: GroupId,
+        request: RaftRequest,
+        timeout: Duration,
+    ) -> Result<RaftResponse, CallError> {
         if !self.faults.passes(self.local, target) {
             return Err(CallError::Unreachable(format!("link {} -> {target} is cut", self.local)));
         }
@@ -98,7 +105,9 @@ impl PeerNetwork {
         let payload = request.encode().map_err(|e| CallError::Failed(e.to_string()))?;
         let (reply, receiver) = oneshot::channel();
         let link = self.link(target, &node.addr);
-        link.queue.send(Outgoing { group, payload, reply }).map_err(|_| CallError::Unreachable("peer sender stopped".into()))?;
+        link.queue
+            .send(Outgoing { group, payload, reply })
+            .map_err(|_| CallError::Unreachable("peer sender stopped".into()))?;
         let bytes = match tokio::time::timeout(timeout, receiver).await {
             Err(_) => return Err(CallError::Unreachable(format!("node {target} did not answer within {timeout:?}"))),
             Ok(Err(_)) => return Err(CallError::Unreachable("peer sender dropped the call".into())),
@@ -156,10 +165,8 @@ async fn run_sender(local: NodeId, addr: String, mut queue: mpsc::UnboundedRecei
         metrics::histogram!("shoal_raft_batch_messages").record(batch.len() as f64);
         let mut client = client.clone();
         tokio::spawn(async move {
-            let (messages, replies): (Vec<_>, Vec<_>) = batch
-                .into_iter()
-                .map(|o| (RaftMessage { group_id: o.group, payload: o.payload }, o.reply))
-                .unzip();
+            let (messages, replies): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|o| (RaftMessage { group_id: o.group, payload: o.payload }, o.reply)).unzip();
             match client.deliver(RaftBatch { from_node: local, messages }).await {
                 Ok(response) => {
                     let mut answers = response.into_inner().replies.into_iter();
@@ -230,14 +237,22 @@ impl RaftNetworkV2<TypeConfig> for GroupPeer {
         }
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self.call(RaftRequest::Vote(rpc), option.hard_ttl()).await.map_err(CallError::into_rpc)? {
             RaftResponse::Vote(response) => Ok(response),
             _ => Err(unexpected()),
         }
     }
 
-    async fn pre_vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self.call(RaftRequest::PreVote(rpc), option.hard_ttl()).await.map_err(CallError::into_rpc)? {
             RaftResponse::Vote(response) => Ok(response),
             _ => Err(unexpected()),

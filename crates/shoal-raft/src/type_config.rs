@@ -24,12 +24,10 @@ pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
 pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
 pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
-pub type SnapshotMeta = openraft::SnapshotMeta<
-    openraft::type_config::alias::CommittedLeaderIdOf<TypeConfig>,
-    u64,
-    NodeInfo,
->;
-pub type Snapshot = openraft::Snapshot<openraft::type_config::alias::CommittedLeaderIdOf<TypeConfig>, u64, NodeInfo, Vec<u8>>;
+pub type SnapshotMeta =
+    openraft::SnapshotMeta<openraft::type_config::alias::CommittedLeaderIdOf<TypeConfig>, u64, NodeInfo>;
+pub type Snapshot =
+    openraft::Snapshot<openraft::type_config::alias::CommittedLeaderIdOf<TypeConfig>, u64, NodeInfo, Vec<u8>>;
 
 /// Raft timing for a group. Heartbeats every `heartbeat_ms`; a follower that hears
 /// nothing for a random time in `[election_min_ms, 2 × election_min_ms]` starts an

@@ -2,8 +2,8 @@
 //! code that hands a received RPC to the local group.
 
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +39,9 @@ pub enum RaftResponse {
 /// Runs a received RPC against the local group and encodes its outcome.
 pub async fn handle(raft: &GroupRaft, request: RaftRequest) -> Result<Vec<u8>, String> {
     let response = match request {
-        RaftRequest::Append(rpc) => raft.append_entries(rpc).await.map(RaftResponse::Append).map_err(|e| e.to_string())?,
+        RaftRequest::Append(rpc) => {
+            raft.append_entries(rpc).await.map(RaftResponse::Append).map_err(|e| e.to_string())?
+        }
         RaftRequest::Vote(rpc) => raft.vote(rpc).await.map(RaftResponse::Vote).map_err(|e| e.to_string())?,
         RaftRequest::PreVote(rpc) => raft.pre_vote(rpc).await.map(RaftResponse::Vote).map_err(|e| e.to_string())?,
         RaftRequest::Snapshot { vote, meta, data } => raft

@@ -94,7 +94,8 @@ impl NodeDb {
     ) -> std::io::Result<()> {
         let mut read_options = ReadOptions::default();
         read_options.set_iterate_upper_bound(to.to_vec());
-        let iter = self.inner.db.iterator_cf_opt(self.cf(cf)?, read_options, IteratorMode::From(from, Direction::Forward));
+        let iter =
+            self.inner.db.iterator_cf_opt(self.cf(cf)?, read_options, IteratorMode::From(from, Direction::Forward));
         for item in iter {
             let (key, value) = item.map_err(io_error)?;
             if !visit(&key, &value)? {

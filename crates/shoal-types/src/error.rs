@@ -55,10 +55,7 @@ impl ErrorCode {
 
     /// Whether a client may retry the same call unchanged.
     pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::Unavailable | ErrorCode::ProvisionedThroughputExceeded | ErrorCode::LimitExceeded
-        )
+        matches!(self, ErrorCode::Unavailable | ErrorCode::ProvisionedThroughputExceeded | ErrorCode::LimitExceeded)
     }
 }
 

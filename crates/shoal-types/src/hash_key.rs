@@ -98,10 +98,7 @@ mod tests {
     #[test]
     fn explicit_hash_keys_are_validated() {
         assert_eq!(HashKey::parse_explicit("0").unwrap(), HashKey(0));
-        assert_eq!(
-            HashKey::parse_explicit("340282366920938463463374607431768211455").unwrap(),
-            HashKey(u128::MAX)
-        );
+        assert_eq!(HashKey::parse_explicit("340282366920938463463374607431768211455").unwrap(), HashKey(u128::MAX));
         for bad in ["", "-1", "01", "abc", "340282366920938463463374607431768211456", "1.5"] {
             let err = HashKey::parse_explicit(bad).unwrap_err();
             assert_eq!(err.code, crate::ErrorCode::InvalidArgument, "{bad}");

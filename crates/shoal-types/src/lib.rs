@@ -30,8 +30,5 @@ pub use stream::{GroupId, Shard, Stream, StreamStatus};
 
 /// Milliseconds since the Unix epoch, the one clock unit Shoal stores.
 pub fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

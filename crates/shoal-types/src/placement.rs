@@ -40,7 +40,9 @@ pub fn place_shards(
             .iter()
             .filter(|(zone, _)| **zone != leader_zone)
             .filter_map(|(zone, ids)| {
-                ids.iter().min_by_key(|id| (holds.get(id).copied().unwrap_or(0), **id)).map(|id| (*zone, *id, holds[id]))
+                ids.iter()
+                    .min_by_key(|id| (holds.get(id).copied().unwrap_or(0), **id))
+                    .map(|id| (*zone, *id, holds[id]))
             })
             .collect();
         other_zones.sort_by_key(|(_, id, held)| (*held, *id));

@@ -65,7 +65,11 @@ mod tests {
     use super::*;
 
     fn seq(log_index: u64, offset: u32) -> SequenceNumber {
-        SequenceNumber { stream_epoch_secs: 1_764_000_000, shard_index: 3, position: RecordPosition { log_index, offset } }
+        SequenceNumber {
+            stream_epoch_secs: 1_764_000_000,
+            shard_index: 3,
+            position: RecordPosition { log_index, offset },
+        }
     }
 
     #[test]

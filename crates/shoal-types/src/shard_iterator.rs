@@ -34,7 +34,9 @@ impl IteratorStart {
     ) -> ShoalResult<IteratorStart> {
         let need_sequence = |name: &str| -> ShoalResult<SequenceNumber> {
             let text = starting_sequence_number.filter(|s| !s.is_empty()).ok_or_else(|| {
-                ShoalError::invalid_argument(format!("StartingSequenceNumber must be given for ShardIteratorType {name}."))
+                ShoalError::invalid_argument(format!(
+                    "StartingSequenceNumber must be given for ShardIteratorType {name}."
+                ))
             })?;
             SequenceNumber::parse(text)
         };
@@ -45,9 +47,9 @@ impl IteratorStart {
             "AFTER_SEQUENCE_NUMBER" => Ok(IteratorStart::AfterSequenceNumber(need_sequence(iterator_type)?)),
             "AT_TIMESTAMP" => match timestamp_millis {
                 Some(millis) => Ok(IteratorStart::AtTimestamp { millis }),
-                None => Err(ShoalError::invalid_argument(
-                    "Timestamp must be given for ShardIteratorType AT_TIMESTAMP.",
-                )),
+                None => {
+                    Err(ShoalError::invalid_argument("Timestamp must be given for ShardIteratorType AT_TIMESTAMP."))
+                }
             },
             other => Err(ShoalError::invalid_argument(format!(
                 "Invalid ShardIteratorType {other:?}: must be one of AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST, AT_TIMESTAMP."

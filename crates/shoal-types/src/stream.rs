@@ -117,7 +117,8 @@ mod tests {
                 closed_at: None,
             })
             .collect();
-        let stream = Stream { name: "s".into(), status: StreamStatus::Active, created_millis: 0, retention_hours: 24, shards };
+        let stream =
+            Stream { name: "s".into(), status: StreamStatus::Active, created_millis: 0, retention_hours: 24, shards };
         assert_eq!(stream.route(HashKey(0)).unwrap().id, ShardId(0));
         assert_eq!(stream.route(HashKey(u128::MAX)).unwrap().id, ShardId(3));
         assert_eq!(stream.route(HashKey(u128::MAX / 2)).unwrap().id, ShardId(1));

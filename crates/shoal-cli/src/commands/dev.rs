@@ -31,7 +31,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let faults = Arc::new(NetworkFaults::default());
     let mut nodes = Vec::new();
     for peer in &peers {
-        let listener = tokio::net::TcpListener::bind(&peer.addr).await.with_context(|| format!("binding {}", peer.addr))?;
+        let listener =
+            tokio::net::TcpListener::bind(&peer.addr).await.with_context(|| format!("binding {}", peer.addr))?;
         let config = NodeConfig {
             id: peer.id,
             zone: peer.zone.clone(),

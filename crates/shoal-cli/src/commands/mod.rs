@@ -14,11 +14,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Node(args) => node::run(args).await,
         Command::Dev(args) => dev::run(args).await,
-        Command::Stream(command) => stream::run(command).await,
-        Command::Put(args) => put::run(args).await,
-        Command::Get(args) => read::get(args).await,
-        Command::Tail(args) => read::tail(args).await,
-        Command::Cluster(ClusterCommand::Status { endpoint }) => cluster::status(&endpoint.endpoint).await,
+        Command::Stream(command) => stream::run(&cli.endpoint, command).await,
+        Command::Put(args) => put::run(&cli.endpoint, args).await,
+        Command::Get(args) => read::get(&cli.endpoint, args).await,
+        Command::Tail(args) => read::tail(&cli.endpoint, args).await,
+        Command::Cluster(ClusterCommand::Status) => cluster::status(&cli.endpoint).await,
     }
 }
 

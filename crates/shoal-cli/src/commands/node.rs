@@ -48,7 +48,8 @@ pub fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
     super::metrics::serve(&args.metrics_addr)?;
-    let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     eprintln!("shoal node {} ({}) serving gRPC on {}", config.id, config.zone, listener.local_addr()?);
     shoal_node::run(listener, config, Arc::new(NetworkFaults::default()), super::shutdown_signal()).await
 }

@@ -9,9 +9,12 @@ use shoal_types::limits::MAX_RECORDS_PER_PUT;
 
 use crate::cli::PutArgs;
 
-pub async fn run(args: PutArgs) -> anyhow::Result<()> {
-    anyhow::ensure!((1..=MAX_RECORDS_PER_PUT).contains(&args.batch), "--batch must be between 1 and {MAX_RECORDS_PER_PUT}");
-    let client = ShoalClient::connect(&args.endpoint.endpoint).await?;
+pub async fn run(endpoint: &str, args: PutArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=MAX_RECORDS_PER_PUT).contains(&args.batch),
+        "--batch must be between 1 and {MAX_RECORDS_PER_PUT}"
+    );
+    let client = ShoalClient::connect(endpoint).await?;
     let (reader, total_bytes): (Box<dyn BufRead>, Option<u64>) = match &args.file {
         Some(path) => {
             let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -23,10 +26,12 @@ pub async fn run(args: PutArgs) -> anyhow::Result<()> {
     let progress = if std::io::stderr().is_terminal() {
         let bar = match total_bytes {
             Some(total) => ProgressBar::new(total).with_style(
-                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})").unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
             ),
             None => ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template("{spinner} {bytes} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template("{spinner} {bytes} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             ),
         };
         Some(bar)

@@ -15,8 +15,8 @@ fn print(out: &mut impl Write, shard: &str, record: &StoredRecord, verbose: bool
     out.write_all(b"\n")
 }
 
-pub async fn get(args: GetArgs) -> anyhow::Result<()> {
-    let client = ShoalClient::connect(&args.endpoint.endpoint).await?;
+pub async fn get(endpoint: &str, args: GetArgs) -> anyhow::Result<()> {
+    let client = ShoalClient::connect(endpoint).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for (shard, records) in client.read_stream(&args.stream).await? {
@@ -28,8 +28,8 @@ pub async fn get(args: GetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn tail(args: TailArgs) -> anyhow::Result<()> {
-    let client = ShoalClient::connect(&args.endpoint.endpoint).await?;
+pub async fn tail(endpoint: &str, args: TailArgs) -> anyhow::Result<()> {
+    let client = ShoalClient::connect(endpoint).await?;
     let start = if args.from_start { "TRIM_HORIZON" } else { "LATEST" };
     let mut cursors = Vec::new();
     for shard in client.list_shards(&args.stream).await? {

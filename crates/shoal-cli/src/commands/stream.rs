@@ -6,22 +6,20 @@ use shoal_client::ShoalClient;
 
 use crate::cli::StreamCommand;
 
-pub async fn run(command: StreamCommand) -> anyhow::Result<()> {
+pub async fn run(endpoint: &str, command: StreamCommand) -> anyhow::Result<()> {
+    let client = ShoalClient::connect(endpoint).await?;
     match command {
-        StreamCommand::Create { name, shards, endpoint } => {
-            let client = ShoalClient::connect(&endpoint.endpoint).await?;
+        StreamCommand::Create { name, shards } => {
             client.create_stream(&name, shards).await?;
             client.wait_for_active(&name, Duration::from_secs(30)).await?;
             println!("stream {name} is ACTIVE with {shards} shard(s)");
         }
-        StreamCommand::List { endpoint } => {
-            let client = ShoalClient::connect(&endpoint.endpoint).await?;
+        StreamCommand::List => {
             for stream in client.list_streams().await? {
                 println!("{}\t{}\t{} shard(s)", stream.stream_name, stream.stream_status, stream.open_shard_count);
             }
         }
-        StreamCommand::Describe { name, endpoint } => {
-            let client = ShoalClient::connect(&endpoint.endpoint).await?;
+        StreamCommand::Describe { name } => {
             let description = client.describe_stream(&name).await?;
             if let Some(summary) = &description.summary {
                 println!("name:       {}", summary.stream_name);
@@ -37,8 +35,7 @@ pub async fn run(command: StreamCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        StreamCommand::Delete { name, endpoint } => {
-            let client = ShoalClient::connect(&endpoint.endpoint).await?;
+        StreamCommand::Delete { name } => {
             client.delete_stream(&name).await?;
             println!("stream {name} is being deleted");
         }

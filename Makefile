@@ -1,0 +1,42 @@
+# Shoal — the two commands a newcomer needs:
+#   make run    start a three-zone dev cluster (shoal dev) on 127.0.0.1:50051-50053
+#   make test   build everything and run every test
+#
+# Builds go to a target directory outside the clone so repeated clones on one
+# machine (and CI) reuse the expensive RocksDB build.
+
+export CARGO_TARGET_DIR ?= /var/tmp/shoal-target
+SHOAL := $(CARGO_TARGET_DIR)/debug/shoal
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps build run test lint fmt clean
+
+## deps: install what the build needs (libclang for RocksDB's bindings)
+deps:
+	@if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then \
+		echo "installing libclang-dev (needed to build RocksDB's bindings)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libclang-dev; \
+	fi
+
+## build: compile the shoal binary and every crate
+build: deps
+	cargo build --workspace --bins
+
+## run: start `shoal dev`, a three-node, three-zone cluster in one process
+run: build
+	$(SHOAL) dev
+
+## test: unit, storage-conformance, in-process cluster and binary tests
+test: build
+	cargo test --workspace --no-fail-fast -- --test-threads=2
+
+## lint: formatting and clippy, warnings are errors
+lint: deps
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean
