@@ -32,4 +32,4 @@ pub mod shard_writer;
 pub mod transport_service;
 
 pub use config::{NodeConfig, PeerConfig, RaftTiming};
-pub use node::{Node, NodeHandle, run, start};
+pub use node::{Node, NodeHandle, run, serve, start};

@@ -187,6 +187,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let node = Node::open(config, faults).await?;
+    serve(node, listener, shutdown).await
+}
+
+/// Serves an opened node on `listener` until `shutdown` resolves, then stops its
+/// background tasks and Raft groups.
+pub async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     tracing::info!(node = node.id, zone = %node.info.zone, addr = %node.info.addr, "node started");
     let (stop_tasks, tasks_stopped) = watch::channel(false);
     let background = vec![
@@ -222,6 +232,8 @@ pub async fn run(
 pub struct NodeHandle {
     pub id: NodeId,
     pub addr: std::net::SocketAddr,
+    /// The running node, for tests that inspect a replica's storage directly.
+    pub node: Arc<Node>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -232,17 +244,20 @@ impl NodeHandle {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        self.task.await.context("node task panicked")?
+        let outcome = self.task.await.context("node task panicked")?;
+        drop(self.node);
+        outcome
     }
 }
 
-/// Starts a node on `listener` in the background.
-pub fn start(listener: TcpListener, config: NodeConfig, faults: Arc<NetworkFaults>) -> anyhow::Result<NodeHandle> {
+/// Opens a node and serves it on `listener` in the background.
+pub async fn start(listener: TcpListener, config: NodeConfig, faults: Arc<NetworkFaults>) -> anyhow::Result<NodeHandle> {
     let addr = listener.local_addr()?;
     let id = config.id;
+    let node = Node::open(config, faults).await?;
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(run(listener, config, faults, async move {
+    let task = tokio::spawn(serve(node.clone(), listener, async move {
         let _ = stopped.await;
     }));
-    Ok(NodeHandle { id, addr, shutdown: Some(shutdown), task })
+    Ok(NodeHandle { id, addr, node, shutdown: Some(shutdown), task })
 }

@@ -1,1 +1,185 @@
+//! In-process Shoal clusters for tests.
+//!
+//! [`TestCluster::start`] runs real nodes — RocksDB in temporary directories, gRPC
+//! on `127.0.0.1:0`, each in its own zone — in the test's process. Tests can kill
+//! and restart nodes, cut them off with [`NetworkFaults`], and read each replica's
+//! storage directly to check what it holds.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use shoal_client::ShoalClient;
+use shoal_node::{NodeConfig, NodeHandle, PeerConfig, RaftTiming};
+use shoal_raft::NetworkFaults;
+use shoal_raft::shard_state::{ReadRecord, read_records};
+use shoal_types::{NodeId, RecordPosition, Stream};
+use tokio::net::TcpListener;
+
+pub use shoal_raft::NetworkFaults as Faults;
+
+/// A cluster of nodes running in this process.
+pub struct TestCluster {
+    configs: BTreeMap<NodeId, NodeConfig>,
+    nodes: BTreeMap<NodeId, NodeHandle>,
+    pub faults: Arc<NetworkFaults>,
+    _data: tempfile::TempDir,
+}
+
+/// Installs a test log subscriber once (RUST_LOG to see more).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openraft=error")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+impl TestCluster {
+    /// Starts `count` nodes in zones `az-1 … az-N` and waits until the metadata
+    /// group has a leader.
+    pub async fn start(count: usize) -> anyhow::Result<TestCluster> {
+        init_logging();
+        let data = tempfile::Builder::new().prefix("shoal-test-").tempdir()?;
+        let mut listeners = Vec::new();
+        for _ in 0..count {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await?);
+        }
+        let peers: Vec<PeerConfig> = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                PeerConfig { id: i as u64 + 1, zone: format!("az-{}", i + 1), addr }
+            })
+            .collect();
+        let faults = Arc::new(NetworkFaults::default());
+        let mut configs = BTreeMap::new();
+        let mut nodes = BTreeMap::new();
+        for (peer, listener) in peers.iter().zip(listeners) {
+            let config = NodeConfig {
+                id: peer.id,
+                zone: peer.zone.clone(),
+                listen: peer.addr.clone(),
+                advertise: Some(peer.addr.clone()),
+                data_dir: data.path().join(format!("node-{}", peer.id)),
+                peers: peers.clone(),
+                raft: RaftTiming { heartbeat_millis: 50, election_timeout_millis: 300 },
+                retention_check_secs: 3600,
+            };
+            let handle = shoal_node::start(listener, config.clone(), faults.clone()).await?;
+            configs.insert(peer.id, config);
+            nodes.insert(peer.id, handle);
+        }
+        let cluster = TestCluster { configs, nodes, faults, _data: data };
+        cluster.client(1).await?.list_streams().await.context("cluster never became ready")?;
+        Ok(cluster)
+    }
+
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.configs.keys().copied().collect()
+    }
+
+    pub fn addr(&self, id: NodeId) -> String {
+        self.configs.get(&id).map(|c| c.listen.clone()).unwrap_or_default()
+    }
+
+    /// A client talking to node `id`.
+    pub async fn client(&self, id: NodeId) -> anyhow::Result<ShoalClient> {
+        Ok(ShoalClient::connect(&self.addr(id)).await?)
+    }
+
+    pub fn is_running(&self, id: NodeId) -> bool {
+        self.nodes.contains_key(&id)
+    }
+
+    /// Stops node `id` as a crash would: its listener closes, its Raft groups stop,
+    /// and only what is on disk survives.
+    pub async fn kill(&mut self, id: NodeId) -> anyhow::Result<()> {
+        let handle = self.nodes.remove(&id).context("node is not running")?;
+        handle.stop().await
+    }
+
+    /// Starts node `id` again on its old address from its old data directory.
+    pub async fn restart(&mut self, id: NodeId) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.nodes.contains_key(&id), "node {id} is running");
+        let config = self.configs.get(&id).context("unknown node")?.clone();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(&config.listen).await {
+                Ok(listener) => break listener,
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let handle = shoal_node::start(listener, config, self.faults.clone()).await?;
+        self.nodes.insert(id, handle);
+        Ok(())
+    }
+
+    /// Cuts node `id` off from every other node (both directions).
+    pub fn isolate(&self, id: NodeId) {
+        self.faults.isolate(id, self.node_ids());
+    }
+
+    pub fn heal(&self) {
+        self.faults.heal();
+    }
+
+    /// The leader of `stream`'s shard `shard_index`, as the running nodes see it.
+    pub fn shard_leader(&self, stream: &Stream, shard_index: u32) -> Option<NodeId> {
+        let group = stream.shards.get(shard_index as usize)?.group_id;
+        self.nodes.values().find_map(|handle| {
+            let group = handle.node.groups.get(group)?;
+            let leader = group.leader()?;
+            (leader == handle.id && group.raft.is_leader()).then_some(leader)
+        })
+    }
+
+    /// The metadata of `name` as node `via` knows it.
+    pub async fn stream(&self, via: NodeId, name: &str) -> anyhow::Result<Stream> {
+        let handle = self.nodes.get(&via).context("node is not running")?;
+        Ok(handle.node.stream(name).await?)
+    }
+
+    /// Every record replica `id` holds for shard `shard_index` of `stream`, read
+    /// straight from its RocksDB.
+    pub fn replica_records(&self, id: NodeId, stream: &Stream, shard_index: u32) -> anyhow::Result<Vec<ReadRecord>> {
+        let handle = self.nodes.get(&id).context("node is not running")?;
+        let shard = stream.shards.get(shard_index as usize).context("no such shard")?;
+        Ok(read_records(&handle.node.db, shard.group_id, RecordPosition::START, usize::MAX, usize::MAX)?)
+    }
+
+    /// Waits until every running replica of every shard of `stream` has applied as
+    /// many records as the others.
+    pub async fn wait_for_replicas_to_converge(&self, stream: &Stream, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut converged = true;
+            for shard in &stream.shards {
+                let positions: Vec<_> = self
+                    .nodes
+                    .values()
+                    .filter_map(|h| h.node.groups.get(shard.group_id))
+                    .map(|g| g.progress().next_position)
+                    .collect();
+                converged &= positions.windows(2).all(|w| w[0] == w[1]);
+            }
+            if converged {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "replicas of {} did not converge within {timeout:?}", stream.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(mut self) {
+        for (_, handle) in std::mem::take(&mut self.nodes) {
+            let _ = handle.stop().await;
+        }
+    }
+}

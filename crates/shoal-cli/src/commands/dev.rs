@@ -43,7 +43,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             raft: RaftTiming { heartbeat_millis: 50, election_timeout_millis: 300 },
             retention_check_secs: 30,
         };
-        nodes.push(shoal_node::start(listener, config, faults.clone())?);
+        nodes.push(shoal_node::start(listener, config, faults.clone()).await?);
     }
     let client = shoal_client::ShoalClient::connect(&peers[0].addr).await?;
     client.list_streams().await.context("cluster did not become ready")?;

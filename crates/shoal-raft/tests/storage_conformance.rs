@@ -1,0 +1,45 @@
+//! openraft's storage conformance suite against Shoal's RocksDB log store and both
+//! kinds of state machine (shard and metadata).
+
+use std::sync::Arc;
+
+use openraft::StorageError;
+use openraft::errors::ErrorSource;
+use openraft::impls::BoxedErrorSource;
+use openraft::testing::log::{StoreBuilder, Suite};
+use shoal_raft::{GroupLogStore, GroupStateMachine, MetaState, ShardProgress, StateWatch, TypeConfig};
+use shoal_storage::NodeDb;
+use tokio::sync::watch;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Shard,
+    Meta,
+}
+
+struct RocksStoreBuilder(Kind);
+
+impl StoreBuilder<TypeConfig, GroupLogStore, GroupStateMachine, tempfile::TempDir> for RocksStoreBuilder {
+    async fn build(&self) -> Result<(tempfile::TempDir, GroupLogStore, GroupStateMachine), StorageError<TypeConfig>> {
+        let to_storage_error = |e: std::io::Error| StorageError::read(BoxedErrorSource::from_error(&e));
+        let dir = tempfile::tempdir().map_err(to_storage_error)?;
+        let db = NodeDb::open(dir.path()).map_err(to_storage_error)?;
+        let group = 42;
+        let watch = match self.0 {
+            Kind::Shard => StateWatch::Shard(watch::channel(ShardProgress::default()).0),
+            Kind::Meta => StateWatch::Meta(watch::channel(Arc::new(MetaState::default())).0),
+        };
+        let state_machine = GroupStateMachine::open(db.clone(), group, watch).map_err(to_storage_error)?;
+        Ok((dir, GroupLogStore::new(db, group), state_machine))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocksdb_store_with_shard_state_machine_passes_openraft_suite() -> Result<(), StorageError<TypeConfig>> {
+    Suite::test_all(RocksStoreBuilder(Kind::Shard)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocksdb_store_with_meta_state_machine_passes_openraft_suite() -> Result<(), StorageError<TypeConfig>> {
+    Suite::test_all(RocksStoreBuilder(Kind::Meta)).await
+}
