@@ -167,7 +167,6 @@ impl DataService {
         &self,
         iterator: &ShardIterator,
         limit: u32,
-        handle: &crate::groups::GroupHandle,
         shard: &Shard,
         stream: &Stream,
     ) -> ShoalResult<proto::GetRecordsResponse> {
@@ -179,12 +178,14 @@ impl DataService {
             MAX_GET_RECORDS_BYTES,
         )
         .map_err(|e| ShoalError::internal(format!("reading {}: {e}", shard.id)))?;
-        let progress = handle.progress();
         let next_position = read.last().map(|r| r.position.next()).unwrap_or(iterator.position);
+        // Behind by the age of the last record returned, if anything follows it.
+        let more_follow = !read.is_empty()
+            && !shard_state::read_records(&self.node.db, shard.group_id, next_position, 1, 1)
+                .map_err(|e| ShoalError::internal(format!("reading {}: {e}", shard.id)))?
+                .is_empty();
         let millis_behind_latest = match read.last() {
-            Some(last) if next_position < progress.next_position => {
-                now_millis().saturating_sub(last.record.arrival_millis)
-            }
+            Some(last) if more_follow => now_millis().saturating_sub(last.record.arrival_millis).max(1),
             _ => 0,
         };
         metrics::counter!("shoal_records_read_total").increment(read.len() as u64);
@@ -294,9 +295,7 @@ impl Records for DataService {
             .shard(ShardId(iterator.shard_index))
             .ok_or_else(|| to_status(ShoalError::invalid_argument("Invalid ShardIterator.")))?;
         match locate(&self.node, shard, LEADER_WAIT).await.map_err(to_status)? {
-            ShardLeader::Local(handle) => {
-                Ok(Response::new(self.read(&iterator, limit, &handle, shard, &stream).map_err(to_status)?))
-            }
+            ShardLeader::Local(_) => Ok(Response::new(self.read(&iterator, limit, shard, &stream).map_err(to_status)?)),
             ShardLeader::Remote { .. } if was_forwarded => {
                 Err(to_status(ShoalError::unavailable("shard leadership is moving; retry")))
             }

@@ -251,7 +251,11 @@ impl NodeHandle {
 }
 
 /// Opens a node and serves it on `listener` in the background.
-pub async fn start(listener: TcpListener, config: NodeConfig, faults: Arc<NetworkFaults>) -> anyhow::Result<NodeHandle> {
+pub async fn start(
+    listener: TcpListener,
+    config: NodeConfig,
+    faults: Arc<NetworkFaults>,
+) -> anyhow::Result<NodeHandle> {
     let addr = listener.local_addr()?;
     let id = config.id;
     let node = Node::open(config, faults).await?;

@@ -171,7 +171,11 @@ impl TestCluster {
             if converged {
                 return Ok(());
             }
-            anyhow::ensure!(Instant::now() < deadline, "replicas of {} did not converge within {timeout:?}", stream.name);
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "replicas of {} did not converge within {timeout:?}",
+                stream.name
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

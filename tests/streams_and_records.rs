@@ -1,0 +1,277 @@
+//! Streams and records on an in-process three-zone cluster, through the gRPC API.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use shoal_client::{ErrorCode, Record, proto};
+use shoal_testkit::TestCluster;
+use shoal_tests::record;
+use shoal_types::HashKey;
+
+const ACTIVE_WITHIN: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_written_through_one_node_are_read_through_another_in_shard_order() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3).await?;
+    let (first, second, third) = (cluster.client(1).await?, cluster.client(2).await?, cluster.client(3).await?);
+    first.create_stream("orders", 3).await?;
+    let description = second.wait_for_active("orders", ACTIVE_WITHIN).await?;
+    assert_eq!(description.shards.len(), 3);
+
+    let mut written = Vec::new();
+    for i in 0..90 {
+        let key = format!("customer-{i}");
+        let put = second.put_record("orders", &key, format!("order {i}").into_bytes()).await?;
+        // The record went to the shard whose hash-key range holds MD5(key).
+        let hash = HashKey::from_partition_key(&key).0;
+        let owner = description
+            .shards
+            .iter()
+            .find(|s| {
+                s.starting_hash_key.parse::<u128>().unwrap() <= hash
+                    && hash <= s.ending_hash_key.parse::<u128>().unwrap()
+            })
+            .unwrap();
+        assert_eq!(put.shard_id, owner.shard_id, "record {key} routed by MD5");
+        assert_eq!(put.sequence_number.len(), 56);
+        written.push((put.shard_id, put.sequence_number, format!("order {i}")));
+    }
+
+    let read = third.read_stream("orders").await?;
+    let mut seen = 0;
+    for (shard_id, records) in &read {
+        let expected: Vec<_> = written.iter().filter(|(s, _, _)| s == shard_id).collect();
+        assert_eq!(records.len(), expected.len(), "{shard_id} holds exactly what was written to it");
+        for (record, (_, seq, data)) in records.iter().zip(expected) {
+            assert_eq!(&record.sequence_number, seq);
+            assert_eq!(record.data, data.as_bytes());
+        }
+        let seqs: Vec<u128> = records.iter().map(|r| r.sequence_number[20..].parse().unwrap()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence numbers increase within {shard_id}");
+        seen += records.len();
+    }
+    assert_eq!(seen, 90);
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn put_records_answers_per_record_in_request_order() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3).await?;
+    let client = cluster.client(3).await?;
+    client.create_stream("batch", 4).await?;
+    client.wait_for_active("batch", ACTIVE_WITHIN).await?;
+    let records: Vec<Record> = (0..500).map(|i| record(format!("k{i}"), format!("v{i}"))).collect();
+    let response = client.put_records("batch", records).await?;
+    assert_eq!(response.failed_record_count, 0);
+    assert_eq!(response.records.len(), 500);
+    // Within a shard, request order is sequence order.
+    for shard in ["shardId-000000000000", "shardId-000000000001", "shardId-000000000002", "shardId-000000000003"] {
+        let seqs: Vec<&String> =
+            response.records.iter().filter(|r| r.shard_id == shard).map(|r| &r.sequence_number).collect();
+        assert!(!seqs.is_empty(), "500 keys reach every shard");
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    }
+    let stored: usize = client.read_stream("batch").await?.iter().map(|(_, r)| r.len()).sum();
+    assert_eq!(stored, 500);
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shard_iterators_start_where_asked() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3).await?;
+    let client = cluster.client(2).await?;
+    client.create_stream("events", 1).await?;
+    client.wait_for_active("events", ACTIVE_WITHIN).await?;
+    let shard = "shardId-000000000000";
+    let mut seqs = Vec::new();
+    for i in 0..10 {
+        seqs.push(client.put_record("events", "k", format!("e{i}").into_bytes()).await?.sequence_number);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let data = |page: &proto::GetRecordsResponse| -> Vec<String> {
+        page.records.iter().map(|r| String::from_utf8_lossy(&r.data).into_owned()).collect()
+    };
+
+    let it = client.get_shard_iterator("events", shard, "TRIM_HORIZON", None, None).await?;
+    let page = client.get_records(&it, 3).await?;
+    assert_eq!(data(&page), ["e0", "e1", "e2"]);
+    assert!(page.millis_behind_latest > 0 || page.records.len() == 10, "more records remain behind the page");
+    let page = client.get_records(&page.next_shard_iterator, 100).await?;
+    assert_eq!(page.records.len(), 7, "the next iterator continues after the page");
+    assert_eq!(page.millis_behind_latest, 0);
+
+    let it = client.get_shard_iterator("events", shard, "AT_SEQUENCE_NUMBER", Some(&seqs[5]), None).await?;
+    assert_eq!(data(&client.get_records(&it, 100).await?)[0], "e5");
+    let it = client.get_shard_iterator("events", shard, "AFTER_SEQUENCE_NUMBER", Some(&seqs[5]), None).await?;
+    assert_eq!(data(&client.get_records(&it, 100).await?)[0], "e6");
+
+    let all =
+        client.get_records(&client.get_shard_iterator("events", shard, "TRIM_HORIZON", None, None).await?, 100).await?;
+    let arrival = all.records[4].approximate_arrival_timestamp_millis;
+    assert!(
+        all.records
+            .windows(2)
+            .all(|w| w[0].approximate_arrival_timestamp_millis <= w[1].approximate_arrival_timestamp_millis)
+    );
+    let it = client.get_shard_iterator("events", shard, "AT_TIMESTAMP", None, Some(arrival)).await?;
+    let from_time = client.get_records(&it, 100).await?;
+    assert!(from_time.records.iter().all(|r| r.approximate_arrival_timestamp_millis >= arrival));
+    assert!(data(&from_time).contains(&"e4".to_string()));
+
+    let latest = client.get_shard_iterator("events", shard, "LATEST", None, None).await?;
+    assert!(client.get_records(&latest, 100).await?.records.is_empty());
+    client.put_record("events", "k", b"after".to_vec()).await?;
+    assert_eq!(data(&client.get_records(&latest, 100).await?), ["after"]);
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_the_kinesis_error_and_writes_nothing() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3).await?;
+    let client = cluster.client(1).await?;
+
+    assert_eq!(code(&client.describe_stream("missing").await), ErrorCode::ResourceNotFound);
+    assert_eq!(code(&client.put_record("missing", "k", b"x".to_vec()).await), ErrorCode::ResourceNotFound);
+    assert_eq!(code(&client.create_stream("has space", 1).await), ErrorCode::Validation);
+    assert_eq!(code(&client.create_stream("zero", 0).await), ErrorCode::InvalidArgument);
+
+    client.create_stream("strict", 2).await?;
+    client.wait_for_active("strict", ACTIVE_WITHIN).await?;
+    assert_eq!(code(&client.create_stream("strict", 1).await), ErrorCode::ResourceInUse);
+
+    let too_big = vec![0u8; 1024 * 1024];
+    assert_eq!(code(&client.put_record("strict", "k", too_big).await), ErrorCode::Validation);
+    assert_eq!(code(&client.put_record("strict", "", b"x".to_vec()).await), ErrorCode::Validation);
+    let mut batch: Vec<Record> = (0..501).map(|i| record(format!("k{i}"), "x")).collect();
+    assert_eq!(code(&client.put_records("strict", batch.clone()).await), ErrorCode::Validation);
+    // One bad record refuses the whole call: nothing of it is written.
+    batch.truncate(10);
+    batch[7].explicit_hash_key = Some("340282366920938463463374607431768211456".into());
+    assert_eq!(code(&client.put_records("strict", batch).await), ErrorCode::InvalidArgument);
+
+    let shard = "shardId-000000000000";
+    assert_eq!(
+        code(&client.get_shard_iterator("strict", "shardId-000000000009", "LATEST", None, None).await),
+        ErrorCode::ResourceNotFound
+    );
+    assert_eq!(
+        code(&client.get_shard_iterator("strict", "not-a-shard", "LATEST", None, None).await),
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        code(&client.get_shard_iterator("strict", shard, "SIDEWAYS", None, None).await),
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        code(&client.get_shard_iterator("strict", shard, "AT_SEQUENCE_NUMBER", Some("12"), None).await),
+        ErrorCode::InvalidArgument
+    );
+    let seq_of_other_shard = client
+        .put_records(
+            "strict",
+            vec![Record {
+                explicit_hash_key: Some("340282366920938463463374607431768211455".into()),
+                ..record("k", "x")
+            }],
+        )
+        .await?
+        .records[0]
+        .sequence_number
+        .clone();
+    assert_eq!(
+        code(&client.get_shard_iterator("strict", shard, "AT_SEQUENCE_NUMBER", Some(&seq_of_other_shard), None).await),
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(code(&client.get_records("garbage", 10).await), ErrorCode::InvalidArgument);
+    let iterator = client.get_shard_iterator("strict", shard, "TRIM_HORIZON", None, None).await?;
+    assert_eq!(code(&client.get_records(&iterator, 10_001).await), ErrorCode::InvalidArgument);
+
+    let stored: Vec<usize> = client.read_stream("strict").await?.iter().map(|(_, r)| r.len()).collect();
+    assert_eq!(stored, vec![0, 1], "only the one valid record was written");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streams_are_listed_paged_deleted_and_recreated() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3).await?;
+    let client = cluster.client(2).await?;
+    for name in ["a-stream", "b-stream", "c-stream"] {
+        client.create_stream(name, 5).await?;
+    }
+    for name in ["a-stream", "b-stream", "c-stream"] {
+        let summary = client.wait_for_active(name, ACTIVE_WITHIN).await?.summary.unwrap();
+        assert_eq!(summary.open_shard_count, 5);
+        assert_eq!(summary.retention_period_hours, 24);
+        assert_eq!(summary.stream_arn, format!("arn:aws:kinesis:us-east-1:123456789012:stream/{name}"));
+    }
+    let names: Vec<String> = client.list_streams().await?.into_iter().map(|s| s.stream_name).collect();
+    assert_eq!(names, ["a-stream", "b-stream", "c-stream"]);
+
+    // Paging by hand through the generated client.
+    let channel = tonic_channel(&cluster.addr(3)).await?;
+    let mut control = proto::stream_control_client::StreamControlClient::new(channel);
+    let page = control
+        .list_shards(proto::ListShardsRequest {
+            stream_name: "b-stream".into(),
+            max_results: 2,
+            exclusive_start_shard_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(page.shards.len(), 2);
+    assert!(page.has_more_shards);
+    let rest = control
+        .list_shards(proto::ListShardsRequest {
+            stream_name: "b-stream".into(),
+            max_results: 10,
+            exclusive_start_shard_id: page.shards[1].shard_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        rest.shards.iter().map(|s| s.shard_id.as_str()).collect::<Vec<_>>(),
+        ["shardId-000000000002", "shardId-000000000003", "shardId-000000000004"]
+    );
+    let streams = control
+        .list_streams(proto::ListStreamsRequest { limit: 2, exclusive_start_stream_name: String::new() })
+        .await?
+        .into_inner();
+    assert_eq!(streams.streams.len(), 2);
+    assert!(streams.has_more_streams);
+
+    client.put_record("b-stream", "k", b"old".to_vec()).await?;
+    let old_iterator =
+        client.get_shard_iterator("b-stream", "shardId-000000000000", "TRIM_HORIZON", None, None).await?;
+    client.delete_stream("b-stream").await?;
+    let deadline = tokio::time::Instant::now() + ACTIVE_WITHIN;
+    while client.describe_stream("b-stream").await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "deleted stream disappears");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.create_stream("b-stream", 1).await?;
+    client.wait_for_active("b-stream", ACTIVE_WITHIN).await?;
+    let stored: usize = client.read_stream("b-stream").await?.iter().map(|(_, r)| r.len()).sum();
+    assert_eq!(stored, 0, "a re-created stream starts empty");
+    let stale = client.get_records(&old_iterator, 10).await.unwrap_err();
+    assert_eq!(stale.code, ErrorCode::ResourceNotFound);
+    let names: HashSet<String> = client.list_streams().await?.into_iter().map(|s| s.stream_name).collect();
+    assert_eq!(names.len(), 3);
+    cluster.shutdown().await;
+    Ok(())
+}
+
+/// The error code of a call that must fail.
+fn code<T: std::fmt::Debug>(result: &Result<T, shoal_client::ShoalError>) -> ErrorCode {
+    match result {
+        Ok(value) => panic!("expected an error, got {value:?}"),
+        Err(error) => error.code,
+    }
+}
+
+async fn tonic_channel(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
+    Ok(tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?)
+}
