@@ -160,13 +160,16 @@ impl TestCluster {
         loop {
             let mut converged = true;
             for shard in &stream.shards {
-                let positions: Vec<_> = self
+                // Every running replica must be running the group and be at
+                // the same position as the others.
+                let replicas: Vec<_> = self
                     .nodes
                     .values()
-                    .filter_map(|h| h.node.groups.get(shard.group_id))
-                    .map(|g| g.progress().next_position)
+                    .filter(|h| shard.replicas.contains(&h.id))
+                    .map(|h| h.node.groups.get(shard.group_id))
                     .collect();
-                converged &= positions.windows(2).all(|w| w[0] == w[1]);
+                let positions: Vec<_> = replicas.iter().flatten().map(|g| g.progress().next_position).collect();
+                converged &= positions.len() == replicas.len() && positions.windows(2).all(|w| w[0] == w[1]);
             }
             if converged {
                 return Ok(());
