@@ -1,0 +1,164 @@
+//! The real binary: `shoal dev` started as a process and driven by the CLI.
+
+use std::io::Write;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+
+/// A `shoal dev` process, killed when dropped.
+struct DevCluster {
+    child: Child,
+    endpoint: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port_block() -> u16 {
+    // Three consecutive free ports: bind them, note the first, release them.
+    loop {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = first.local_addr().unwrap().port();
+        if port > 65000 {
+            continue;
+        }
+        let second = std::net::TcpListener::bind(("127.0.0.1", port + 1));
+        let third = std::net::TcpListener::bind(("127.0.0.1", port + 2));
+        if second.is_ok() && third.is_ok() {
+            return port;
+        }
+    }
+}
+
+fn start_dev() -> DevCluster {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port_block();
+    let mut child = Command::new(SHOAL)
+        .args(["dev", "--port", &port.to_string(), "--metrics-addr", ""])
+        .arg("--data-dir")
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("shoal dev starts");
+    // Wait for the "ready" line.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let started = Instant::now();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(read > 0, "shoal dev exited before it was ready");
+        if line.contains("ready in") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "shoal dev never said it was ready");
+    }
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    DevCluster { child, endpoint: format!("127.0.0.1:{port}"), _data: data }
+}
+
+fn shoal(cluster: &DevCluster, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(SHOAL)
+        .args(args)
+        .env("SHOAL_ENDPOINT", &cluster.endpoint)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "command failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn dev_cluster_serves_the_cli_end_to_end() {
+    let cluster = start_dev();
+    let created = stdout(&shoal(&cluster, &["stream", "create", "demo", "--shards", "3"], None));
+    assert!(created.contains("ACTIVE"), "{created}");
+
+    let lines: String = (1..=250).map(|i| format!("line {i}\n")).collect();
+    let put = shoal(&cluster, &["put", "demo"], Some(&lines));
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    assert!(String::from_utf8_lossy(&put.stderr).contains("put 250 record(s)"));
+
+    let keyed = shoal(&cluster, &["put", "demo", "--key-separator", ","], Some("user-1,hello\nuser-1,world\n"));
+    assert!(keyed.status.success());
+
+    let got = stdout(&shoal(&cluster, &["get", "demo"], None));
+    let mut got: Vec<&str> = got.lines().collect();
+    assert_eq!(got.len(), 252);
+    got.sort();
+    assert!(got.contains(&"line 1") && got.contains(&"line 250") && got.contains(&"hello"));
+
+    // Records with one key keep their order within the shard.
+    let verbose = stdout(&shoal(&cluster, &["get", "demo", "--verbose"], None));
+    let user: Vec<&str> =
+        verbose.lines().filter(|l| l.contains("\tuser-1\t")).map(|l| l.rsplit('\t').next().unwrap()).collect();
+    assert_eq!(user, ["hello", "world"]);
+
+    let listed = stdout(&shoal(&cluster, &["stream", "list"], None));
+    assert!(listed.contains("demo\tACTIVE\t3 shard(s)"), "{listed}");
+    let described = stdout(&shoal(&cluster, &["stream", "describe", "demo"], None));
+    assert!(described.contains("shardId-000000000002"));
+    let status = stdout(&shoal(&cluster, &["cluster", "status"], None));
+    for zone in ["az-a", "az-b", "az-c"] {
+        assert!(status.contains(zone), "{status}");
+    }
+    assert_eq!(status.lines().filter(|l| l.contains("\tdemo\tshardId-")).count(), 3);
+
+    let missing = shoal(&cluster, &["get", "nope"], None);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("ResourceNotFoundException"));
+
+    let deleted = stdout(&shoal(&cluster, &["stream", "delete", "demo"], None));
+    assert!(deleted.contains("being deleted"));
+}
+
+#[test]
+fn tail_follows_new_records() {
+    let cluster = start_dev();
+    stdout(&shoal(&cluster, &["stream", "create", "live"], None));
+    let mut tail = Command::new(SHOAL)
+        .args(["tail", "live"])
+        .env("SHOAL_ENDPOINT", &cluster.endpoint)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    stdout(&shoal(&cluster, &["put", "live"], Some("first\nsecond\n")));
+    let mut reader = std::io::BufReader::new(tail.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        seen.push(line.trim().to_string());
+    }
+    let _ = tail.kill();
+    assert_eq!(seen, ["first", "second"]);
+}
+
+#[test]
+fn help_explains_every_command() {
+    let output = Command::new(SHOAL).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for command in ["node", "dev", "stream", "put", "get", "tail", "cluster"] {
+        assert!(help.contains(command), "{help}");
+    }
+}
