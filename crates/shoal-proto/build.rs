@@ -9,7 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files =
         ["streams.proto", "records.proto", "cluster.proto", "raft.proto"].map(|f| root.join("shoal/v1").join(f));
-    tonic_prost_build::configure().compile_protos(&files, &[root.clone()])?;
+    tonic_prost_build::configure().compile_protos(&files, std::slice::from_ref(&root))?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

@@ -151,6 +151,7 @@ fn tail_follows_new_records() {
         seen.push(line.trim().to_string());
     }
     let _ = tail.kill();
+    let _ = tail.wait();
     assert_eq!(seen, ["first", "second"]);
 }
 
