@@ -17,6 +17,10 @@ async fn records_written_through_one_node_are_read_through_another_in_shard_orde
     first.create_stream("orders", 3).await?;
     let description = second.wait_for_active("orders", ACTIVE_WITHIN).await?;
     assert_eq!(description.shards.len(), 3);
+    // Each node leads one of the three shards.
+    let stream = cluster.stream(1, "orders").await?;
+    let leaders: HashSet<u64> = (0..3).filter_map(|i| cluster.shard_leader(&stream, i)).collect();
+    assert_eq!(leaders.len(), 3, "shard leaders spread over the nodes");
 
     let mut written = Vec::new();
     for i in 0..90 {

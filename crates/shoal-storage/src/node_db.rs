@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::mpsc::Sender;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ struct Inner {
     /// Queue of the group-commit thread. Dropping it (with the last handle) stops
     /// the thread, which then releases the database.
     wal_sync: Mutex<Sender<Completion>>,
+    /// WAL fsyncs done so far, for tests and status.
+    wal_syncs: Arc<AtomicU64>,
 }
 
 fn io_error(e: rocksdb::Error) -> std::io::Error {
@@ -58,8 +61,14 @@ impl NodeDb {
             }
         };
         let db = Arc::new(db);
-        let wal_sync = Mutex::new(wal_syncer::spawn(db.clone())?);
-        Ok(NodeDb { inner: Arc::new(Inner { db, wal_sync }) })
+        let wal_syncs = Arc::new(AtomicU64::new(0));
+        let wal_sync = Mutex::new(wal_syncer::spawn(db.clone(), wal_syncs.clone())?);
+        Ok(NodeDb { inner: Arc::new(Inner { db, wal_sync, wal_syncs }) })
+    }
+
+    /// How many WAL fsyncs this database has done since it was opened.
+    pub fn wal_syncs(&self) -> u64 {
+        self.inner.wal_syncs.load(Ordering::Relaxed)
     }
 
     fn cf(&self, cf: Cf) -> std::io::Result<&ColumnFamily> {
@@ -250,6 +259,33 @@ mod tests {
         }
         let done: Vec<bool> = (0..100).map(|_| rx.recv().unwrap()).collect();
         assert!(done.iter().all(|ok| *ok));
+    }
+
+    #[test]
+    fn concurrent_appends_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = NodeDb::open(dir.path()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writers: Vec<_> = (0..8u64)
+            .map(|writer| {
+                let (db, tx) = (db.clone(), tx.clone());
+                std::thread::spawn(move || {
+                    for i in 0..50u64 {
+                        let mut batch = db.batch();
+                        batch.put(Cf::RaftLog, &keys::group_u64(writer, i), b"entry").unwrap();
+                        batch.commit().unwrap();
+                        let tx = tx.clone();
+                        db.when_durable(move |r| tx.send(r.is_ok()).unwrap());
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        assert!((0..400).all(|_| rx.recv().unwrap()), "every append became durable");
+        let syncs = db.wal_syncs();
+        assert!(syncs < 400, "400 appends of 8 groups took {syncs} fsyncs: group commit should share them");
     }
 
     #[test]

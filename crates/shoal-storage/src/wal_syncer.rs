@@ -7,6 +7,7 @@
 //! exactly one fsync, as it must.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Instant;
 
@@ -14,19 +15,20 @@ use rocksdb::DB;
 
 pub(crate) type Completion = Box<dyn FnOnce(std::io::Result<()>) + Send>;
 
-pub(crate) fn spawn(db: Arc<DB>) -> std::io::Result<Sender<Completion>> {
+pub(crate) fn spawn(db: Arc<DB>, syncs: Arc<AtomicU64>) -> std::io::Result<Sender<Completion>> {
     let (sender, receiver) = channel::<Completion>();
-    std::thread::Builder::new().name("shoal-wal-sync".into()).spawn(move || run(db, receiver))?;
+    std::thread::Builder::new().name("shoal-wal-sync".into()).spawn(move || run(db, receiver, syncs))?;
     Ok(sender)
 }
 
 /// Runs until every sender is gone, which is when the node's database is dropped.
-fn run(db: Arc<DB>, receiver: Receiver<Completion>) {
+fn run(db: Arc<DB>, receiver: Receiver<Completion>, syncs: Arc<AtomicU64>) {
     while let Ok(first) = receiver.recv() {
         let mut waiting = vec![first];
         waiting.extend(receiver.try_iter());
         let started = Instant::now();
         let result = db.flush_wal(true).map_err(|e| std::io::Error::other(format!("wal sync failed: {e}")));
+        syncs.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("shoal_wal_syncs_total").increment(1);
         metrics::histogram!("shoal_wal_sync_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("shoal_wal_sync_batch_size").record(waiting.len() as f64);
