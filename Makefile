@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ?= /var/tmp/shoal-target
 SHOAL := $(CARGO_TARGET_DIR)/debug/shoal
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build run test lint fmt clean
+.PHONY: deps pydeps build run test lint fmt clean
 
 ## deps: install what the build needs (libclang for RocksDB's bindings)
 deps:
@@ -17,6 +17,11 @@ deps:
 		echo "installing libclang-dev (needed to build RocksDB's bindings)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libclang-dev; \
 	fi
+
+## pydeps: boto3, the aws CLI and pytest for the AWS-compatibility tests
+pydeps:
+	@python3 -c "import boto3, pytest" 2>/dev/null && command -v aws >/dev/null || \
+		python3 -m pip install -q -r tests/aws/requirements.txt
 
 ## build: compile the shoal binary and every crate
 build: deps
@@ -26,9 +31,11 @@ build: deps
 run: build
 	$(SHOAL) dev
 
-## test: unit, storage-conformance, in-process cluster and binary tests
-test: build
+## test: unit, storage-conformance, in-process cluster and binary tests, then
+## boto3 and the aws CLI against a real `shoal dev`
+test: build pydeps
 	cargo test --workspace --no-fail-fast -- --test-threads=2
+	python3 -m pytest -q tests/aws
 
 ## lint: formatting and clippy, warnings are errors
 lint: deps

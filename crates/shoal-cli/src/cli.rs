@@ -74,6 +74,9 @@ pub struct NodeArgs {
     /// Directory of the node's RocksDB.
     #[arg(long, env = "SHOAL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where the AWS-compatible API (Kinesis, JSON 1.1) listens; empty disables it.
+    #[arg(long, env = "SHOAL_AWS_LISTEN")]
+    pub aws_listen: Option<String>,
     /// A cluster member as ID=ZONE@HOST:PORT; repeat for each (this node included).
     #[arg(long = "peer", env = "SHOAL_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
@@ -91,6 +94,10 @@ pub struct DevArgs {
     /// gRPC port of the first node; the others take the next two.
     #[arg(long, env = "SHOAL_DEV_PORT", default_value_t = 50051)]
     pub port: u16,
+    /// Port of the first node's AWS-compatible API (Kinesis JSON 1.1); the others
+    /// take the next two. 0 disables it.
+    #[arg(long, env = "SHOAL_DEV_AWS_PORT", default_value_t = 4567)]
+    pub aws_port: u16,
     /// Address the nodes bind.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,

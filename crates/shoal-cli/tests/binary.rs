@@ -40,7 +40,7 @@ fn start_dev() -> DevCluster {
     let data = tempfile::tempdir().unwrap();
     let port = free_port_block();
     let mut child = Command::new(SHOAL)
-        .args(["dev", "--port", &port.to_string(), "--metrics-addr", ""])
+        .args(["dev", "--port", &port.to_string(), "--metrics-addr", "", "--aws-port", "0"])
         .arg("--data-dir")
         .arg(data.path())
         .stdout(Stdio::piped())

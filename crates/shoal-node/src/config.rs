@@ -23,6 +23,8 @@ pub struct NodeConfig {
     /// of just this node.
     pub peers: Vec<PeerConfig>,
     pub raft: RaftTiming,
+    /// Where the AWS-compatible API (Kinesis JSON 1.1) listens; empty disables it.
+    pub aws_listen: String,
     /// How often expired records are looked for, in seconds.
     pub retention_check_secs: u64,
 }
@@ -60,6 +62,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./shoal-data"),
             peers: Vec::new(),
             raft: RaftTiming::default(),
+            aws_listen: "0.0.0.0:4567".into(),
             retention_check_secs: 30,
         }
     }

@@ -1,8 +1,8 @@
 //! Opening the node's database and the few operations every layer above needs.
 
 use std::path::Path;
-use std::sync::mpsc::Sender;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -68,6 +68,7 @@ impl TestCluster {
                 data_dir: data.path().join(format!("node-{}", peer.id)),
                 peers: peers.clone(),
                 raft: RaftTiming { heartbeat_millis: 50, election_timeout_millis: 300 },
+                aws_listen: String::new(),
                 retention_check_secs: 3600,
             };
             let handle = shoal_node::start(listener, config.clone(), faults.clone()).await?;

@@ -30,6 +30,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .collect();
     let faults = Arc::new(NetworkFaults::default());
     let mut nodes = Vec::new();
+    let mut aws_tasks = Vec::new();
     for peer in &peers {
         let listener =
             tokio::net::TcpListener::bind(&peer.addr).await.with_context(|| format!("binding {}", peer.addr))?;
@@ -41,15 +42,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             data_dir: data_dir.join(format!("node-{}", peer.id)),
             peers: peers.clone(),
             raft: RaftTiming { heartbeat_millis: 50, election_timeout_millis: 300 },
+            aws_listen: aws_addr(&args, peer.id),
             retention_check_secs: 30,
         };
-        nodes.push(shoal_node::start(listener, config, faults.clone()).await?);
+        let node = shoal_node::start(listener, config.clone(), faults.clone()).await?;
+        if let Some(task) = super::aws::start(&node, &config.aws_listen).await? {
+            aws_tasks.push(task);
+        }
+        nodes.push(node);
     }
     let client = shoal_client::ShoalClient::connect(&peers[0].addr).await?;
     client.list_streams().await.context("cluster did not become ready")?;
     println!("shoal dev: 3 nodes in zones az-a, az-b, az-c, ready in {:?}", started.elapsed());
     for peer in &peers {
-        println!("  node {} ({}) gRPC {}", peer.id, peer.zone, peer.addr);
+        let aws = aws_addr(&args, peer.id);
+        let aws = if aws.is_empty() { String::new() } else { format!("  AWS Kinesis API http://{aws}") };
+        println!("  node {} ({}) gRPC {}{aws}", peer.id, peer.zone, peer.addr);
     }
     if !args.metrics_addr.is_empty() {
         println!("  metrics  http://{}/metrics", args.metrics_addr);
@@ -58,8 +66,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("try: shoal stream create demo --shards 2 && seq 1 5 | shoal put demo && shoal get demo");
     super::shutdown_signal().await;
     eprintln!("shoal dev: stopping");
+    for task in aws_tasks {
+        task.abort();
+    }
     for node in nodes {
         let _ = tokio::time::timeout(Duration::from_secs(5), node.stop()).await;
     }
     Ok(())
+}
+
+/// The AWS API address of dev node `id` (1-based), or empty when disabled.
+fn aws_addr(args: &DevArgs, id: u64) -> String {
+    if args.aws_port == 0 { String::new() } else { format!("{}:{}", args.host, args.aws_port + id as u16 - 1) }
 }

@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod aws;
 mod cluster;
 mod dev;
 mod metrics;

@@ -38,6 +38,9 @@ pub fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
     }
+    if let Some(aws_listen) = &args.aws_listen {
+        config.aws_listen = aws_listen.clone();
+    }
     if !args.peers.is_empty() {
         config.peers = args.peers.iter().map(|p| parse_peer(p)).collect::<anyhow::Result<_>>()?;
     }
@@ -51,7 +54,14 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     eprintln!("shoal node {} ({}) serving gRPC on {}", config.id, config.zone, listener.local_addr()?);
-    shoal_node::run(listener, config, Arc::new(NetworkFaults::default()), super::shutdown_signal()).await
+    let node = shoal_node::start(listener, config.clone(), Arc::new(NetworkFaults::default())).await?;
+    let aws = super::aws::start(&node, &config.aws_listen).await?;
+    super::shutdown_signal().await;
+    eprintln!("shoal node {}: stopping", config.id);
+    if let Some(aws) = aws {
+        aws.abort();
+    }
+    node.stop().await
 }
 
 #[cfg(test)]

@@ -1,0 +1,77 @@
+//! Output shapes of the Kinesis model, built from the native API's messages.
+
+use serde_json::{Value, json};
+use shoal_proto::v1 as proto;
+
+use super::timestamp;
+use crate::sigv4::CallerScope;
+
+pub fn stream_arn(scope: &CallerScope, name: &str) -> String {
+    format!("arn:aws:kinesis:{}:{}:stream/{name}", scope.region, scope.account)
+}
+
+pub fn shard(shard: &proto::ShardDescription) -> Value {
+    let mut value = json!({
+        "ShardId": shard.shard_id,
+        "HashKeyRange": {
+            "StartingHashKey": shard.starting_hash_key,
+            "EndingHashKey": shard.ending_hash_key,
+        },
+        "SequenceNumberRange": { "StartingSequenceNumber": shard.starting_sequence_number },
+    });
+    if !shard.parent_shard_id.is_empty() {
+        value["ParentShardId"] = json!(shard.parent_shard_id);
+    }
+    if !shard.adjacent_parent_shard_id.is_empty() {
+        value["AdjacentParentShardId"] = json!(shard.adjacent_parent_shard_id);
+    }
+    if !shard.ending_sequence_number.is_empty() {
+        value["SequenceNumberRange"]["EndingSequenceNumber"] = json!(shard.ending_sequence_number);
+    }
+    value
+}
+
+fn mode(summary: &proto::StreamSummary) -> Value {
+    json!({ "StreamMode": if summary.stream_mode.is_empty() { "PROVISIONED" } else { summary.stream_mode.as_str() } })
+}
+
+pub fn stream_description(scope: &CallerScope, description: &proto::StreamDescription) -> Value {
+    let summary = description.summary.clone().unwrap_or_default();
+    json!({
+        "StreamName": summary.stream_name,
+        "StreamARN": stream_arn(scope, &summary.stream_name),
+        "StreamStatus": summary.stream_status,
+        "StreamModeDetails": mode(&summary),
+        "Shards": description.shards.iter().map(shard).collect::<Vec<_>>(),
+        "HasMoreShards": description.has_more_shards,
+        "RetentionPeriodHours": summary.retention_period_hours,
+        "StreamCreationTimestamp": timestamp(summary.stream_creation_timestamp_millis),
+        "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
+        "EncryptionType": "NONE",
+    })
+}
+
+pub fn stream_description_summary(scope: &CallerScope, summary: &proto::StreamSummary) -> Value {
+    json!({
+        "StreamName": summary.stream_name,
+        "StreamARN": stream_arn(scope, &summary.stream_name),
+        "StreamStatus": summary.stream_status,
+        "StreamModeDetails": mode(summary),
+        "RetentionPeriodHours": summary.retention_period_hours,
+        "StreamCreationTimestamp": timestamp(summary.stream_creation_timestamp_millis),
+        "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
+        "EncryptionType": "NONE",
+        "OpenShardCount": summary.open_shard_count,
+        "ConsumerCount": 0,
+    })
+}
+
+pub fn stream_summary(scope: &CallerScope, summary: &proto::StreamSummary) -> Value {
+    json!({
+        "StreamName": summary.stream_name,
+        "StreamARN": stream_arn(scope, &summary.stream_name),
+        "StreamStatus": summary.stream_status,
+        "StreamModeDetails": mode(summary),
+        "StreamCreationTimestamp": timestamp(summary.stream_creation_timestamp_millis),
+    })
+}

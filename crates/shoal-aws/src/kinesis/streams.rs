@@ -1,0 +1,188 @@
+//! Stream operations: create, delete, describe, list.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shoal_proto::v1 as proto;
+use shoal_proto::v1::stream_control_server::StreamControl;
+use tonic::Request;
+
+use super::{KinesisApi, shapes, stream_name};
+use crate::error::AwsError;
+use crate::request::AwsRequest;
+
+/// Shards an on-demand stream starts with, as Kinesis does.
+const ON_DEMAND_INITIAL_SHARDS: u32 = 4;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StreamModeDetails {
+    stream_mode: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateStreamInput {
+    stream_name: String,
+    shard_count: Option<u32>,
+    stream_mode_details: Option<StreamModeDetails>,
+}
+
+pub async fn create_stream(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
+    let input: CreateStreamInput = request.input()?;
+    let on_demand = input.stream_mode_details.as_ref().is_some_and(|m| m.stream_mode == "ON_DEMAND");
+    let shard_count = match (input.shard_count, on_demand) {
+        (Some(count), _) => count,
+        (None, true) => ON_DEMAND_INITIAL_SHARDS,
+        (None, false) => return Err(AwsError::invalid_argument("ShardCount is required for PROVISIONED streams.")),
+    };
+    if let Some(mode) = &input.stream_mode_details
+        && mode.stream_mode != "ON_DEMAND"
+        && mode.stream_mode != "PROVISIONED"
+    {
+        return Err(AwsError::validation(format!("Invalid StreamMode {}.", mode.stream_mode)));
+    }
+    let message = proto::CreateStreamRequest { stream_name: input.stream_name, shard_count, retention_hours: 0 };
+    api.control.create_stream(Request::new(message)).await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StreamRef {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+}
+
+pub async fn delete_stream(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
+    let input: StreamRef = request.input()?;
+    let stream_name = stream_name(input.stream_name, input.stream_arn)?;
+    api.control.delete_stream(Request::new(proto::DeleteStreamRequest { stream_name })).await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeStreamInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    limit: Option<u32>,
+    exclusive_start_shard_id: Option<String>,
+}
+
+pub async fn describe_stream(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
+    let input: DescribeStreamInput = request.input()?;
+    if input.limit == Some(0) {
+        return Err(AwsError::validation("Limit must be between 1 and 100."));
+    }
+    let message = proto::DescribeStreamRequest {
+        stream_name: stream_name(input.stream_name, input.stream_arn)?,
+        limit: input.limit.unwrap_or(0),
+        exclusive_start_shard_id: input.exclusive_start_shard_id.unwrap_or_default(),
+    };
+    let response = api.control.describe_stream(Request::new(message)).await?.into_inner();
+    let description = response.stream.unwrap_or_default();
+    Ok(json!({ "StreamDescription": shapes::stream_description(&request.scope, &description) }))
+}
+
+pub async fn describe_stream_summary(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
+    let input: StreamRef = request.input()?;
+    let message =
+        proto::DescribeStreamSummaryRequest { stream_name: stream_name(input.stream_name, input.stream_arn)? };
+    let summary =
+        api.control.describe_stream_summary(Request::new(message)).await?.into_inner().summary.unwrap_or_default();
+    Ok(json!({ "StreamDescriptionSummary": shapes::stream_description_summary(&request.scope, &summary) }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListStreamsInput {
+    limit: Option<u32>,
+    exclusive_start_stream_name: Option<String>,
+    next_token: Option<String>,
+}
+
+pub async fn list_streams(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
+    let input: ListStreamsInput = request.input()?;
+    if input.limit == Some(0) {
+        return Err(AwsError::validation("Limit must be between 1 and 10000."));
+    }
+    let start = match (input.next_token, input.exclusive_start_stream_name) {
+        (Some(token), _) => decode_token(&token, "stream")?,
+        (None, name) => name.unwrap_or_default(),
+    };
+    let message = proto::ListStreamsRequest { limit: input.limit.unwrap_or(0), exclusive_start_stream_name: start };
+    let response = api.control.list_streams(Request::new(message)).await?.into_inner();
+    let names: Vec<&String> = response.streams.iter().map(|s| &s.stream_name).collect();
+    let mut output = json!({
+        "StreamNames": names,
+        "HasMoreStreams": response.has_more_streams,
+        "StreamSummaries": response.streams.iter().map(|s| shapes::stream_summary(&request.scope, s)).collect::<Vec<_>>(),
+    });
+    if response.has_more_streams
+        && let Some(last) = response.streams.last()
+    {
+        output["NextToken"] = json!(encode_token("stream", &last.stream_name));
+    }
+    Ok(output)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListShardsInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    next_token: Option<String>,
+    exclusive_start_shard_id: Option<String>,
+    max_results: Option<u32>,
+}
+
+pub async fn list_shards(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
+    let input: ListShardsInput = request.input()?;
+    if input.max_results == Some(0) {
+        return Err(AwsError::validation("MaxResults must be between 1 and 10000."));
+    }
+    let (stream, start) = match input.next_token {
+        Some(token) => {
+            if input.stream_name.is_some() || input.stream_arn.is_some() {
+                return Err(AwsError::invalid_argument("NextToken and StreamName cannot be provided together."));
+            }
+            let decoded = decode_token(&token, "shards")?;
+            let (stream, shard) = decoded
+                .split_once('/')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| AwsError::invalid_argument("Invalid NextToken."))?;
+            (stream, shard)
+        }
+        None => (stream_name(input.stream_name, input.stream_arn)?, input.exclusive_start_shard_id.unwrap_or_default()),
+    };
+    let message = proto::ListShardsRequest {
+        stream_name: stream.clone(),
+        max_results: input.max_results.unwrap_or(0),
+        exclusive_start_shard_id: start,
+    };
+    let response = api.control.list_shards(Request::new(message)).await?.into_inner();
+    let mut output = json!({ "Shards": response.shards.iter().map(shapes::shard).collect::<Vec<_>>() });
+    if response.has_more_shards
+        && let Some(last) = response.shards.last()
+    {
+        output["NextToken"] = json!(encode_token("shards", &format!("{stream}/{}", last.shard_id)));
+    }
+    Ok(output)
+}
+
+/// Paging tokens: opaque to clients, `kind:value` in base64.
+fn encode_token(kind: &str, value: &str) -> String {
+    STANDARD.encode(format!("{kind}:{value}"))
+}
+
+fn decode_token(token: &str, kind: &str) -> Result<String, AwsError> {
+    let invalid = || AwsError::invalid_argument(format!("Invalid NextToken {token:?}."));
+    let bytes = STANDARD.decode(token).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    text.strip_prefix(&format!("{kind}:")).map(str::to_string).ok_or_else(invalid)
+}

@@ -1,0 +1,86 @@
+"""Starts a real `shoal dev` cluster for the AWS-compatibility tests."""
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import boto3
+import pytest
+from botocore.config import Config
+
+SHOAL = os.path.join(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/shoal-target"), "debug", "shoal")
+
+
+def free_port_block(count):
+    """First of `count` consecutive free ports."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = probe.getsockname()[1]
+        if first + count >= 65535:
+            continue
+        held = []
+        try:
+            for port in range(first, first + count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                held.append(s)
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+
+
+@pytest.fixture(scope="session")
+def shoal_dev():
+    grpc_port = free_port_block(3)
+    aws_port = free_port_block(3)
+    data = tempfile.TemporaryDirectory(prefix="shoal-aws-test-")
+    process = subprocess.Popen(
+        [SHOAL, "dev", "--port", str(grpc_port), "--aws-port", str(aws_port), "--metrics-addr", "", "--data-dir", data.name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.time() + 30
+    for line in process.stdout:
+        if "ready in" in line:
+            break
+        assert time.time() < deadline, "shoal dev did not become ready"
+    else:
+        raise RuntimeError("shoal dev exited before it was ready")
+    yield {"endpoints": [f"http://127.0.0.1:{aws_port + i}" for i in range(3)], "grpc": f"127.0.0.1:{grpc_port}"}
+    process.terminate()
+    process.wait(timeout=10)
+    data.cleanup()
+
+
+def make_client(endpoint, region="us-east-1"):
+    return boto3.client(
+        "kinesis",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id="AKIDSHOALTEST",
+        aws_secret_access_key="secret",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+@pytest.fixture
+def kinesis(shoal_dev):
+    return make_client(shoal_dev["endpoints"][0])
+
+
+@pytest.fixture
+def kinesis_nodes(shoal_dev):
+    return [make_client(endpoint) for endpoint in shoal_dev["endpoints"]]
+
+
+@pytest.fixture
+def stream_name():
+    return "test-" + uuid.uuid4().hex[:12]
