@@ -20,6 +20,7 @@ use crate::sigv4::caller_scope;
 
 const KINESIS_TARGET_PREFIX: &str = "Kinesis_20131202.";
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// Serves the AWS APIs of `node` on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -28,7 +29,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let api = Arc::new(KinesisApi::new(node));
-    let app = Router::new().route("/", post(dispatch)).route("/health", get(|| async { "ok" })).with_state(api);
+    let app = Router::new()
+        .route("/", post(dispatch))
+        .route("/health", get(|| async { "ok" }))
+        // Records reach 10 MiB, base64-encoded in JSON: allow the largest call.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use shoal_proto::v1 as proto;
 use shoal_proto::v1::records_client::RecordsClient;
 use shoal_proto::v1::records_server::Records;
 use shoal_raft::shard_state;
-use shoal_types::limits::{MAX_GET_RECORDS_BYTES, MAX_GET_RECORDS_LIMIT};
+use shoal_types::limits::{MAX_GET_RECORDS_BYTES, MAX_GET_RECORDS_LIMIT, MAX_RECORD_BYTES_CEILING};
 use shoal_types::validation::{validate_put_records, validate_record};
 use shoal_types::{
     ErrorCode, HashKey, IteratorStart, Record, RecordPosition, Shard, ShardId, ShardIterator, ShoalError, ShoalResult,
@@ -59,6 +59,12 @@ impl DataService {
     /// entry (all shards in parallel), and reports per record, in request order.
     async fn put_many(&self, stream_name: &str, records: Vec<Record>) -> ShoalResult<proto::PutRecordsResponse> {
         let stream = self.node.writable_stream(stream_name).await?;
+        // The call was checked against the largest limit any stream can have;
+        // now hold it to this stream's own.
+        let max_record_bytes = stream.settings.max_record_size_kib as usize * 1024;
+        if max_record_bytes < MAX_RECORD_BYTES_CEILING {
+            validate_put_records(&records, max_record_bytes)?;
+        }
         let mut by_shard: BTreeMap<ShardId, (Vec<usize>, Vec<Record>)> = BTreeMap::new();
         for (index, record) in records.into_iter().enumerate() {
             let key = HashKey::for_record(&record.partition_key, record.explicit_hash_key.as_deref())?;
@@ -212,7 +218,7 @@ impl Records for DataService {
         let request = request.into_inner();
         let entry = request.record.ok_or_else(|| to_status(ShoalError::invalid_argument("Record must be given.")))?;
         let record = to_record(entry);
-        validate_record(&record, None).map_err(to_status)?;
+        validate_record(&record, None, MAX_RECORD_BYTES_CEILING).map_err(to_status)?;
         let mut response = self.put_many(&request.stream_name, vec![record]).await.map_err(to_status)?;
         let result =
             response.records.pop().ok_or_else(|| to_status(ShoalError::internal("no result for the record")))?;
@@ -233,7 +239,7 @@ impl Records for DataService {
     ) -> Result<Response<proto::PutRecordsResponse>, Status> {
         let request = request.into_inner();
         let records: Vec<Record> = request.records.into_iter().map(to_record).collect();
-        validate_put_records(&records).map_err(to_status)?;
+        validate_put_records(&records, MAX_RECORD_BYTES_CEILING).map_err(to_status)?;
         let response = self.put_many(&request.stream_name, records).await.map_err(to_status)?;
         Ok(Response::new(response))
     }

@@ -92,8 +92,9 @@ impl RaftTransport for TransportService {
     async fn propose_meta(&self, request: Request<MetaProposal>) -> Result<Response<MetaProposalReply>, Status> {
         let command: MetaCommand = bincode::deserialize(&request.into_inner().command)
             .map_err(|e| to_status(ShoalError::invalid_argument(format!("undecodable metadata command: {e}"))))?;
-        let response = crate::meta_writer::propose_local(&self.node, command).await.map_err(to_status)?;
+        let (response, log_index) =
+            crate::meta_writer::propose_local_indexed(&self.node, command).await.map_err(to_status)?;
         let bytes = bincode::serialize(&response).map_err(|e| to_status(ShoalError::internal(e.to_string())))?;
-        Ok(Response::new(MetaProposalReply { response: bytes }))
+        Ok(Response::new(MetaProposalReply { response: bytes, log_index }))
     }
 }

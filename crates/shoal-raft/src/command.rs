@@ -1,7 +1,7 @@
 //! What a Raft log entry carries.
 
 use serde::{Deserialize, Serialize};
-use shoal_types::{Record, ShoalError, Stream};
+use shoal_types::{Consumer, Record, ShoalError, Stream};
 
 /// The application payload of a log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,12 +53,60 @@ pub enum MetaCommand {
         name: String,
         created_millis: u64,
     },
+    /// Increase (`increase = true`) or decrease the retention period.
+    UpdateRetention {
+        name: String,
+        hours: u32,
+        increase: bool,
+    },
+    AddTags {
+        name: String,
+        tags: Vec<(String, String)>,
+    },
+    RemoveTags {
+        name: String,
+        keys: Vec<String>,
+    },
+    /// Turns encryption on with a key id, or off with `None`.
+    SetEncryption {
+        name: String,
+        key_id: Option<String>,
+    },
+    /// Enables (`enable = true`) or disables shard-level metrics.
+    SetShardLevelMetrics {
+        name: String,
+        metrics: Vec<String>,
+        enable: bool,
+    },
+    SetMaxRecordSize {
+        name: String,
+        kib: u32,
+    },
+    RegisterConsumer {
+        stream: String,
+        consumer: String,
+        now_millis: u64,
+    },
+    DeregisterConsumer {
+        stream: String,
+        consumer: String,
+    },
+    /// Attaches a resource policy to a stream or consumer ARN (`None` removes it).
+    SetResourcePolicy {
+        arn: String,
+        policy: Option<String>,
+    },
+    /// Stores the account settings document (a JSON object).
+    SetAccountSettings {
+        settings: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaResponse {
     Done,
     Stream(Stream),
+    Consumer(Consumer),
     Error(ShoalError),
 }
 

@@ -15,11 +15,31 @@ use shoal_types::{GroupId, HashKeyRange, NodeId, NodeInfo, Shard, ShardId, Shoal
 use crate::command::{MetaCommand, MetaResponse};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MetaState {
     pub streams: BTreeMap<String, Stream>,
     /// The next shard group id to hand out; ids are never reused.
     pub next_group_id: GroupId,
+    /// Resource policies by stream or consumer ARN.
+    pub resource_policies: BTreeMap<String, String>,
+    /// The account settings document (JSON), if ever set.
+    pub account_settings: Option<String>,
 }
+
+/// Most tags a stream may carry.
+pub const MAX_TAGS_PER_STREAM: usize = 50;
+/// Most consumers a stream may have.
+pub const MAX_CONSUMERS_PER_STREAM: usize = 20;
+/// The shard-level metrics Kinesis knows.
+pub const SHARD_LEVEL_METRICS: [&str; 7] = [
+    "IncomingBytes",
+    "IncomingRecords",
+    "OutgoingBytes",
+    "OutgoingRecords",
+    "WriteProvisionedThroughputExceeded",
+    "ReadProvisionedThroughputExceeded",
+    "IteratorAgeMilliseconds",
+];
 
 impl MetaState {
     pub fn stream(&self, name: &str) -> Result<&Stream, ShoalError> {
@@ -89,6 +109,8 @@ impl MetaState {
                     created_millis: now_millis,
                     retention_hours,
                     shards,
+                    settings: Default::default(),
+                    consumers: Vec::new(),
                 };
                 self.streams.insert(name, stream.clone());
                 Ok(MetaResponse::Stream(stream))
@@ -116,8 +138,154 @@ impl MetaState {
                 }
                 Ok(MetaResponse::Done)
             }
+            MetaCommand::UpdateRetention { name, hours, increase } => {
+                validate_retention_hours(hours)?;
+                let stream = self.stream_mut(&name)?;
+                let current = stream.retention_hours;
+                if increase && hours < current {
+                    return Err(ShoalError::invalid_argument(format!(
+                        "Requested retention period ({hours} hours) for stream {name} can not be shorter than existing retention period ({current} hours). Use DecreaseRetentionPeriod API."
+                    )));
+                }
+                if !increase && hours > current {
+                    return Err(ShoalError::invalid_argument(format!(
+                        "Requested retention period ({hours} hours) for stream {name} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API."
+                    )));
+                }
+                stream.retention_hours = hours;
+                Ok(MetaResponse::Stream(stream.clone()))
+            }
+            MetaCommand::AddTags { name, tags } => {
+                let stream = self.stream_mut(&name)?;
+                let mut updated = stream.settings.tags.clone();
+                for (key, value) in tags {
+                    validate_tag(&key, &value)?;
+                    updated.insert(key, value);
+                }
+                if updated.len() > MAX_TAGS_PER_STREAM {
+                    return Err(ShoalError::new(
+                        shoal_types::ErrorCode::LimitExceeded,
+                        format!(
+                            "A stream can have at most {MAX_TAGS_PER_STREAM} tags; {name} would have {}.",
+                            updated.len()
+                        ),
+                    ));
+                }
+                stream.settings.tags = updated;
+                Ok(MetaResponse::Stream(stream.clone()))
+            }
+            MetaCommand::RemoveTags { name, keys } => {
+                let stream = self.stream_mut(&name)?;
+                for key in keys {
+                    stream.settings.tags.remove(&key);
+                }
+                Ok(MetaResponse::Stream(stream.clone()))
+            }
+            MetaCommand::SetEncryption { name, key_id } => {
+                let stream = self.stream_mut(&name)?;
+                stream.settings.encryption_key_id = key_id;
+                Ok(MetaResponse::Stream(stream.clone()))
+            }
+            MetaCommand::SetShardLevelMetrics { name, metrics, enable } => {
+                let wanted: Vec<String> = if metrics.iter().any(|m| m == "ALL") {
+                    SHARD_LEVEL_METRICS.iter().map(|m| m.to_string()).collect()
+                } else {
+                    metrics
+                };
+                if let Some(bad) = wanted.iter().find(|m| !SHARD_LEVEL_METRICS.contains(&m.as_str())) {
+                    return Err(ShoalError::invalid_argument(format!("Unknown shard-level metric {bad}.")));
+                }
+                let stream = self.stream_mut(&name)?;
+                for metric in wanted {
+                    if enable {
+                        stream.settings.shard_level_metrics.insert(metric);
+                    } else {
+                        stream.settings.shard_level_metrics.remove(&metric);
+                    }
+                }
+                Ok(MetaResponse::Stream(stream.clone()))
+            }
+            MetaCommand::SetMaxRecordSize { name, kib } => {
+                if !(1024..=10240).contains(&kib) {
+                    return Err(ShoalError::new(
+                        shoal_types::ErrorCode::Validation,
+                        format!("MaxRecordSizeInKiB {kib} is invalid: it must be between 1024 and 10240."),
+                    ));
+                }
+                let stream = self.stream_mut(&name)?;
+                stream.settings.max_record_size_kib = kib;
+                Ok(MetaResponse::Stream(stream.clone()))
+            }
+            MetaCommand::RegisterConsumer { stream, consumer, now_millis } => {
+                validate_consumer_name(&consumer)?;
+                let entry = self.stream_mut(&stream)?;
+                if entry.consumers.iter().any(|c| c.name == consumer) {
+                    return Err(ShoalError::in_use(format!("Consumer {consumer} of stream {stream} already exists.")));
+                }
+                if entry.consumers.len() >= MAX_CONSUMERS_PER_STREAM {
+                    return Err(ShoalError::new(
+                        shoal_types::ErrorCode::LimitExceeded,
+                        format!("Stream {stream} already has {MAX_CONSUMERS_PER_STREAM} consumers."),
+                    ));
+                }
+                let registered = shoal_types::Consumer { name: consumer, created_millis: now_millis };
+                entry.consumers.push(registered.clone());
+                Ok(MetaResponse::Consumer(registered))
+            }
+            MetaCommand::DeregisterConsumer { stream, consumer } => {
+                let entry = self.stream_mut(&stream)?;
+                let before = entry.consumers.len();
+                entry.consumers.retain(|c| c.name != consumer);
+                if entry.consumers.len() == before {
+                    return Err(ShoalError::not_found(format!("Consumer {consumer} of stream {stream} not found.")));
+                }
+                Ok(MetaResponse::Done)
+            }
+            MetaCommand::SetResourcePolicy { arn, policy } => {
+                match policy {
+                    Some(policy) => {
+                        self.resource_policies.insert(arn, policy);
+                    }
+                    None => {
+                        self.resource_policies.remove(&arn);
+                    }
+                }
+                Ok(MetaResponse::Done)
+            }
+            MetaCommand::SetAccountSettings { settings } => {
+                self.account_settings = Some(settings);
+                Ok(MetaResponse::Done)
+            }
         }
     }
+
+    fn stream_mut(&mut self, name: &str) -> Result<&mut Stream, ShoalError> {
+        self.streams.get_mut(name).ok_or_else(|| ShoalError::stream_not_found(name))
+    }
+}
+
+fn validate_tag(key: &str, value: &str) -> Result<(), ShoalError> {
+    if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
+        return Err(ShoalError::invalid_argument(format!(
+            "Invalid tag {key:?}: keys are 1 to 128 characters and values at most 256."
+        )));
+    }
+    Ok(())
+}
+
+fn validate_consumer_name(name: &str) -> Result<(), ShoalError> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !valid {
+        return Err(ShoalError::new(
+            shoal_types::ErrorCode::Validation,
+            format!(
+                "1 validation error detected: Value '{name}' at 'consumerName' failed to satisfy constraint: Member must match pattern [a-zA-Z0-9_.-]+ and have length between 1 and 128"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -181,5 +349,39 @@ mod tests {
         assert!(state.streams.contains_key("a"));
         state.apply(MetaCommand::RemoveStream { name: "a".into(), created_millis: 1000 }, &nodes());
         assert!(state.streams.is_empty());
+    }
+
+    #[test]
+    fn retention_moves_only_in_the_direction_asked() {
+        let mut state = MetaState::default();
+        create(&mut state, "a", 1);
+        let up = |hours, increase| MetaCommand::UpdateRetention { name: "a".into(), hours, increase };
+        assert!(matches!(state.apply(up(48, true), &nodes()), MetaResponse::Stream(_)));
+        let MetaResponse::Error(e) = state.apply(up(30, true), &nodes()) else { panic!() };
+        assert!(e.message.contains("DecreaseRetentionPeriod"));
+        let MetaResponse::Error(e) = state.apply(up(20, false), &nodes()) else { panic!() };
+        assert!(e.message.contains("too short"));
+        assert!(matches!(state.apply(up(24, false), &nodes()), MetaResponse::Stream(_)));
+        assert_eq!(state.streams["a"].retention_hours, 24);
+    }
+
+    #[test]
+    fn tags_and_consumers_are_bounded() {
+        let mut state = MetaState::default();
+        create(&mut state, "a", 1);
+        let tags = (0..51).map(|i| (format!("k{i}"), "v".to_string())).collect();
+        let MetaResponse::Error(e) = state.apply(MetaCommand::AddTags { name: "a".into(), tags }, &nodes()) else {
+            panic!()
+        };
+        assert_eq!(e.code, shoal_types::ErrorCode::LimitExceeded);
+        assert!(state.streams["a"].settings.tags.is_empty(), "a refused change changes nothing");
+        let register =
+            |c: &str| MetaCommand::RegisterConsumer { stream: "a".into(), consumer: c.into(), now_millis: 5000 };
+        assert!(matches!(state.apply(register("c1"), &nodes()), MetaResponse::Consumer(_)));
+        let MetaResponse::Error(e) = state.apply(register("c1"), &nodes()) else { panic!() };
+        assert_eq!(e.code, shoal_types::ErrorCode::ResourceInUse);
+        let deregister = MetaCommand::DeregisterConsumer { stream: "a".into(), consumer: "c1".into() };
+        assert_eq!(state.apply(deregister.clone(), &nodes()), MetaResponse::Done);
+        assert!(matches!(state.apply(deregister, &nodes()), MetaResponse::Error(_)));
     }
 }

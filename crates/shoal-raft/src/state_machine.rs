@@ -71,7 +71,7 @@ impl GroupStateMachine {
         let data = match watch {
             StateWatch::Meta(watch) => {
                 let state: MetaState = match read(META_STATE)? {
-                    Some(bytes) => decode(&bytes)?,
+                    Some(bytes) => decode_meta(&bytes)?,
                     None => MetaState::default(),
                 };
                 watch.send_replace(Arc::new(state.clone()));
@@ -110,7 +110,7 @@ impl GroupStateMachine {
 
     fn snapshot_data(&self) -> std::io::Result<Vec<u8>> {
         match &self.data {
-            GroupData::Meta { state, .. } => encode(state),
+            GroupData::Meta { state, .. } => encode_meta(state),
             GroupData::Shard { progress, .. } => encode(&shard_state::dump(&self.db, self.group, *progress)?),
         }
     }
@@ -165,7 +165,9 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         }
         batch.put(Cf::StateMachine, &self.key(APPLIED), &encode(&self.applied)?)?;
         match &self.data {
-            GroupData::Meta { state, .. } => batch.put(Cf::StateMachine, &self.key(META_STATE), &encode(state)?)?,
+            GroupData::Meta { state, .. } => {
+                batch.put(Cf::StateMachine, &self.key(META_STATE), &encode_meta(state)?)?
+            }
             GroupData::Shard { progress, .. } => {
                 batch.put(Cf::StateMachine, &self.key(PROGRESS), &encode(progress)?)?
             }
@@ -191,7 +193,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         let mut batch = db.batch();
         match &mut self.data {
             GroupData::Meta { state, .. } => {
-                *state = decode(&snapshot)?;
+                *state = decode_meta(&snapshot)?;
                 batch.put(Cf::StateMachine, &keys::group_named(self.group, META_STATE), &snapshot)?;
             }
             GroupData::Shard { progress, .. } => {
@@ -224,6 +226,17 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
     }
 }
 
+/// The metadata state is stored as JSON: it is small, and new fields with
+/// defaults can be added without breaking what older versions wrote.
+fn encode_meta(state: &MetaState) -> std::io::Result<Vec<u8>> {
+    serde_json::to_vec(state).map_err(|e| std::io::Error::other(format!("encode metadata failed: {e}")))
+}
+
+fn decode_meta(bytes: &[u8]) -> std::io::Result<MetaState> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("corrupt metadata state: {e}")))
+}
+
 /// What a group keeps of its latest snapshot: the metadata, and for the metadata
 /// group the state as of that point (shards read their records when sending).
 #[derive(Serialize, Deserialize)]
@@ -246,7 +259,7 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
         let meta =
             SnapshotMeta { last_log_id: self.applied.last_applied, last_membership: self.applied.membership.clone() };
         let meta_state = match &self.meta_state {
-            Some(state) => Some(encode(state)?),
+            Some(state) => Some(encode_meta(state)?),
             None => None,
         };
         let stored = StoredSnapshot { meta: meta.clone(), meta_state: meta_state.clone() };

@@ -32,6 +32,8 @@ use crate::wire::{RaftRequest, RaftResponse};
 const MAX_BATCH_MESSAGES: usize = 256;
 /// Roughly the most payload bytes in one batch.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// The shortest time a Raft RPC is given before the peer counts as unreachable.
+const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Batches in flight to one peer at a time.
 const MAX_IN_FLIGHT_BATCHES: usize = 4;
 
@@ -103,6 +105,9 @@ impl PeerNetwork {
             tokio::time::sleep(delay).await;
         }
         let payload = request.encode().map_err(|e| CallError::Failed(e.to_string()))?;
+        // openraft's deadline follows the heartbeat interval; a large append needs
+        // time to travel and be written, so give at least a second plus ~10 MB/s.
+        let timeout = timeout.max(MIN_CALL_TIMEOUT + Duration::from_micros(payload.len() as u64 / 10));
         let (reply, receiver) = oneshot::channel();
         let link = self.link(target, &node.addr);
         link.queue

@@ -26,7 +26,7 @@ pub use record::{Record, RecordPosition, StoredRecord};
 pub use sequence_number::SequenceNumber;
 pub use shard_id::ShardId;
 pub use shard_iterator::{IteratorStart, ShardIterator};
-pub use stream::{GroupId, Shard, Stream, StreamStatus};
+pub use stream::{Consumer, GroupId, Shard, Stream, StreamSettings, StreamStatus};
 
 /// Milliseconds since the Unix epoch, the one clock unit Shoal stores.
 pub fn now_millis() -> u64 {

@@ -2,6 +2,8 @@
 
 /// Largest record: partition key plus data, 1 MiB.
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Largest record any stream can be configured to take (UpdateMaxRecordSize), 10 MiB.
+pub const MAX_RECORD_BYTES_CEILING: usize = 10 * 1024 * 1024;
 /// Most records in one PutRecords call.
 pub const MAX_RECORDS_PER_PUT: usize = 500;
 /// Largest PutRecords request: 5 MiB of keys and data.

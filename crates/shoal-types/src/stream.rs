@@ -1,5 +1,7 @@
 //! Streams and shards as the metadata group records them.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 
 use crate::hash_key::{HashKey, HashKeyRange};
@@ -62,6 +64,53 @@ pub struct Stream {
     pub created_millis: u64,
     pub retention_hours: u32,
     pub shards: Vec<Shard>,
+    #[serde(default)]
+    pub settings: StreamSettings,
+    /// Registered enhanced fan-out consumers.
+    #[serde(default)]
+    pub consumers: Vec<Consumer>,
+}
+
+/// What a stream's owner can set besides shards and retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamSettings {
+    /// `PROVISIONED` or `ON_DEMAND`.
+    pub mode: String,
+    pub tags: BTreeMap<String, String>,
+    /// The KMS key id when server-side encryption is on (Shoal records the
+    /// setting; records are stored as they are on the node's disk).
+    pub encryption_key_id: Option<String>,
+    /// Shard-level metrics enabled by EnableEnhancedMonitoring.
+    pub shard_level_metrics: BTreeSet<String>,
+    /// Largest record accepted, in KiB (1024 by default, up to 10240).
+    pub max_record_size_kib: u32,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            mode: "PROVISIONED".into(),
+            tags: BTreeMap::new(),
+            encryption_key_id: None,
+            shard_level_metrics: BTreeSet::new(),
+            max_record_size_kib: 1024,
+        }
+    }
+}
+
+/// An enhanced fan-out consumer of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consumer {
+    pub name: String,
+    pub created_millis: u64,
+}
+
+impl Consumer {
+    /// `arn:aws:kinesis:REGION:ACCOUNT:stream/NAME/consumer/CNAME:CREATION_EPOCH`.
+    pub fn arn(&self, stream_arn: &str) -> String {
+        format!("{stream_arn}/consumer/{}:{}", self.name, self.created_millis / 1000)
+    }
 }
 
 impl Stream {
@@ -117,8 +166,15 @@ mod tests {
                 closed_at: None,
             })
             .collect();
-        let stream =
-            Stream { name: "s".into(), status: StreamStatus::Active, created_millis: 0, retention_hours: 24, shards };
+        let stream = Stream {
+            name: "s".into(),
+            status: StreamStatus::Active,
+            created_millis: 0,
+            retention_hours: 24,
+            shards,
+            settings: StreamSettings::default(),
+            consumers: Vec::new(),
+        };
         assert_eq!(stream.route(HashKey(0)).unwrap().id, ShardId(0));
         assert_eq!(stream.route(HashKey(u128::MAX)).unwrap().id, ShardId(3));
         assert_eq!(stream.route(HashKey(u128::MAX / 2)).unwrap().id, ShardId(1));

@@ -41,7 +41,7 @@ pub fn validate_retention_hours(hours: u32) -> ShoalResult<()> {
 }
 
 /// Checks one record; `index` names it in the message as the AWS model does.
-pub fn validate_record(record: &Record, index: Option<usize>) -> ShoalResult<()> {
+pub fn validate_record(record: &Record, index: Option<usize>, max_record_bytes: usize) -> ShoalResult<()> {
     let at = |field: &str| match index {
         Some(i) => format!("records.{}.member.{field}", i + 1),
         None => field.to_string(),
@@ -56,11 +56,11 @@ pub fn validate_record(record: &Record, index: Option<usize>) -> ShoalResult<()>
             ),
         ));
     }
-    if record.billed_size() > MAX_RECORD_BYTES {
+    if record.billed_size() > max_record_bytes {
         return Err(ShoalError::new(
             ErrorCode::Validation,
             format!(
-                "1 validation error detected: Value at '{}' failed to satisfy constraint: Member must have length less than or equal to {MAX_RECORD_BYTES} (partition key plus data is {} bytes)",
+                "1 validation error detected: Value at '{}' failed to satisfy constraint: Member must have length less than or equal to {max_record_bytes} (partition key plus data is {} bytes)",
                 at("data"),
                 record.billed_size()
             ),
@@ -73,7 +73,9 @@ pub fn validate_record(record: &Record, index: Option<usize>) -> ShoalResult<()>
 }
 
 /// Checks a whole PutRecords batch before anything is written.
-pub fn validate_put_records(records: &[Record]) -> ShoalResult<()> {
+/// `max_record_bytes` is the stream's record limit; the whole call may carry
+/// 5 MiB, or one maximal record if the stream allows larger ones.
+pub fn validate_put_records(records: &[Record], max_record_bytes: usize) -> ShoalResult<()> {
     if records.is_empty() {
         return Err(ShoalError::new(
             ErrorCode::Validation,
@@ -89,13 +91,15 @@ pub fn validate_put_records(records: &[Record]) -> ShoalResult<()> {
         ));
     }
     let total: usize = records.iter().map(Record::billed_size).sum();
-    if total > MAX_PUT_RECORDS_BYTES {
+    let max_total = MAX_PUT_RECORDS_BYTES.max(max_record_bytes);
+    if total > max_total {
         return Err(ShoalError::invalid_argument(format!(
-            "Records size exceeds 5 MB limit: the request holds {total} bytes of partition keys and data."
+            "Records size exceeds {} MB limit: the request holds {total} bytes of partition keys and data.",
+            max_total / (1024 * 1024)
         )));
     }
     for (i, record) in records.iter().enumerate() {
-        validate_record(record, Some(i))?;
+        validate_record(record, Some(i), max_record_bytes)?;
     }
     Ok(())
 }
@@ -119,24 +123,24 @@ mod tests {
 
     #[test]
     fn record_size_counts_key_and_data() {
-        assert!(validate_record(&record("k", MAX_RECORD_BYTES - 1), None).is_ok());
-        let err = validate_record(&record("kk", MAX_RECORD_BYTES - 1), Some(4)).unwrap_err();
+        assert!(validate_record(&record("k", MAX_RECORD_BYTES - 1), None, MAX_RECORD_BYTES).is_ok());
+        let err = validate_record(&record("kk", MAX_RECORD_BYTES - 1), Some(4), MAX_RECORD_BYTES).unwrap_err();
         assert!(err.message.contains("records.5.member.data"), "{}", err.message);
     }
 
     #[test]
     fn partition_keys_are_1_to_256_chars() {
-        assert!(validate_record(&record("", 1), None).is_err());
-        assert!(validate_record(&record(&"é".repeat(256), 1), None).is_ok());
-        assert!(validate_record(&record(&"k".repeat(257), 1), None).is_err());
+        assert!(validate_record(&record("", 1), None, MAX_RECORD_BYTES).is_err());
+        assert!(validate_record(&record(&"é".repeat(256), 1), None, MAX_RECORD_BYTES).is_ok());
+        assert!(validate_record(&record(&"k".repeat(257), 1), None, MAX_RECORD_BYTES).is_err());
     }
 
     #[test]
     fn batches_are_bounded() {
-        assert!(validate_put_records(&[]).is_err());
-        assert!(validate_put_records(&vec![record("k", 1); 500]).is_ok());
-        assert!(validate_put_records(&vec![record("k", 1); 501]).is_err());
-        let err = validate_put_records(&vec![record("k", 1024 * 1024 - 1); 6]).unwrap_err();
+        assert!(validate_put_records(&[], MAX_RECORD_BYTES).is_err());
+        assert!(validate_put_records(&vec![record("k", 1); 500], MAX_RECORD_BYTES).is_ok());
+        assert!(validate_put_records(&vec![record("k", 1); 501], MAX_RECORD_BYTES).is_err());
+        let err = validate_put_records(&vec![record("k", 1024 * 1024 - 1); 6], MAX_RECORD_BYTES).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidArgument);
     }
 

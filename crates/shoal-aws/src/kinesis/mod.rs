@@ -1,7 +1,9 @@
 //! The Kinesis Data Streams operations (`Kinesis_20131202`), one handler each,
 //! on top of the node's own gRPC services called in-process.
 
+mod consumers;
 mod records;
+mod settings;
 mod shapes;
 mod streams;
 
@@ -17,13 +19,25 @@ use crate::request::AwsRequest;
 
 /// The node's services, shared by every AWS call.
 pub struct KinesisApi {
+    pub(crate) node: Arc<Node>,
     pub(crate) control: ControlService,
     pub(crate) data: DataService,
 }
 
 impl KinesisApi {
     pub fn new(node: Arc<Node>) -> Self {
-        KinesisApi { control: ControlService::new(node.clone()), data: DataService::new(node) }
+        KinesisApi { control: ControlService::new(node.clone()), data: DataService::new(node.clone()), node }
+    }
+
+    /// The stream as this node's metadata has it (for settings the native API
+    /// does not carry).
+    pub(crate) fn stream(&self, name: &str) -> Result<shoal_types::Stream, AwsError> {
+        Ok(self.node.meta_snapshot().stream(name)?.clone())
+    }
+
+    /// Proposes a metadata change and waits until this node has applied it.
+    pub(crate) async fn change(&self, command: shoal_raft::MetaCommand) -> Result<shoal_raft::MetaResponse, AwsError> {
+        Ok(shoal_node::meta_writer::propose_and_apply_locally(&self.node, command).await?)
     }
 }
 
@@ -39,6 +53,29 @@ pub async fn handle(api: &KinesisApi, request: &AwsRequest) -> Result<Value, Aws
         "PutRecords" => records::put_records(api, request).await,
         "GetShardIterator" => records::get_shard_iterator(api, request).await,
         "GetRecords" => records::get_records(api, request).await,
+        "IncreaseStreamRetentionPeriod" => settings::update_retention(api, request, true).await,
+        "DecreaseStreamRetentionPeriod" => settings::update_retention(api, request, false).await,
+        "AddTagsToStream" => settings::add_tags_to_stream(api, request).await,
+        "RemoveTagsFromStream" => settings::remove_tags_from_stream(api, request).await,
+        "ListTagsForStream" => settings::list_tags_for_stream(api, request).await,
+        "TagResource" => settings::tag_resource(api, request).await,
+        "UntagResource" => settings::untag_resource(api, request).await,
+        "ListTagsForResource" => settings::list_tags_for_resource(api, request).await,
+        "StartStreamEncryption" => settings::set_encryption(api, request, true).await,
+        "StopStreamEncryption" => settings::set_encryption(api, request, false).await,
+        "EnableEnhancedMonitoring" => settings::set_monitoring(api, request, true).await,
+        "DisableEnhancedMonitoring" => settings::set_monitoring(api, request, false).await,
+        "UpdateMaxRecordSize" => settings::update_max_record_size(api, request).await,
+        "DescribeLimits" => settings::describe_limits(api, request).await,
+        "DescribeAccountSettings" => settings::describe_account_settings(api, request).await,
+        "UpdateAccountSettings" => settings::update_account_settings(api, request).await,
+        "PutResourcePolicy" => settings::put_resource_policy(api, request).await,
+        "GetResourcePolicy" => settings::get_resource_policy(api, request).await,
+        "DeleteResourcePolicy" => settings::delete_resource_policy(api, request).await,
+        "RegisterStreamConsumer" => consumers::register(api, request).await,
+        "DeregisterStreamConsumer" => consumers::deregister(api, request).await,
+        "DescribeStreamConsumer" => consumers::describe(api, request).await,
+        "ListStreamConsumers" => consumers::list(api, request).await,
         other => Err(AwsError::unknown_operation(other)),
     }
 }
@@ -55,6 +92,21 @@ pub(crate) fn stream_name(name: Option<String>, arn: Option<String>) -> Result<S
             .ok_or_else(|| AwsError::invalid_argument(format!("Invalid StreamARN {arn}."))),
         (None, None) => Err(AwsError::validation("Either StreamName or StreamARN must be given.")),
     }
+}
+
+/// The stream an ARN names: `arn:aws:kinesis:REGION:ACCOUNT:stream/NAME[/consumer/…]`.
+pub(crate) fn stream_of_arn(arn: &str) -> Result<String, AwsError> {
+    stream_name(None, Some(arn.to_string()))
+}
+
+/// `(stream, consumer)` of a consumer ARN `…:stream/NAME/consumer/CNAME:EPOCH`.
+pub(crate) fn consumer_of_arn(arn: &str) -> Result<(String, String, u64), AwsError> {
+    let invalid = || AwsError::invalid_argument(format!("Invalid ConsumerARN {arn}."));
+    let (_, path) = arn.strip_prefix("arn:aws:kinesis:").and_then(|r| r.split_once(":stream/")).ok_or_else(invalid)?;
+    let (stream, consumer) = path.split_once("/consumer/").ok_or_else(invalid)?;
+    let (name, epoch) = consumer.rsplit_once(':').ok_or_else(invalid)?;
+    let epoch = epoch.parse::<u64>().map_err(|_| invalid())?;
+    Ok((stream.to_string(), name.to_string(), epoch))
 }
 
 /// Epoch milliseconds as AWS JSON timestamps: seconds with a fraction.

@@ -4,6 +4,8 @@ use serde_json::{Value, json};
 use shoal_proto::v1 as proto;
 
 use super::timestamp;
+use shoal_types::Stream;
+
 use crate::sigv4::CallerScope;
 
 pub fn stream_arn(scope: &CallerScope, name: &str) -> String {
@@ -33,6 +35,27 @@ pub fn shard(shard: &proto::ShardDescription) -> Value {
 
 fn mode(summary: &proto::StreamSummary) -> Value {
     json!({ "StreamMode": if summary.stream_mode.is_empty() { "PROVISIONED" } else { summary.stream_mode.as_str() } })
+}
+
+/// Encryption, monitoring and mode as the stream's settings say.
+pub fn apply_settings(value: &mut Value, stream: Option<&Stream>) {
+    let Some(stream) = stream else { return };
+    let settings = &stream.settings;
+    value["StreamModeDetails"] = json!({ "StreamMode": settings.mode });
+    value["EnhancedMonitoring"] = json!([{ "ShardLevelMetrics": settings.shard_level_metrics }]);
+    match &settings.encryption_key_id {
+        Some(key) => {
+            value["EncryptionType"] = json!("KMS");
+            value["KeyId"] = json!(key);
+        }
+        None => value["EncryptionType"] = json!("NONE"),
+    }
+    if value.get("ConsumerCount").is_some() {
+        value["ConsumerCount"] = json!(stream.consumers.len());
+    }
+    if value.get("OpenShardCount").is_some() || value.get("Shards").is_some() {
+        value["MaxRecordSizeInKiB"] = json!(settings.max_record_size_kib);
+    }
 }
 
 pub fn stream_description(scope: &CallerScope, description: &proto::StreamDescription) -> Value {

@@ -56,9 +56,29 @@ struct StreamRef {
     stream_arn: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteStreamInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    #[serde(default)]
+    enforce_consumer_deletion: bool,
+}
+
 pub async fn delete_stream(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
-    let input: StreamRef = request.input()?;
+    let input: DeleteStreamInput = request.input()?;
     let stream_name = stream_name(input.stream_name, input.stream_arn)?;
+    if !input.enforce_consumer_deletion
+        && let Ok(stream) = api.stream(&stream_name)
+        && !stream.consumers.is_empty()
+    {
+        return Err(shoal_types::ShoalError::in_use(format!(
+            "Stream {stream_name} has {} registered consumers; deregister them or set EnforceConsumerDeletion.",
+            stream.consumers.len()
+        ))
+        .into());
+    }
     api.control.delete_stream(Request::new(proto::DeleteStreamRequest { stream_name })).await?;
     Ok(json!({}))
 }
@@ -85,7 +105,10 @@ pub async fn describe_stream(api: &KinesisApi, request: &AwsRequest) -> Result<V
     };
     let response = api.control.describe_stream(Request::new(message)).await?.into_inner();
     let description = response.stream.unwrap_or_default();
-    Ok(json!({ "StreamDescription": shapes::stream_description(&request.scope, &description) }))
+    let mut shape = shapes::stream_description(&request.scope, &description);
+    let name = description.summary.as_ref().map(|s| s.stream_name.clone()).unwrap_or_default();
+    shapes::apply_settings(&mut shape, api.stream(&name).ok().as_ref());
+    Ok(json!({ "StreamDescription": shape }))
 }
 
 pub async fn describe_stream_summary(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
@@ -94,7 +117,9 @@ pub async fn describe_stream_summary(api: &KinesisApi, request: &AwsRequest) -> 
         proto::DescribeStreamSummaryRequest { stream_name: stream_name(input.stream_name, input.stream_arn)? };
     let summary =
         api.control.describe_stream_summary(Request::new(message)).await?.into_inner().summary.unwrap_or_default();
-    Ok(json!({ "StreamDescriptionSummary": shapes::stream_description_summary(&request.scope, &summary) }))
+    let mut shape = shapes::stream_description_summary(&request.scope, &summary);
+    shapes::apply_settings(&mut shape, api.stream(&summary.stream_name).ok().as_ref());
+    Ok(json!({ "StreamDescriptionSummary": shape }))
 }
 
 #[derive(Deserialize)]
