@@ -23,9 +23,10 @@ pydeps:
 	@python3 -c "import boto3, pytest" 2>/dev/null && command -v aws >/dev/null || \
 		python3 -m pip install -q -r tests/aws/requirements.txt
 
-## build: compile the shoal binary and every crate
+## build: compile the shoal binary, every crate and every test (one feature set,
+## so RocksDB is built once)
 build: deps
-	cargo build --workspace --bins
+	cargo build --workspace --all-targets
 
 ## run: start `shoal dev`, a three-node, three-zone cluster in one process
 run: build

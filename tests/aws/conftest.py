@@ -36,13 +36,12 @@ def free_port_block(count):
                 s.close()
 
 
-@pytest.fixture(scope="session")
-def shoal_dev():
+def start_dev(*extra):
     grpc_port = free_port_block(3)
     aws_port = free_port_block(3)
     data = tempfile.TemporaryDirectory(prefix="shoal-aws-test-")
     process = subprocess.Popen(
-        [SHOAL, "dev", "--port", str(grpc_port), "--aws-port", str(aws_port), "--metrics-addr", "", "--data-dir", data.name],
+        [SHOAL, "dev", "--port", str(grpc_port), "--aws-port", str(aws_port), "--metrics-addr", "", "--data-dir", data.name, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -54,19 +53,40 @@ def shoal_dev():
         assert time.time() < deadline, "shoal dev did not become ready"
     else:
         raise RuntimeError("shoal dev exited before it was ready")
-    yield {"endpoints": [f"http://127.0.0.1:{aws_port + i}" for i in range(3)], "grpc": f"127.0.0.1:{grpc_port}"}
+    return process, data, {"endpoints": [f"http://127.0.0.1:{aws_port + i}" for i in range(3)], "grpc": f"127.0.0.1:{grpc_port}"}
+
+
+def stop_dev(process, data):
     process.terminate()
     process.wait(timeout=10)
     data.cleanup()
 
 
-def make_client(endpoint, region="us-east-1"):
+@pytest.fixture(scope="session")
+def shoal_dev():
+    process, data, info = start_dev()
+    yield info
+    stop_dev(process, data)
+
+
+SECURED_KEY = ("AKIDSHOALSECURE", "top-secret")
+
+
+@pytest.fixture(scope="session")
+def secured_dev():
+    """A cluster that verifies SigV4 signatures against one access key."""
+    process, data, info = start_dev("--aws-credential", f"{SECURED_KEY[0]}:{SECURED_KEY[1]}")
+    yield info
+    stop_dev(process, data)
+
+
+def make_client(endpoint, region="us-east-1", key=("AKIDSHOALTEST", "secret")):
     return boto3.client(
         "kinesis",
         endpoint_url=endpoint,
         region_name=region,
-        aws_access_key_id="AKIDSHOALTEST",
-        aws_secret_access_key="secret",
+        aws_access_key_id=key[0],
+        aws_secret_access_key=key[1],
         config=Config(retries={"max_attempts": 1}),
     )
 

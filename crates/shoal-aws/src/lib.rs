@@ -6,15 +6,22 @@
 //!
 //! * [`server`]: the HTTP listener, `POST /` with `X-Amz-Target`.
 //! * [`request`]: what every call carries — the operation, the JSON body, and the
-//!   region and account from the SigV4 credential scope ([`sigv4`]).
+//!   region and account from the SigV4 credential scope ([`sigv4`]); signatures
+//!   are checked ([`sigv4_verify`]) when the node is given credentials.
+//! * [`cbor`]: `application/x-amz-cbor-1.1` (the Java SDKs) translated to and from
+//!   the JSON the handlers speak.
+//! * [`event_stream`]: the binary framing of SubscribeToShard's event stream.
 //! * [`error`]: failures as AWS SDKs parse them (`__type`, `message`, HTTP status).
 //! * [`kinesis`]: one handler per operation, translating JSON shapes to the node's
 //!   own gRPC services, called in-process.
 
+pub mod cbor;
 pub mod error;
+pub mod event_stream;
 pub mod kinesis;
 pub mod request;
 pub mod server;
 pub mod sigv4;
+pub mod sigv4_verify;
 
 pub use server::serve;

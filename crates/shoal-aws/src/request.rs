@@ -6,10 +6,31 @@ use serde_json::Value;
 use crate::error::AwsError;
 use crate::sigv4::CallerScope;
 
+/// The encoding a call arrived in, and is answered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireFormat {
+    Json,
+    Cbor,
+}
+
+impl WireFormat {
+    pub fn of(content_type: &str) -> WireFormat {
+        if content_type.contains("cbor") { WireFormat::Cbor } else { WireFormat::Json }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            WireFormat::Json => "application/x-amz-json-1.1",
+            WireFormat::Cbor => "application/x-amz-cbor-1.1",
+        }
+    }
+}
+
 pub struct AwsRequest {
     pub operation: String,
     pub body: Value,
     pub scope: CallerScope,
+    pub format: WireFormat,
 }
 
 impl AwsRequest {

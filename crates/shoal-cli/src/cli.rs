@@ -77,6 +77,10 @@ pub struct NodeArgs {
     /// Where the AWS-compatible API (Kinesis, JSON 1.1) listens; empty disables it.
     #[arg(long, env = "SHOAL_AWS_LISTEN")]
     pub aws_listen: Option<String>,
+    /// Access keys the AWS API accepts, as KEY_ID:SECRET (repeat or comma-separate).
+    /// Without any, every request is accepted; with some, SigV4 signatures are verified.
+    #[arg(long = "aws-credential", env = "SHOAL_AWS_CREDENTIALS", value_delimiter = ',')]
+    pub aws_credentials: Vec<String>,
     /// A cluster member as ID=ZONE@HOST:PORT; repeat for each (this node included).
     #[arg(long = "peer", env = "SHOAL_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
@@ -104,6 +108,10 @@ pub struct DevArgs {
     /// Where Prometheus metrics are served (`/metrics`); empty to disable.
     #[arg(long, env = "SHOAL_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,
+    /// Access keys the AWS API accepts, as KEY_ID:SECRET (repeat or comma-separate).
+    /// Without any, every request is accepted; with some, SigV4 signatures are verified.
+    #[arg(long = "aws-credential", env = "SHOAL_AWS_CREDENTIALS", value_delimiter = ',')]
+    pub aws_credentials: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

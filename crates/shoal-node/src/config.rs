@@ -25,6 +25,9 @@ pub struct NodeConfig {
     pub raft: RaftTiming,
     /// Where the AWS-compatible API (Kinesis JSON 1.1) listens; empty disables it.
     pub aws_listen: String,
+    /// Access keys the AWS API accepts. Empty: any credentials are accepted;
+    /// otherwise every request's SigV4 signature is verified against these.
+    pub aws_credentials: Vec<AwsCredential>,
     /// How often expired records are looked for, in seconds.
     pub retention_check_secs: u64,
 }
@@ -35,6 +38,14 @@ pub struct PeerConfig {
     pub id: NodeId,
     pub zone: String,
     pub addr: String,
+}
+
+/// An access key the AWS-compatible API accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsCredential {
+    pub access_key_id: String,
+    pub secret_access_key: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +74,7 @@ impl Default for NodeConfig {
             peers: Vec::new(),
             raft: RaftTiming::default(),
             aws_listen: "0.0.0.0:4567".into(),
+            aws_credentials: Vec::new(),
             retention_check_secs: 30,
         }
     }

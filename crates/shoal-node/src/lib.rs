@@ -31,5 +31,5 @@ pub mod routing;
 pub mod shard_writer;
 pub mod transport_service;
 
-pub use config::{NodeConfig, PeerConfig, RaftTiming};
+pub use config::{AwsCredential, NodeConfig, PeerConfig, RaftTiming};
 pub use node::{Node, NodeHandle, run, serve, start};

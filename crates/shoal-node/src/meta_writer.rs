@@ -81,6 +81,8 @@ async fn propose_remote(node: &Node, addr: &str, command: &MetaCommand) -> Shoal
         .propose_meta(MetaProposal { command: bytes })
         .await
         .map_err(|status| from_status(&status))?;
-    bincode::deserialize(&reply.into_inner().response)
-        .map_err(|e| ShoalError::internal(format!("bad metadata reply: {e}")))
+    let reply = reply.into_inner();
+    let response: MetaResponse =
+        bincode::deserialize(&reply.response).map_err(|e| ShoalError::internal(format!("bad metadata reply: {e}")))?;
+    Ok((response, reply.log_index))
 }

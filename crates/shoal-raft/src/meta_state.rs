@@ -385,3 +385,22 @@ mod tests {
         assert!(matches!(state.apply(deregister, &nodes()), MetaResponse::Error(_)));
     }
 }
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    #[test]
+    fn responses_survive_bincode() {
+        let mut state = MetaState::default();
+        let nodes: BTreeMap<NodeId, NodeInfo> =
+            (1..=3).map(|i| (i, NodeInfo { addr: format!("a{i}"), zone: format!("z{i}") })).collect();
+        let response = state.apply(
+            MetaCommand::CreateStream { name: "s".into(), shard_count: 2, retention_hours: 24, now_millis: 1 },
+            &nodes,
+        );
+        let bytes = bincode::serialize(&response).unwrap();
+        let back: MetaResponse = bincode::deserialize(&bytes).unwrap();
+        assert_eq!(back, response);
+    }
+}

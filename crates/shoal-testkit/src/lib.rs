@@ -69,6 +69,7 @@ impl TestCluster {
                 peers: peers.clone(),
                 raft: RaftTiming { heartbeat_millis: 50, election_timeout_millis: 300 },
                 aws_listen: String::new(),
+                aws_credentials: Vec::new(),
                 retention_check_secs: 3600,
             };
             let handle = shoal_node::start(listener, config.clone(), faults.clone()).await?;

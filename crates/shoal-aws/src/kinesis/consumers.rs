@@ -41,13 +41,25 @@ fn resolve(input: ConsumerRef) -> Result<(String, String), AwsError> {
 }
 
 /// The registered consumer a reference names; a stale ARN (older registration
-/// of the same name) is not found.
-pub(crate) fn find(api: &KinesisApi, consumer_arn: &str) -> Result<(String, Consumer), AwsError> {
+/// of the same name) is not found. A consumer registered a moment ago through
+/// another node may take a heartbeat to reach this one, so a miss waits briefly.
+pub(crate) async fn find(api: &KinesisApi, consumer_arn: &str) -> Result<(String, Consumer), AwsError> {
     let (stream, name, epoch) = consumer_of_arn(consumer_arn)?;
-    let found = api.stream(&stream)?.consumers.into_iter().find(|c| c.name == name && c.created_millis / 1000 == epoch);
-    found
-        .map(|c| (stream, c))
-        .ok_or_else(|| ShoalError::not_found(format!("Consumer {consumer_arn} not found.")).into())
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+    let mut meta = api.node.meta_state.clone();
+    loop {
+        let found = meta
+            .borrow_and_update()
+            .streams
+            .get(&stream)
+            .and_then(|s| s.consumers.iter().find(|c| c.name == name && c.created_millis / 1000 == epoch).cloned());
+        if let Some(consumer) = found {
+            return Ok((stream, consumer));
+        }
+        if tokio::time::timeout_at(deadline, meta.changed()).await.is_err() {
+            return Err(ShoalError::not_found(format!("Consumer {consumer_arn} not found.")).into());
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@ mod records;
 mod settings;
 mod shapes;
 mod streams;
+pub mod subscribe;
 
 use std::sync::Arc;
 
@@ -22,11 +23,18 @@ pub struct KinesisApi {
     pub(crate) node: Arc<Node>,
     pub(crate) control: ControlService,
     pub(crate) data: DataService,
+    /// Live SubscribeToShard subscriptions on this node.
+    pub(crate) subscriptions: subscribe::Subscriptions,
 }
 
 impl KinesisApi {
     pub fn new(node: Arc<Node>) -> Self {
-        KinesisApi { control: ControlService::new(node.clone()), data: DataService::new(node.clone()), node }
+        KinesisApi {
+            control: ControlService::new(node.clone()),
+            data: DataService::new(node.clone()),
+            node,
+            subscriptions: subscribe::Subscriptions::default(),
+        }
     }
 
     /// The stream as this node's metadata has it (for settings the native API

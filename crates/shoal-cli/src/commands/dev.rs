@@ -29,6 +29,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .map(|(i, port)| PeerConfig { id: i as u64 + 1, zone: ZONES[i].into(), addr: format!("{}:{port}", args.host) })
         .collect();
     let faults = Arc::new(NetworkFaults::default());
+    let credentials: Vec<shoal_node::AwsCredential> =
+        args.aws_credentials.iter().map(|c| super::node::parse_credential(c)).collect::<anyhow::Result<_>>()?;
     let mut nodes = Vec::new();
     let mut aws_tasks = Vec::new();
     for peer in &peers {
@@ -43,6 +45,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             peers: peers.clone(),
             raft: RaftTiming { heartbeat_millis: 50, election_timeout_millis: 300 },
             aws_listen: aws_addr(&args, peer.id),
+            aws_credentials: credentials.clone(),
             retention_check_secs: 30,
         };
         let node = shoal_node::start(listener, config.clone(), faults.clone()).await?;

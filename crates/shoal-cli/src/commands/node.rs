@@ -15,6 +15,13 @@ fn parse_peer(text: &str) -> anyhow::Result<PeerConfig> {
     Ok(PeerConfig { id: id.trim().parse().context("peer id must be a number")?, zone: zone.into(), addr: addr.into() })
 }
 
+/// Parses `KEY_ID:SECRET`.
+pub fn parse_credential(text: &str) -> anyhow::Result<shoal_node::AwsCredential> {
+    let (id, secret) = text.split_once(':').context("expected KEY_ID:SECRET")?;
+    anyhow::ensure!(!id.is_empty() && !secret.is_empty(), "expected KEY_ID:SECRET");
+    Ok(shoal_node::AwsCredential { access_key_id: id.into(), secret_access_key: secret.into() })
+}
+
 pub fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
     let mut config = match &args.config {
         Some(path) => {
@@ -40,6 +47,10 @@ pub fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
     }
     if let Some(aws_listen) = &args.aws_listen {
         config.aws_listen = aws_listen.clone();
+    }
+    if !args.aws_credentials.is_empty() {
+        config.aws_credentials =
+            args.aws_credentials.iter().map(|c| parse_credential(c)).collect::<anyhow::Result<_>>()?;
     }
     if !args.peers.is_empty() {
         config.peers = args.peers.iter().map(|p| parse_peer(p)).collect::<anyhow::Result<_>>()?;
