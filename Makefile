@@ -7,6 +7,7 @@
 
 export CARGO_TARGET_DIR ?= /var/tmp/shoal-target
 SHOAL := $(CARGO_TARGET_DIR)/debug/shoal
+VENV ?= /var/tmp/shoal-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps pydeps build run test lint fmt clean
@@ -18,10 +19,12 @@ deps:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libclang-dev; \
 	fi
 
-## pydeps: boto3, the aws CLI and pytest for the AWS-compatibility tests
+## pydeps: a virtualenv with boto3, the aws CLI, pytest, cbor2 and aws-kinesis-agg
+## for the AWS-compatibility tests (kept outside the clone, like the build)
 pydeps:
-	@python3 -c "import boto3, pytest" 2>/dev/null && command -v aws >/dev/null || \
-		python3 -m pip install -q -r tests/aws/requirements.txt
+	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	@cmp -s tests/aws/requirements.txt $(VENV)/requirements.txt || \
+		( $(VENV)/bin/pip install -q -r tests/aws/requirements.txt && cp tests/aws/requirements.txt $(VENV)/requirements.txt )
 
 ## build: compile the shoal binary, every crate and every test (one feature set,
 ## so RocksDB is built once)
@@ -36,7 +39,7 @@ run: build
 ## boto3 and the aws CLI against a real `shoal dev`
 test: build pydeps
 	cargo test --workspace --no-fail-fast -- --test-threads=2
-	python3 -m pytest -q tests/aws
+	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python -m pytest -q tests/aws
 
 ## lint: formatting and clippy, warnings are errors
 lint: deps

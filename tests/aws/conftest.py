@@ -73,6 +73,14 @@ SECURED_KEY = ("AKIDSHOALSECURE", "top-secret")
 
 
 @pytest.fixture(scope="session")
+def short_iterator_dev():
+    """A cluster whose shard iterators expire after one second instead of five minutes."""
+    process, data, info = start_dev("--iterator-ttl-millis", "1000")
+    yield info
+    stop_dev(process, data)
+
+
+@pytest.fixture(scope="session")
 def secured_dev():
     """A cluster that verifies SigV4 signatures against one access key."""
     process, data, info = start_dev("--aws-credential", f"{SECURED_KEY[0]}:{SECURED_KEY[1]}")

@@ -112,6 +112,9 @@ pub struct DevArgs {
     /// Without any, every request is accepted; with some, SigV4 signatures are verified.
     #[arg(long = "aws-credential", env = "SHOAL_AWS_CREDENTIALS", value_delimiter = ',')]
     pub aws_credentials: Vec<String>,
+    /// How long shard iterators stay valid, in milliseconds (tests shorten it).
+    #[arg(long, hide = true, default_value_t = shoal_types::limits::SHARD_ITERATOR_TTL_MILLIS)]
+    pub iterator_ttl_millis: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,6 +28,8 @@ pub struct NodeConfig {
     /// Access keys the AWS API accepts. Empty: any credentials are accepted;
     /// otherwise every request's SigV4 signature is verified against these.
     pub aws_credentials: Vec<AwsCredential>,
+    /// How long shard iterators stay valid (Kinesis: five minutes).
+    pub shard_iterator_ttl_millis: u64,
     /// How often expired records are looked for, in seconds.
     pub retention_check_secs: u64,
 }
@@ -75,6 +77,7 @@ impl Default for NodeConfig {
             raft: RaftTiming::default(),
             aws_listen: "0.0.0.0:4567".into(),
             aws_credentials: Vec::new(),
+            shard_iterator_ttl_millis: shoal_types::limits::SHARD_ITERATOR_TTL_MILLIS,
             retention_check_secs: 30,
         }
     }

@@ -1,7 +1,9 @@
 //! The gRPC `StreamControl` service: creating, deleting and describing streams.
 //!
-//! Every call is answered by the metadata leader: a node that is not the leader
-//! passes the call on unchanged, so reads see every committed change.
+//! Changes are proposed to the metadata group from whichever node takes the call
+//! (`meta_writer::propose` forwards them to the leader and rides out leader
+//! changes). Reads are answered by the metadata leader: a node that is not the
+//! leader passes the call on unchanged, so reads see every committed change.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,16 +116,13 @@ impl StreamControl for ControlService {
         let retention_hours =
             if message.retention_hours == 0 { DEFAULT_RETENTION_HOURS } else { message.retention_hours };
         validate_retention_hours(retention_hours).map_err(to_status)?;
-        if let Answerer::Leader(mut leader) = self.answerer(&request).await? {
-            return relay(leader.create_stream(forwarded(message)).await);
-        }
         let command = MetaCommand::CreateStream {
             name: message.stream_name.clone(),
             shard_count: message.shard_count,
             retention_hours,
             now_millis: now_millis(),
         };
-        meta_writer::propose_local(&self.node, command).await.map_err(to_status)?;
+        meta_writer::propose(&self.node, command).await.map_err(to_status)?;
         tracing::info!(stream = %message.stream_name, shards = message.shard_count, "stream created");
         Ok(Response::new(proto::CreateStreamResponse {}))
     }
@@ -134,10 +133,7 @@ impl StreamControl for ControlService {
     ) -> Result<Response<proto::DeleteStreamResponse>, Status> {
         let message = request.get_ref().clone();
         validate_stream_name(&message.stream_name).map_err(to_status)?;
-        if let Answerer::Leader(mut leader) = self.answerer(&request).await? {
-            return relay(leader.delete_stream(forwarded(message)).await);
-        }
-        meta_writer::propose_local(&self.node, MetaCommand::MarkStreamDeleting { name: message.stream_name.clone() })
+        meta_writer::propose(&self.node, MetaCommand::MarkStreamDeleting { name: message.stream_name.clone() })
             .await
             .map_err(to_status)?;
         tracing::info!(stream = %message.stream_name, "stream deleting");

@@ -289,7 +289,12 @@ impl Records for DataService {
             }
             n => n,
         };
-        let iterator = ShardIterator::decode(&request.shard_iterator, now_millis()).map_err(to_status)?;
+        let iterator = ShardIterator::decode_with_ttl(
+            &request.shard_iterator,
+            now_millis(),
+            self.node.config.shard_iterator_ttl_millis,
+        )
+        .map_err(to_status)?;
         let stream = self.node.stream(&iterator.stream_name).await.map_err(to_status)?;
         if stream.created_millis != iterator.stream_created_millis {
             return Err(to_status(ShoalError::not_found(format!(

@@ -100,6 +100,16 @@ pub enum MetaCommand {
     SetAccountSettings {
         settings: String,
     },
+    /// Records the capacity mode (`PROVISIONED` or `ON_DEMAND`).
+    SetStreamMode {
+        name: String,
+        mode: String,
+    },
+    /// Records the warm throughput asked for, in MiB/s.
+    SetWarmThroughput {
+        name: String,
+        mibps: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -256,6 +256,22 @@ impl MetaState {
                 self.account_settings = Some(settings);
                 Ok(MetaResponse::Done)
             }
+            MetaCommand::SetStreamMode { name, mode } => {
+                if mode != "PROVISIONED" && mode != "ON_DEMAND" {
+                    return Err(ShoalError::new(
+                        shoal_types::ErrorCode::Validation,
+                        format!("StreamMode {mode} is invalid: it must be PROVISIONED or ON_DEMAND."),
+                    ));
+                }
+                let stream = self.stream_mut(&name)?;
+                stream.settings.mode = mode;
+                Ok(MetaResponse::Stream(stream.clone()))
+            }
+            MetaCommand::SetWarmThroughput { name, mibps } => {
+                let stream = self.stream_mut(&name)?;
+                stream.settings.warm_throughput_mibps = Some(mibps);
+                Ok(MetaResponse::Stream(stream.clone()))
+            }
         }
     }
 

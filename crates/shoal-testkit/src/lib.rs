@@ -70,6 +70,7 @@ impl TestCluster {
                 raft: RaftTiming { heartbeat_millis: 50, election_timeout_millis: 300 },
                 aws_listen: String::new(),
                 aws_credentials: Vec::new(),
+                shard_iterator_ttl_millis: shoal_types::limits::SHARD_ITERATOR_TTL_MILLIS,
                 retention_check_secs: 3600,
             };
             let handle = shoal_node::start(listener, config.clone(), faults.clone()).await?;

@@ -82,6 +82,11 @@ impl ShardIterator {
 
     /// Decodes an iterator and checks it has not expired at `now_millis`.
     pub fn decode(text: &str, now_millis: u64) -> ShoalResult<ShardIterator> {
+        Self::decode_with_ttl(text, now_millis, SHARD_ITERATOR_TTL_MILLIS)
+    }
+
+    /// Like [`ShardIterator::decode`] with a lifetime other than Kinesis's five minutes.
+    pub fn decode_with_ttl(text: &str, now_millis: u64, ttl_millis: u64) -> ShoalResult<ShardIterator> {
         let invalid = || ShoalError::invalid_argument("Invalid ShardIterator.");
         if text.is_empty() || text.len() > 512 {
             return Err(invalid());
@@ -96,12 +101,12 @@ impl ShardIterator {
         }
         let iterator: ShardIterator = bincode::deserialize(payload).map_err(|_| invalid())?;
         let age = now_millis.saturating_sub(iterator.issued_at_millis);
-        if age > SHARD_ITERATOR_TTL_MILLIS {
+        if age > ttl_millis {
             return Err(ShoalError::new(
                 ErrorCode::ExpiredIterator,
                 format!(
                     "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {} milliseconds.",
-                    iterator.issued_at_millis, now_millis, SHARD_ITERATOR_TTL_MILLIS
+                    iterator.issued_at_millis, now_millis, ttl_millis
                 ),
             ));
         }

@@ -85,6 +85,8 @@ pub struct StreamSettings {
     pub shard_level_metrics: BTreeSet<String>,
     /// Largest record accepted, in KiB (1024 by default, up to 10240).
     pub max_record_size_kib: u32,
+    /// Warm throughput asked for with UpdateStreamWarmThroughput, MiB/s.
+    pub warm_throughput_mibps: Option<u32>,
 }
 
 impl Default for StreamSettings {
@@ -95,6 +97,7 @@ impl Default for StreamSettings {
             encryption_key_id: None,
             shard_level_metrics: BTreeSet::new(),
             max_record_size_kib: 1024,
+            warm_throughput_mibps: None,
         }
     }
 }

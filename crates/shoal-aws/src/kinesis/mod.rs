@@ -57,6 +57,8 @@ pub async fn handle(api: &KinesisApi, request: &AwsRequest) -> Result<Value, Aws
         "DescribeStreamSummary" => streams::describe_stream_summary(api, request).await,
         "ListStreams" => streams::list_streams(api, request).await,
         "ListShards" => streams::list_shards(api, request).await,
+        "UpdateStreamMode" => streams::update_stream_mode(api, request).await,
+        "UpdateStreamWarmThroughput" => streams::update_stream_warm_throughput(api, request).await,
         "PutRecord" => records::put_record(api, request).await,
         "PutRecords" => records::put_records(api, request).await,
         "GetShardIterator" => records::get_shard_iterator(api, request).await,

@@ -25,10 +25,19 @@ struct PutRecordInput {
     data: String,
     partition_key: String,
     explicit_hash_key: Option<String>,
+    sequence_number_for_ordering: Option<String>,
 }
 
 pub async fn put_record(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: PutRecordInput = request.input()?;
+    // Shoal's sequence numbers already rise strictly within a shard in commit
+    // order, which is what SequenceNumberForOrdering asks for; it must still be
+    // a sequence number.
+    if let Some(ordering) = &input.sequence_number_for_ordering {
+        shoal_types::SequenceNumber::parse(ordering).map_err(|_| {
+            AwsError::invalid_argument(format!("SequenceNumberForOrdering {ordering} is not a valid sequence number."))
+        })?;
+    }
     let message = proto::PutRecordRequest {
         stream_name: stream_name(input.stream_name, input.stream_arn)?,
         record: Some(proto::RecordEntry {

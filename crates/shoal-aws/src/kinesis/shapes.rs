@@ -50,6 +50,9 @@ pub fn apply_settings(value: &mut Value, stream: Option<&Stream>) {
         }
         None => value["EncryptionType"] = json!("NONE"),
     }
+    if let Some(mibps) = settings.warm_throughput_mibps {
+        value["WarmThroughput"] = json!({ "TargetMiBps": mibps, "CurrentMiBps": mibps });
+    }
     if value.get("ConsumerCount").is_some() {
         value["ConsumerCount"] = json!(stream.consumers.len());
     }

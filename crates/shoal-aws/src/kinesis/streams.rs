@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use shoal_proto::v1 as proto;
 use shoal_proto::v1::stream_control_server::StreamControl;
+use shoal_raft::MetaCommand;
 use tonic::Request;
 
 use super::{KinesisApi, shapes, stream_name};
@@ -44,7 +45,11 @@ pub async fn create_stream(api: &KinesisApi, request: &AwsRequest) -> Result<Val
         return Err(AwsError::validation(format!("Invalid StreamMode {}.", mode.stream_mode)));
     }
     let message = proto::CreateStreamRequest { stream_name: input.stream_name, shard_count, retention_hours: 0 };
+    let name = message.stream_name.clone();
     api.control.create_stream(Request::new(message)).await?;
+    if on_demand {
+        api.change(MetaCommand::SetStreamMode { name, mode: "ON_DEMAND".into() }).await?;
+    }
     Ok(json!({}))
 }
 
@@ -164,6 +169,15 @@ struct ListShardsInput {
     next_token: Option<String>,
     exclusive_start_shard_id: Option<String>,
     max_results: Option<u32>,
+    shard_filter: Option<ShardFilter>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ShardFilter {
+    #[serde(rename = "Type")]
+    kind: String,
+    shard_id: Option<String>,
 }
 
 pub async fn list_shards(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
@@ -190,8 +204,29 @@ pub async fn list_shards(api: &KinesisApi, request: &AwsRequest) -> Result<Value
         max_results: input.max_results.unwrap_or(0),
         exclusive_start_shard_id: start,
     };
+    let filter = input.shard_filter;
+    let message = match &filter {
+        Some(ShardFilter { kind, shard_id: Some(after) }) if kind == "AFTER_SHARD_ID" => {
+            proto::ListShardsRequest { exclusive_start_shard_id: after.clone(), ..message }
+        }
+        _ => message,
+    };
     let response = api.control.list_shards(Request::new(message)).await?.into_inner();
-    let mut output = json!({ "Shards": response.shards.iter().map(shapes::shard).collect::<Vec<_>>() });
+    let shards: Vec<&proto::ShardDescription> = match filter.as_ref().map(|f| f.kind.as_str()) {
+        // Every shard Shoal keeps is within retention, so the trim-horizon and
+        // timestamp filters keep them all; AT_LATEST keeps the open ones.
+        None | Some("AFTER_SHARD_ID" | "AT_TRIM_HORIZON" | "FROM_TRIM_HORIZON" | "AT_TIMESTAMP" | "FROM_TIMESTAMP") => {
+            response.shards.iter().collect()
+        }
+        Some("AT_LATEST") => response.shards.iter().filter(|s| s.ending_sequence_number.is_empty()).collect(),
+        Some(other) => return Err(AwsError::validation(format!("Invalid ShardFilter type {other}."))),
+    };
+    if let Some(ShardFilter { kind, shard_id: None }) = &filter
+        && kind == "AFTER_SHARD_ID"
+    {
+        return Err(AwsError::invalid_argument("ShardFilter AFTER_SHARD_ID needs a ShardId."));
+    }
+    let mut output = json!({ "Shards": shards.into_iter().map(shapes::shard).collect::<Vec<_>>() });
     if response.has_more_shards
         && let Some(last) = response.shards.last()
     {
@@ -210,4 +245,44 @@ fn decode_token(token: &str, kind: &str) -> Result<String, AwsError> {
     let bytes = STANDARD.decode(token).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     text.strip_prefix(&format!("{kind}:")).map(str::to_string).ok_or_else(invalid)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateStreamModeInput {
+    #[serde(rename = "StreamARN")]
+    stream_arn: String,
+    stream_mode_details: StreamModeDetails,
+}
+
+/// Records the capacity mode. On-demand scaling itself belongs to the resharding
+/// work; until then the mode is stored and reported, not acted on.
+pub async fn update_stream_mode(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
+    let input: UpdateStreamModeInput = request.input()?;
+    let name = stream_name(None, Some(input.stream_arn))?;
+    api.change(MetaCommand::SetStreamMode { name, mode: input.stream_mode_details.stream_mode }).await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WarmThroughputInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    #[serde(rename = "WarmThroughputMiBps")]
+    warm_throughput_mibps: u32,
+}
+
+/// Records the warm throughput asked for and reports it; Shoal does not pre-warm.
+pub async fn update_stream_warm_throughput(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
+    let input: WarmThroughputInput = request.input()?;
+    let name = stream_name(input.stream_name, input.stream_arn)?;
+    let mibps = input.warm_throughput_mibps;
+    api.change(MetaCommand::SetWarmThroughput { name: name.clone(), mibps }).await?;
+    Ok(json!({
+        "StreamARN": shapes::stream_arn(&request.scope, &name),
+        "StreamName": name,
+        "WarmThroughput": { "TargetMiBps": mibps, "CurrentMiBps": mibps },
+    }))
 }
