@@ -84,6 +84,18 @@ pub struct NodeArgs {
     /// A cluster member as ID=ZONE@HOST:PORT; repeat for each (this node included).
     #[arg(long = "peer", env = "SHOAL_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
+    /// Leader heartbeat interval in milliseconds (`raft.heartbeat_millis`).
+    #[arg(long, env = "SHOAL_RAFT_HEARTBEAT_MILLIS")]
+    pub heartbeat_millis: Option<u64>,
+    /// Minimum election timeout in milliseconds (`raft.election_timeout_millis`).
+    #[arg(long, env = "SHOAL_RAFT_ELECTION_TIMEOUT_MILLIS")]
+    pub election_timeout_millis: Option<u64>,
+    /// How often expired records are removed, in seconds (`retention_check_secs`).
+    #[arg(long, env = "SHOAL_RETENTION_CHECK_SECS")]
+    pub retention_check_secs: Option<u64>,
+    /// How long shard iterators stay valid, in milliseconds (`shard_iterator_ttl_millis`).
+    #[arg(long, env = "SHOAL_SHARD_ITERATOR_TTL_MILLIS")]
+    pub shard_iterator_ttl_millis: Option<u64>,
     /// Where Prometheus metrics are served (`/metrics`); empty to disable.
     #[arg(long, env = "SHOAL_METRICS_ADDR", default_value = "0.0.0.0:9464")]
     pub metrics_addr: String,

@@ -48,6 +48,18 @@ pub fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
     if let Some(aws_listen) = &args.aws_listen {
         config.aws_listen = aws_listen.clone();
     }
+    if let Some(millis) = args.heartbeat_millis {
+        config.raft.heartbeat_millis = millis;
+    }
+    if let Some(millis) = args.election_timeout_millis {
+        config.raft.election_timeout_millis = millis;
+    }
+    if let Some(secs) = args.retention_check_secs {
+        config.retention_check_secs = secs;
+    }
+    if let Some(millis) = args.shard_iterator_ttl_millis {
+        config.shard_iterator_ttl_millis = millis;
+    }
     if !args.aws_credentials.is_empty() {
         config.aws_credentials =
             args.aws_credentials.iter().map(|c| parse_credential(c)).collect::<anyhow::Result<_>>()?;
