@@ -10,6 +10,7 @@ import uuid
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 SHOAL = os.path.join(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/shoal-target"), "debug", "shoal")
 
@@ -112,3 +113,10 @@ def kinesis_nodes(shoal_dev):
 @pytest.fixture
 def stream_name():
     return "test-" + uuid.uuid4().hex[:12]
+
+
+def code_of(call, **kwargs):
+    """The AWS error code of a call that must fail."""
+    with pytest.raises(ClientError) as info:
+        call(**kwargs)
+    return info.value.response["Error"]["Code"]

@@ -9,15 +9,8 @@ import time
 import pytest
 from aws_kinesis_agg.aggregator import RecordAggregator
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
-from botocore.exceptions import ClientError
 
-from conftest import SHOAL, make_client
-
-
-def code_of(call, **kwargs):
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    return info.value.response["Error"]["Code"]
+from conftest import SHOAL, code_of, make_client
 
 
 def test_list_shards_filters(kinesis, stream_name):

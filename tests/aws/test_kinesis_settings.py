@@ -2,14 +2,7 @@
 
 import json
 
-import pytest
-from botocore.exceptions import ClientError
-
-
-def code_of(call, **kwargs):
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    return info.value.response["Error"]["Code"]
+from conftest import code_of
 
 
 def test_retention_increase_and_decrease(kinesis, stream_name):

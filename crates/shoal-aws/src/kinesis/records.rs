@@ -8,7 +8,7 @@ use shoal_proto::v1 as proto;
 use shoal_proto::v1::records_server::Records;
 use tonic::Request;
 
-use super::{KinesisApi, stream_name, timestamp};
+use super::{KinesisApi, shapes, stream_name};
 use crate::error::AwsError;
 use crate::request::AwsRequest;
 
@@ -151,18 +151,7 @@ pub async fn get_records(api: &KinesisApi, request: &AwsRequest) -> Result<Value
     }
     let message = proto::GetRecordsRequest { shard_iterator: input.shard_iterator, limit: input.limit.unwrap_or(0) };
     let response = api.data.get_records(Request::new(message)).await?.into_inner();
-    let records: Vec<Value> = response
-        .records
-        .iter()
-        .map(|r| {
-            json!({
-                "SequenceNumber": r.sequence_number,
-                "ApproximateArrivalTimestamp": timestamp(r.approximate_arrival_timestamp_millis),
-                "Data": STANDARD.encode(&r.data),
-                "PartitionKey": r.partition_key,
-            })
-        })
-        .collect();
+    let records: Vec<Value> = response.records.iter().map(shapes::record).collect();
     Ok(json!({
         "Records": records,
         "NextShardIterator": response.next_shard_iterator,

@@ -4,6 +4,8 @@ use serde_json::{Value, json};
 use shoal_proto::v1 as proto;
 
 use super::timestamp;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use shoal_types::Stream;
 
 use crate::sigv4::CallerScope;
@@ -99,5 +101,15 @@ pub fn stream_summary(scope: &CallerScope, summary: &proto::StreamSummary) -> Va
         "StreamStatus": summary.stream_status,
         "StreamModeDetails": mode(summary),
         "StreamCreationTimestamp": timestamp(summary.stream_creation_timestamp_millis),
+    })
+}
+
+/// A record as GetRecords and SubscribeToShard return it.
+pub fn record(record: &proto::StoredRecordEntry) -> Value {
+    json!({
+        "SequenceNumber": record.sequence_number,
+        "ApproximateArrivalTimestamp": timestamp(record.approximate_arrival_timestamp_millis),
+        "Data": STANDARD.encode(&record.data),
+        "PartitionKey": record.partition_key,
     })
 }

@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shoal_proto::v1 as proto;
@@ -27,7 +25,7 @@ use shoal_proto::v1::records_server::Records;
 use shoal_types::ShoalError;
 use tonic::Request;
 
-use super::{KinesisApi, consumers, timestamp};
+use super::{KinesisApi, consumers, shapes};
 use crate::error::AwsError;
 use crate::event_stream;
 use crate::request::{AwsRequest, WireFormat};
@@ -183,18 +181,7 @@ async fn next_frame(cursor: &mut Cursor) -> Option<Vec<u8>> {
             continue;
         }
         cursor.last_event = Instant::now();
-        let records: Vec<Value> = page
-            .records
-            .iter()
-            .map(|r| {
-                json!({
-                    "SequenceNumber": r.sequence_number,
-                    "ApproximateArrivalTimestamp": timestamp(r.approximate_arrival_timestamp_millis),
-                    "Data": STANDARD.encode(&r.data),
-                    "PartitionKey": r.partition_key,
-                })
-            })
-            .collect();
+        let records: Vec<Value> = page.records.iter().map(shapes::record).collect();
         let event = json!({
             "Records": records,
             "ContinuationSequenceNumber": cursor.continuation,
