@@ -8,6 +8,7 @@
 export CARGO_TARGET_DIR ?= /var/tmp/shoal-target
 SHOAL := $(CARGO_TARGET_DIR)/debug/shoal
 VENV ?= /var/tmp/shoal-venv
+SDK_TARGET_DIR ?= /var/tmp/shoal-sdk-target
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps pydeps build run test lint fmt clean
@@ -36,10 +37,11 @@ run: build
 	$(SHOAL) dev
 
 ## test: unit, storage-conformance, in-process cluster and binary tests, then
-## boto3 and the aws CLI against a real `shoal dev`
+## boto3, the aws CLI and the Rust AWS SDK against a real `shoal dev`
 test: build pydeps
 	cargo test --workspace --no-fail-fast -- --test-threads=2
 	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python -m pytest -q tests/aws
+	cd tests/aws-sdk-rust && CARGO_TARGET_DIR=$(SDK_TARGET_DIR) SHOAL_BIN=$(SHOAL) cargo test
 
 ## lint: formatting and clippy, warnings are errors
 lint: deps

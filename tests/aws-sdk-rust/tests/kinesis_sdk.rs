@@ -3,7 +3,7 @@
 //! The test starts the Shoal binary (env `SHOAL_BIN`, default `/var/tmp/shoal-target/debug/shoal`)
 //! as a child process, talks plain HTTP to its AWS-compatible API and kills it at the end.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -74,6 +74,11 @@ impl ShoalDev {
 impl Drop for ShoalDev {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+        // Reap the killed server before the data directory is removed.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if std::thread::panicking() {
             let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
@@ -165,7 +170,13 @@ async fn shard_ids(client: &Client, stream: &str) -> Vec<String> {
     out.shards().iter().map(|shard| shard.shard_id().to_string()).collect()
 }
 
-async fn shard_iterator(client: &Client, stream: &str, shard_id: &str, kind: ShardIteratorType, at: Option<&str>) -> String {
+async fn shard_iterator(
+    client: &Client,
+    stream: &str,
+    shard_id: &str,
+    kind: ShardIteratorType,
+    at: Option<&str>,
+) -> String {
     let out = client
         .get_shard_iterator()
         .stream_name(stream)
