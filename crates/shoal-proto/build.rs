@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files =
         ["streams.proto", "records.proto", "cluster.proto", "raft.proto"].map(|f| root.join("shoal/v1").join(f));
     tonic_prost_build::configure().compile_protos(&files, std::slice::from_ref(&root))?;
-    println!("cargo:rerun-if-changed={}", root.display());
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
     Ok(())
 }

@@ -251,6 +251,26 @@ impl ShoalClient {
         Ok(out)
     }
 
+    /// Closes `shard_id` and opens two children split at `new_starting_hash_key`.
+    pub async fn split_shard(&self, stream: &str, shard_id: &str, new_starting_hash_key: &str) -> ShoalResult<()> {
+        let request = proto::SplitShardRequest {
+            stream_name: stream.into(),
+            shard_to_split: shard_id.into(),
+            new_starting_hash_key: new_starting_hash_key.into(),
+        };
+        self.retry(|| call!(self.streams, split_shard, request.clone())).await.map(|_| ())
+    }
+
+    /// Closes two adjacent shards and opens one child covering both.
+    pub async fn merge_shards(&self, stream: &str, shard_id: &str, adjacent_shard_id: &str) -> ShoalResult<()> {
+        let request = proto::MergeShardsRequest {
+            stream_name: stream.into(),
+            shard_to_merge: shard_id.into(),
+            adjacent_shard_to_merge: adjacent_shard_id.into(),
+        };
+        self.retry(|| call!(self.streams, merge_shards, request.clone())).await.map(|_| ())
+    }
+
     pub async fn cluster_status(&self) -> ShoalResult<proto::ClusterStatusResponse> {
         self.retry(|| call!(self.cluster, status, proto::ClusterStatusRequest {})).await
     }

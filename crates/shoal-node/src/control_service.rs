@@ -219,4 +219,38 @@ impl StreamControl for ControlService {
             has_more_shards,
         }))
     }
+
+    async fn split_shard(
+        &self,
+        request: Request<proto::SplitShardRequest>,
+    ) -> Result<Response<proto::SplitShardResponse>, Status> {
+        let message = request.into_inner();
+        validate_stream_name(&message.stream_name).map_err(to_status)?;
+        crate::resharding::split_shard(
+            &self.node,
+            &message.stream_name,
+            &message.shard_to_split,
+            &message.new_starting_hash_key,
+        )
+        .await
+        .map_err(to_status)?;
+        Ok(Response::new(proto::SplitShardResponse {}))
+    }
+
+    async fn merge_shards(
+        &self,
+        request: Request<proto::MergeShardsRequest>,
+    ) -> Result<Response<proto::MergeShardsResponse>, Status> {
+        let message = request.into_inner();
+        validate_stream_name(&message.stream_name).map_err(to_status)?;
+        crate::resharding::merge_shards(
+            &self.node,
+            &message.stream_name,
+            &message.shard_to_merge,
+            &message.adjacent_shard_to_merge,
+        )
+        .await
+        .map_err(to_status)?;
+        Ok(Response::new(proto::MergeShardsResponse {}))
+    }
 }

@@ -41,6 +41,18 @@ fn find_shard<'a>(stream: &'a Stream, shard_id: &str) -> ShoalResult<&'a Shard> 
     })
 }
 
+/// How many times records refused by a sealed shard are routed again.
+const ROUTING_ROUNDS: usize = 3;
+
+/// A per-record failure as PutRecords reports it (Kinesis knows only two codes).
+fn failure_entry(error: &ShoalError) -> proto::PutRecordsResultEntry {
+    let code = match error.code {
+        ErrorCode::ProvisionedThroughputExceeded => error.code.aws_type(),
+        _ => ErrorCode::InternalFailure.aws_type(),
+    };
+    proto::PutRecordsResultEntry { error_code: code.into(), error_message: error.message.clone(), ..Default::default() }
+}
+
 /// How long a read waits for a shard leader before answering `Unavailable`.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
@@ -58,67 +70,98 @@ impl DataService {
     /// Routes every record to its shard, appends each shard's records as one
     /// entry (all shards in parallel), and reports per record, in request order.
     async fn put_many(&self, stream_name: &str, records: Vec<Record>) -> ShoalResult<proto::PutRecordsResponse> {
-        let stream = self.node.writable_stream(stream_name).await?;
+        let mut stream = self.node.writable_stream(stream_name).await?;
         // The call was checked against the largest limit any stream can have;
         // now hold it to this stream's own.
         let max_record_bytes = stream.settings.max_record_size_kib as usize * 1024;
         if max_record_bytes < MAX_RECORD_BYTES_CEILING {
             validate_put_records(&records, max_record_bytes)?;
         }
-        let mut by_shard: BTreeMap<ShardId, (Vec<usize>, Vec<Record>)> = BTreeMap::new();
-        for (index, record) in records.into_iter().enumerate() {
-            let key = HashKey::for_record(&record.partition_key, record.explicit_hash_key.as_deref())?;
-            let shard = stream
-                .route(key)
-                .ok_or_else(|| ShoalError::internal(format!("no open shard of {stream_name} covers hash key {key}")))?;
-            let slot = by_shard.entry(shard.id).or_default();
-            slot.0.push(index);
-            slot.1.push(record);
-        }
-        let total = by_shard.values().map(|(indexes, _)| indexes.len()).sum::<usize>();
-        let appends = by_shard.into_iter().map(|(shard_id, (indexes, records))| {
-            let stream = &stream;
-            async move {
-                let shard = stream.shard(shard_id).ok_or_else(|| ShoalError::internal("routed to a missing shard"));
-                let outcome = match shard {
-                    Ok(shard) => shard_writer::append(&self.node, stream, shard, records).await,
-                    Err(e) => Err(e),
-                };
-                (shard_id, indexes, outcome)
-            }
-        });
-        let mut results = vec![proto::PutRecordsResultEntry::default(); total];
+        let mut results = vec![proto::PutRecordsResultEntry::default(); records.len()];
         let mut failed = 0u32;
-        for (shard_id, indexes, outcome) in futures::future::join_all(appends).await {
-            for (offset, index) in indexes.into_iter().enumerate() {
-                results[index] = match &outcome {
-                    Ok(appended) => proto::PutRecordsResultEntry {
-                        shard_id: shard_id.to_string(),
-                        sequence_number: stream
-                            .sequence_number(
-                                shard_id,
-                                RecordPosition { log_index: appended.log_index, offset: offset as u32 },
-                            )
-                            .to_string(),
-                        ..Default::default()
-                    },
-                    Err(error) => {
-                        failed += 1;
-                        let code = match error.code {
-                            ErrorCode::ProvisionedThroughputExceeded => error.code.aws_type(),
-                            _ => ErrorCode::InternalFailure.aws_type(),
-                        };
-                        proto::PutRecordsResultEntry {
-                            error_code: code.into(),
-                            error_message: error.message.clone(),
-                            ..Default::default()
+        let mut pending: Vec<(usize, Record)> = records.into_iter().enumerate().collect();
+        for round in 0..ROUTING_ROUNDS {
+            if round > 0 {
+                // Records met a shard sealed for resharding: route them again once
+                // the metadata shows its children.
+                stream = self.wait_for_children(&stream).await?;
+            }
+            let mut sealed = Vec::new();
+            for (shard_id, entries, outcome) in self.append_round(&stream, pending).await? {
+                match outcome {
+                    Err(error) if shard_writer::is_sealed(&error) => sealed.extend(entries),
+                    outcome => {
+                        for (offset, (index, _)) in entries.iter().enumerate() {
+                            results[*index] = match &outcome {
+                                Ok(appended) => proto::PutRecordsResultEntry {
+                                    shard_id: shard_id.to_string(),
+                                    sequence_number: stream
+                                        .sequence_number(
+                                            shard_id,
+                                            RecordPosition { log_index: appended.log_index, offset: offset as u32 },
+                                        )
+                                        .to_string(),
+                                    ..Default::default()
+                                },
+                                Err(error) => {
+                                    failed += 1;
+                                    failure_entry(error)
+                                }
+                            };
                         }
                     }
-                };
+                }
             }
+            pending = sealed;
+            if pending.is_empty() {
+                break;
+            }
+        }
+        for (index, _) in pending {
+            failed += 1;
+            results[index] = failure_entry(&ShoalError::unavailable("the shard was being resharded; retry"));
         }
         metrics::counter!("shoal_put_records_failed_total").increment(u64::from(failed));
         Ok(proto::PutRecordsResponse { failed_record_count: failed, records: results })
+    }
+
+    /// Routes `pending` records by hash key and appends each shard's share as one
+    /// entry, all shards in parallel.
+    async fn append_round(
+        &self,
+        stream: &Stream,
+        pending: Vec<(usize, Record)>,
+    ) -> ShoalResult<Vec<(ShardId, Vec<(usize, Record)>, ShoalResult<shard_writer::Appended>)>> {
+        let mut by_shard: BTreeMap<ShardId, Vec<(usize, Record)>> = BTreeMap::new();
+        for (index, record) in pending {
+            let key = HashKey::for_record(&record.partition_key, record.explicit_hash_key.as_deref())?;
+            let shard = stream.route(key).ok_or_else(|| {
+                ShoalError::internal(format!("no open shard of {} covers hash key {key}", stream.name))
+            })?;
+            by_shard.entry(shard.id).or_default().push((index, record));
+        }
+        let appends = by_shard.into_iter().map(|(shard_id, entries)| async move {
+            let records: Vec<Record> = entries.iter().map(|(_, r)| r.clone()).collect();
+            let outcome = match stream.shard(shard_id) {
+                Some(shard) => shard_writer::append(&self.node, stream, shard, records).await,
+                None => Err(ShoalError::internal("routed to a missing shard")),
+            };
+            (shard_id, entries, outcome)
+        });
+        Ok(futures::future::join_all(appends).await)
+    }
+
+    /// The stream once a resharding that sealed one of its shards is in the
+    /// metadata (a few seconds at most).
+    async fn wait_for_children(&self, before: &Stream) -> ShoalResult<Stream> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = self.node.stream(&before.name).await?;
+            if now.shards.len() != before.shards.len() || tokio::time::Instant::now() >= deadline {
+                return Ok(now);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn shard_iterator(
@@ -195,7 +238,7 @@ impl DataService {
             _ => 0,
         };
         metrics::counter!("shoal_records_read_total").increment(read.len() as u64);
-        let records = read
+        let records: Vec<proto::StoredRecordEntry> = read
             .into_iter()
             .map(|r| proto::StoredRecordEntry {
                 sequence_number: stream.sequence_number(shard.id, r.position).to_string(),
@@ -204,8 +247,33 @@ impl DataService {
                 partition_key: r.record.partition_key,
             })
             .collect();
+        // A closed shard read to its end: no next iterator, but its children.
+        if shard.closed_at.is_some() && records.is_empty() {
+            let child_shards = stream
+                .shards
+                .iter()
+                .filter(|c| c.parent == Some(shard.id) || c.adjacent_parent == Some(shard.id))
+                .map(|c| proto::ChildShard {
+                    shard_id: c.id.to_string(),
+                    parent_shards: c.parent.iter().chain(c.adjacent_parent.iter()).map(|p| p.to_string()).collect(),
+                    starting_hash_key: c.hash_key_range.start.to_string(),
+                    ending_hash_key: c.hash_key_range.end.to_string(),
+                })
+                .collect();
+            return Ok(proto::GetRecordsResponse {
+                records,
+                next_shard_iterator: String::new(),
+                millis_behind_latest: 0,
+                child_shards,
+            });
+        }
         let next = ShardIterator { position: next_position, issued_at_millis: now_millis(), ..iterator.clone() };
-        Ok(proto::GetRecordsResponse { records, next_shard_iterator: next.encode(), millis_behind_latest })
+        Ok(proto::GetRecordsResponse {
+            records,
+            next_shard_iterator: next.encode(),
+            millis_behind_latest,
+            child_shards: Vec::new(),
+        })
     }
 }
 

@@ -26,6 +26,7 @@ pub mod meta_writer;
 pub mod node;
 pub mod peers;
 pub mod reconciler;
+pub mod resharding;
 pub mod retention;
 pub mod routing;
 pub mod shard_writer;

@@ -6,11 +6,24 @@ use shoal_client::status::from_status;
 use shoal_proto::v1::ShardAppendRequest;
 use shoal_proto::v1::raft_transport_client::RaftTransportClient;
 use shoal_raft::{Command, CommandResponse, RecordBatch};
-use shoal_types::{ErrorCode, Record, Shard, ShoalError, ShoalResult, Stream, now_millis};
+use shoal_types::{ErrorCode, Record, RecordPosition, Shard, ShoalError, ShoalResult, Stream, now_millis};
 
 use crate::groups::GroupHandle;
 use crate::node::Node;
 use crate::routing::{ShardLeader, locate};
+
+/// What an append to a shard sealed for resharding is told: the records must be
+/// routed again, to the shard's children, once the metadata shows them.
+const SHARD_SEALED: &str = "the shard is closed for resharding";
+
+fn sealed_error() -> ShoalError {
+    ShoalError::unavailable(format!("{SHARD_SEALED}; route the records to its children"))
+}
+
+/// Whether an append failed because the shard was sealed (and must be re-routed).
+pub fn is_sealed(error: &ShoalError) -> bool {
+    error.code == ErrorCode::Unavailable && error.message.starts_with(SHARD_SEALED)
+}
 
 /// Where a batch landed: records `0..count` sit at offsets of entry `log_index`.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +49,7 @@ pub async fn append_local(handle: &GroupHandle, records: Vec<Record>) -> ShoalRe
                 metrics::histogram!("shoal_append_seconds").record(started.elapsed().as_secs_f64());
                 Ok(Appended { log_index, count, arrival_millis })
             }
+            CommandResponse::Sealed { .. } => Err(sealed_error()),
             other => Err(ShoalError::internal(format!("unexpected append response {other:?} for {count} records"))),
         },
         Err(error) if error.forward_to_leader().is_some() => {
@@ -55,6 +69,7 @@ pub async fn append(node: &Node, stream: &Stream, shard: &Shard, records: Vec<Re
             ShardLeader::Remote { addr, .. } => append_remote(node, &addr, stream, shard, &records).await,
         };
         match attempt {
+            Err(error) if is_sealed(&error) => return Err(error),
             Err(error) if error.code == ErrorCode::Unavailable && tokio::time::Instant::now() < deadline => {
                 tracing::debug!(shard = %shard.id, message = %error.message, "append retry");
                 tokio::time::sleep(Duration::from_millis(30)).await;
@@ -77,6 +92,7 @@ async fn append_remote(
         stream_created_millis: stream.created_millis,
         shard_index: shard.id.index(),
         records: bincode::serialize(records).map_err(|e| ShoalError::internal(e.to_string()))?,
+        seal: false,
     };
     let reply = RaftTransportClient::new(channel)
         .max_decoding_message_size(64 * 1024 * 1024)
@@ -86,4 +102,51 @@ async fn append_remote(
         .map_err(|status| from_status(&status))?
         .into_inner();
     Ok(Appended { log_index: reply.log_index, count: reply.count, arrival_millis: reply.arrival_millis })
+}
+
+/// Seals the local group, which must lead the shard: no record is accepted after
+/// the seal entry. Returns the seal's position, past every record of the shard.
+pub async fn seal_local(handle: &GroupHandle) -> ShoalResult<RecordPosition> {
+    if !handle.raft.is_leader() {
+        return Err(ShoalError::unavailable("this node is not the shard's leader; retry"));
+    }
+    match handle.raft.client_write(Command::Seal).await {
+        Ok(written) => match written.data {
+            CommandResponse::Sealed { end } => Ok(end),
+            other => Err(ShoalError::internal(format!("unexpected seal response {other:?}"))),
+        },
+        Err(error) if error.forward_to_leader().is_some() => {
+            Err(ShoalError::unavailable("shard leadership moved; retry"))
+        }
+        Err(error) => Err(ShoalError::unavailable(format!("seal failed: {error}"))),
+    }
+}
+
+/// Seals `shard` wherever its leader is. Sealing twice returns the first seal.
+pub async fn seal(node: &Node, stream: &Stream, shard: &Shard) -> ShoalResult<RecordPosition> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let attempt = match locate(node, shard, Duration::from_secs(5)).await? {
+            ShardLeader::Local(handle) => seal_local(&handle).await,
+            ShardLeader::Remote { addr, .. } => {
+                let request = ShardAppendRequest {
+                    stream_name: stream.name.clone(),
+                    stream_created_millis: stream.created_millis,
+                    shard_index: shard.id.index(),
+                    records: Vec::new(),
+                    seal: true,
+                };
+                match RaftTransportClient::new(node.peers.channel(&addr)?).append_to_shard(request).await {
+                    Ok(reply) => Ok(RecordPosition { log_index: reply.into_inner().log_index, offset: 0 }),
+                    Err(status) => Err(from_status(&status)),
+                }
+            }
+        };
+        match attempt {
+            Err(error) if error.code == ErrorCode::Unavailable && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            other => return other,
+        }
+    }
 }

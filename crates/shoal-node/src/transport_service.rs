@@ -65,8 +65,6 @@ impl RaftTransport for TransportService {
         request: Request<ShardAppendRequest>,
     ) -> Result<Response<ShardAppendReply>, Status> {
         let request = request.into_inner();
-        let records: Vec<Record> = bincode::deserialize(&request.records)
-            .map_err(|e| to_status(ShoalError::invalid_argument(format!("undecodable records: {e}"))))?;
         let stream = self.node.stream(&request.stream_name).await.map_err(to_status)?;
         if stream.created_millis != request.stream_created_millis {
             return Err(to_status(ShoalError::stream_not_found(&request.stream_name)));
@@ -81,6 +79,12 @@ impl RaftTransport for TransportService {
                 self.node.id
             ))));
         };
+        if request.seal {
+            let end = crate::shard_writer::seal_local(&handle).await.map_err(to_status)?;
+            return Ok(Response::new(ShardAppendReply { log_index: end.log_index, count: 0, arrival_millis: 0 }));
+        }
+        let records: Vec<Record> = bincode::deserialize(&request.records)
+            .map_err(|e| to_status(ShoalError::invalid_argument(format!("undecodable records: {e}"))))?;
         let appended = crate::shard_writer::append_local(&handle, records).await.map_err(to_status)?;
         Ok(Response::new(ShardAppendReply {
             log_index: appended.log_index,

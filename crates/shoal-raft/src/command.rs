@@ -1,7 +1,7 @@
 //! What a Raft log entry carries.
 
 use serde::{Deserialize, Serialize};
-use shoal_types::{Consumer, Record, ShoalError, Stream};
+use shoal_types::{Consumer, Record, RecordPosition, ShoalError, Stream};
 
 /// The application payload of a log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -10,6 +10,8 @@ pub enum Command {
     Meta(MetaCommand),
     /// Records appended to a shard (shard groups only).
     Append(RecordBatch),
+    /// Closes a shard for resharding: no record is accepted after this entry.
+    Seal,
 }
 
 impl std::fmt::Display for Command {
@@ -17,6 +19,7 @@ impl std::fmt::Display for Command {
         match self {
             Command::Meta(cmd) => write!(f, "meta:{cmd:?}"),
             Command::Append(batch) => write!(f, "append:{} records", batch.records.len()),
+            Command::Seal => write!(f, "seal"),
         }
     }
 }
@@ -110,6 +113,20 @@ pub enum MetaCommand {
         name: String,
         mibps: u32,
     },
+    /// Closes a sealed shard and opens two children splitting its hash-key range.
+    SplitShard {
+        stream: String,
+        shard_index: u32,
+        new_starting_hash_key: String,
+        sealed_end: RecordPosition,
+    },
+    /// Closes two sealed, adjacent shards and opens one child covering both ranges.
+    MergeShards {
+        stream: String,
+        shard_index: u32,
+        adjacent_index: u32,
+        sealed_ends: (RecordPosition, RecordPosition),
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,5 +147,10 @@ pub enum CommandResponse {
         log_index: u64,
         count: u32,
         arrival_millis: u64,
+    },
+    /// The shard is sealed: it ends before `end` (the seal's own position).
+    /// An append that arrives after the seal is refused with this answer.
+    Sealed {
+        end: RecordPosition,
     },
 }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use shoal_types::placement::place_shards;
 use shoal_types::stream::META_GROUP_ID;
 use shoal_types::validation::{validate_retention_hours, validate_shard_count, validate_stream_name};
-use shoal_types::{GroupId, HashKeyRange, NodeId, NodeInfo, Shard, ShardId, ShoalError, Stream, StreamStatus};
+use shoal_types::{
+    GroupId, HashKey, HashKeyRange, NodeId, NodeInfo, RecordPosition, Shard, ShardId, ShoalError, Stream, StreamStatus,
+};
 
 use crate::command::{MetaCommand, MetaResponse};
 
@@ -122,7 +124,8 @@ impl MetaState {
                 if let Some(shard) = entry.shards.iter_mut().find(|s| s.id == ShardId(shard_index)) {
                     shard.ready = true;
                 }
-                if entry.status == StreamStatus::Creating && entry.shards.iter().all(|s| s.ready) {
+                let settling = matches!(entry.status, StreamStatus::Creating | StreamStatus::Updating);
+                if settling && entry.shards.iter().all(|s| s.ready) {
                     entry.status = StreamStatus::Active;
                 }
                 Ok(MetaResponse::Stream(entry.clone()))
@@ -267,6 +270,28 @@ impl MetaState {
                 stream.settings.mode = mode;
                 Ok(MetaResponse::Stream(stream.clone()))
             }
+            MetaCommand::SplitShard { stream, shard_index, new_starting_hash_key, sealed_end } => {
+                let key = HashKey::parse_explicit(&new_starting_hash_key)?;
+                let parent = self.open_shard(&stream, shard_index)?.clone();
+                check_split_key(&parent, key)?;
+                let ranges = [
+                    HashKeyRange { start: parent.hash_key_range.start, end: HashKey(key.0 - 1) },
+                    HashKeyRange { start: key, end: parent.hash_key_range.end },
+                ];
+                let children = self.new_shards(&stream, &ranges, parent.id, None, nodes)?;
+                self.close_and_open(&stream, &[(parent.id, sealed_end)], children)
+            }
+            MetaCommand::MergeShards { stream, shard_index, adjacent_index, sealed_ends } => {
+                let shard = self.open_shard(&stream, shard_index)?.clone();
+                let adjacent = self.open_shard(&stream, adjacent_index)?.clone();
+                check_adjacent(&shard, &adjacent)?;
+                let range = HashKeyRange {
+                    start: shard.hash_key_range.start.min(adjacent.hash_key_range.start),
+                    end: shard.hash_key_range.end.max(adjacent.hash_key_range.end),
+                };
+                let children = self.new_shards(&stream, &[range], shard.id, Some(adjacent.id), nodes)?;
+                self.close_and_open(&stream, &[(shard.id, sealed_ends.0), (adjacent.id, sealed_ends.1)], children)
+            }
             MetaCommand::SetWarmThroughput { name, mibps } => {
                 let stream = self.stream_mut(&name)?;
                 stream.settings.warm_throughput_mibps = Some(mibps);
@@ -278,6 +303,102 @@ impl MetaState {
     fn stream_mut(&mut self, name: &str) -> Result<&mut Stream, ShoalError> {
         self.streams.get_mut(name).ok_or_else(|| ShoalError::stream_not_found(name))
     }
+
+    /// An open shard of an ACTIVE or UPDATING stream, as resharding needs it.
+    pub fn open_shard(&self, stream: &str, shard_index: u32) -> Result<&Shard, ShoalError> {
+        let entry = self.stream(stream)?;
+        if entry.status == StreamStatus::Deleting || entry.status == StreamStatus::Creating {
+            return Err(ShoalError::in_use(format!(
+                "Stream {stream} is {}; it cannot be resharded now.",
+                entry.status.as_str()
+            )));
+        }
+        let id = ShardId(shard_index);
+        let account = shoal_types::limits::DEFAULT_ACCOUNT_ID;
+        let shard = entry.shard(id).ok_or_else(|| {
+            ShoalError::not_found(format!("Shard {id} in stream {stream} under account {account} does not exist"))
+        })?;
+        if !shard.is_open() {
+            return Err(ShoalError::invalid_argument(format!(
+                "Shard {id} in stream {stream} under account {account} has already been merged or split, and thus is not eligible for merging or splitting."
+            )));
+        }
+        Ok(shard)
+    }
+
+    /// New shards (fresh indexes and groups, placed like any new shard) with `ranges`.
+    fn new_shards(
+        &mut self,
+        stream: &str,
+        ranges: &[HashKeyRange],
+        parent: ShardId,
+        adjacent_parent: Option<ShardId>,
+        nodes: &BTreeMap<NodeId, NodeInfo>,
+    ) -> Result<Vec<Shard>, ShoalError> {
+        let placements = place_shards(nodes, &self.leader_load(), ranges.len())?;
+        let first_index = self.stream(stream)?.shards.len() as u32;
+        let first_group = self.next_group_id.max(META_GROUP_ID + 1);
+        self.next_group_id = first_group + ranges.len() as u64;
+        Ok(ranges
+            .iter()
+            .zip(placements)
+            .enumerate()
+            .map(|(i, (range, replicas))| Shard {
+                id: ShardId(first_index + i as u32),
+                group_id: first_group + i as u64,
+                hash_key_range: *range,
+                parent: Some(parent),
+                adjacent_parent,
+                replicas,
+                ready: false,
+                closed_at: None,
+            })
+            .collect())
+    }
+
+    /// Closes `closing` shards at their seal positions and adds `children`; the
+    /// stream is UPDATING until the children's groups have leaders.
+    fn close_and_open(
+        &mut self,
+        stream: &str,
+        closing: &[(ShardId, RecordPosition)],
+        children: Vec<Shard>,
+    ) -> Result<MetaResponse, ShoalError> {
+        let entry = self.stream_mut(stream)?;
+        for (id, end) in closing {
+            if let Some(shard) = entry.shards.iter_mut().find(|s| s.id == *id) {
+                shard.closed_at = Some(*end);
+            }
+        }
+        entry.shards.extend(children);
+        entry.status = StreamStatus::Updating;
+        Ok(MetaResponse::Stream(entry.clone()))
+    }
+}
+
+/// Kinesis: the new starting hash key must lie strictly inside the parent's range.
+pub fn check_split_key(parent: &Shard, key: HashKey) -> Result<(), ShoalError> {
+    let (start, end) = (parent.hash_key_range.start.0, parent.hash_key_range.end.0);
+    if key.0 <= start.saturating_add(1) || key.0 >= end {
+        return Err(ShoalError::invalid_argument(format!(
+            "NewStartingHashKey {} used in SplitShard() on shard {} is not both greater than one plus the shard's StartingHashKey {start} and less than the shard's EndingHashKey {end}.",
+            key.0, parent.id
+        )));
+    }
+    Ok(())
+}
+
+/// Two shards can merge only if their hash-key ranges touch.
+pub fn check_adjacent(a: &Shard, b: &Shard) -> Result<(), ShoalError> {
+    let touching = a.hash_key_range.end.0.checked_add(1) == Some(b.hash_key_range.start.0)
+        || b.hash_key_range.end.0.checked_add(1) == Some(a.hash_key_range.start.0);
+    if !touching {
+        return Err(ShoalError::invalid_argument(format!(
+            "Shards {} and {} are not adjacent: their hash-key ranges do not touch.",
+            a.id, b.id
+        )));
+    }
+    Ok(())
 }
 
 fn validate_tag(key: &str, value: &str) -> Result<(), ShoalError> {

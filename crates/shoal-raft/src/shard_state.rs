@@ -20,6 +20,8 @@ pub struct ShardProgress {
     pub last_arrival_millis: u64,
     /// Records ever applied (including ones since removed by retention).
     pub records_applied: u64,
+    /// Set once the shard is sealed for resharding: every record sits before it.
+    pub sealed_at: Option<RecordPosition>,
 }
 
 /// Adds a batch of records, carried by the entry at `log_index`, to `batch`.

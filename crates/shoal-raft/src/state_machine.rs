@@ -20,7 +20,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 use shoal_storage::{Cf, NodeDb, keys};
-use shoal_types::{GroupId, NodeId, NodeInfo};
+use shoal_types::{GroupId, NodeId, NodeInfo, RecordPosition};
 use tokio::sync::watch;
 
 use crate::command::{Command, CommandResponse};
@@ -147,10 +147,19 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                         (Command::Meta(command), GroupData::Meta { state, .. }) => {
                             CommandResponse::Meta(state.apply(command, &nodes))
                         }
+                        (Command::Append(_), GroupData::Shard { progress, .. }) if progress.sealed_at.is_some() => {
+                            CommandResponse::Sealed { end: progress.sealed_at.unwrap_or_default() }
+                        }
                         (Command::Append(records), GroupData::Shard { progress, .. }) => {
                             let count =
                                 shard_state::stage_append(&mut batch, self.group, log_index, &records, progress)?;
                             CommandResponse::Appended { log_index, count, arrival_millis: records.arrival_millis }
+                        }
+                        (Command::Seal, GroupData::Shard { progress, .. }) => {
+                            // The seal's own position is past every record; a second
+                            // seal keeps the first one's.
+                            let end = *progress.sealed_at.get_or_insert(RecordPosition { log_index, offset: 0 });
+                            CommandResponse::Sealed { end }
                         }
                         (command, _) => {
                             tracing::error!(group = self.group, %command, "command sent to the wrong kind of group");

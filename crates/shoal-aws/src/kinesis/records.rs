@@ -152,11 +152,14 @@ pub async fn get_records(api: &KinesisApi, request: &AwsRequest) -> Result<Value
     let message = proto::GetRecordsRequest { shard_iterator: input.shard_iterator, limit: input.limit.unwrap_or(0) };
     let response = api.data.get_records(Request::new(message)).await?.into_inner();
     let records: Vec<Value> = response.records.iter().map(shapes::record).collect();
-    Ok(json!({
-        "Records": records,
-        "NextShardIterator": response.next_shard_iterator,
-        "MillisBehindLatest": response.millis_behind_latest,
-    }))
+    let mut output = json!({ "Records": records, "MillisBehindLatest": response.millis_behind_latest });
+    if response.next_shard_iterator.is_empty() {
+        // A closed shard read to its end: no next iterator, but its children.
+        output["ChildShards"] = shapes::child_shards(&response.child_shards);
+    } else {
+        output["NextShardIterator"] = json!(response.next_shard_iterator);
+    }
+    Ok(output)
 }
 
 #[cfg(test)]

@@ -113,3 +113,17 @@ pub fn record(record: &proto::StoredRecordEntry) -> Value {
         "PartitionKey": record.partition_key,
     })
 }
+
+/// `ChildShards` of a closed shard read to its end.
+pub fn child_shards(children: &[proto::ChildShard]) -> Value {
+    json!(
+        children
+            .iter()
+            .map(|c| json!({
+                "ShardId": c.shard_id,
+                "ParentShards": c.parent_shards,
+                "HashKeyRange": { "StartingHashKey": c.starting_hash_key, "EndingHashKey": c.ending_hash_key },
+            }))
+            .collect::<Vec<_>>()
+    )
+}

@@ -286,3 +286,45 @@ pub async fn update_stream_warm_throughput(api: &KinesisApi, request: &AwsReques
         "WarmThroughput": { "TargetMiBps": mibps, "CurrentMiBps": mibps },
     }))
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SplitShardInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    shard_to_split: String,
+    new_starting_hash_key: String,
+}
+
+pub async fn split_shard(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
+    let input: SplitShardInput = request.input()?;
+    let message = proto::SplitShardRequest {
+        stream_name: stream_name(input.stream_name, input.stream_arn)?,
+        shard_to_split: input.shard_to_split,
+        new_starting_hash_key: input.new_starting_hash_key,
+    };
+    api.control.split_shard(Request::new(message)).await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct MergeShardsInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    shard_to_merge: String,
+    adjacent_shard_to_merge: String,
+}
+
+pub async fn merge_shards(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
+    let input: MergeShardsInput = request.input()?;
+    let message = proto::MergeShardsRequest {
+        stream_name: stream_name(input.stream_name, input.stream_arn)?,
+        shard_to_merge: input.shard_to_merge,
+        adjacent_shard_to_merge: input.adjacent_shard_to_merge,
+    };
+    api.control.merge_shards(Request::new(message)).await?;
+    Ok(json!({}))
+}

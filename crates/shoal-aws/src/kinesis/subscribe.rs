@@ -186,8 +186,13 @@ async fn next_frame(cursor: &mut Cursor) -> Option<Vec<u8>> {
             "Records": records,
             "ContinuationSequenceNumber": cursor.continuation,
             "MillisBehindLatest": page.millis_behind_latest,
-            "ChildShards": [],
+            "ChildShards": shapes::child_shards(&page.child_shards),
         });
+        if page.next_shard_iterator.is_empty() {
+            // The shard is closed and read to its end: this event names the
+            // children, and the subscription ends after it.
+            cursor.done = true;
+        }
         return Some(event_stream::event("SubscribeToShardEvent", content_type, &encode_body(&event, cursor.format)));
     }
 }

@@ -1,0 +1,71 @@
+"""SplitShard and MergeShards through boto3: parents close, children open, readers follow."""
+
+from conftest import code_of
+
+MIDDLE = str(2**127)
+
+
+def drain(kinesis, stream, shard_id):
+    """Reads a closed shard to its end; returns its records and ChildShards."""
+    iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records = []
+    for _ in range(100):
+        page = kinesis.get_records(ShardIterator=iterator)
+        records += page["Records"]
+        if "NextShardIterator" not in page or page["NextShardIterator"] is None:
+            return records, page.get("ChildShards", [])
+        iterator = page["NextShardIterator"]
+    raise AssertionError("closed shard never ended")
+
+
+def test_split_then_merge(kinesis, stream_name):
+    kinesis.create_stream(StreamName=stream_name, ShardCount=1)
+    before = [kinesis.put_record(StreamName=stream_name, Data=f"b{i}".encode(), PartitionKey=f"k{i}")["SequenceNumber"] for i in range(5)]
+    kinesis.split_shard(StreamName=stream_name, ShardToSplit="shardId-000000000000", NewStartingHashKey=MIDDLE)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream_name, WaiterConfig={"Delay": 1})
+    shards = kinesis.list_shards(StreamName=stream_name)["Shards"]
+    assert [s["ShardId"] for s in shards] == ["shardId-000000000000", "shardId-000000000001", "shardId-000000000002"]
+    assert "EndingSequenceNumber" in shards[0]["SequenceNumberRange"]
+    assert shards[0]["SequenceNumberRange"]["EndingSequenceNumber"] > before[-1]
+    assert shards[1]["ParentShardId"] == "shardId-000000000000"
+    open_ids = [s["ShardId"] for s in kinesis.list_shards(StreamName=stream_name, ShardFilter={"Type": "AT_LATEST"})["Shards"]]
+    assert open_ids == ["shardId-000000000001", "shardId-000000000002"]
+
+    records, children = drain(kinesis, stream_name, "shardId-000000000000")
+    assert [r["SequenceNumber"] for r in records] == before
+    assert [c["ShardId"] for c in children] == ["shardId-000000000001", "shardId-000000000002"]
+    assert children[0]["ParentShards"] == ["shardId-000000000000"]
+
+    after = kinesis.put_records(StreamName=stream_name, Records=[{"Data": b"a", "PartitionKey": f"k{i}"} for i in range(20)])
+    assert after["FailedRecordCount"] == 0
+    assert {r["ShardId"] for r in after["Records"]} <= {"shardId-000000000001", "shardId-000000000002"}
+
+    assert code_of(
+        kinesis.split_shard, StreamName=stream_name, ShardToSplit="shardId-000000000000", NewStartingHashKey=MIDDLE
+    ) == "InvalidArgumentException", "a closed shard cannot be split again"
+    kinesis.merge_shards(StreamName=stream_name, ShardToMerge="shardId-000000000001", AdjacentShardToMerge="shardId-000000000002")
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream_name, WaiterConfig={"Delay": 1})
+    merged = kinesis.list_shards(StreamName=stream_name, ShardFilter={"Type": "AT_LATEST"})["Shards"]
+    assert [(s["ShardId"], s["ParentShardId"], s["AdjacentParentShardId"]) for s in merged] == [
+        ("shardId-000000000003", "shardId-000000000001", "shardId-000000000002")
+    ]
+    assert merged[0]["HashKeyRange"] == {"StartingHashKey": "0", "EndingHashKey": str(2**128 - 1)}
+
+
+def test_subscription_ends_at_a_closed_shard_with_its_children(kinesis, stream_name):
+    kinesis.create_stream(StreamName=stream_name, ShardCount=1)
+    arn = kinesis.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]["StreamARN"]
+    consumer = kinesis.register_stream_consumer(StreamARN=arn, ConsumerName="follower")["Consumer"]["ConsumerARN"]
+    kinesis.put_record(StreamName=stream_name, Data=b"last-before-split", PartitionKey="k")
+    kinesis.split_shard(StreamName=stream_name, ShardToSplit="shardId-000000000000", NewStartingHashKey=MIDDLE)
+    response = kinesis.subscribe_to_shard(ConsumerARN=consumer, ShardId="shardId-000000000000", StartingPosition={"Type": "TRIM_HORIZON"})
+    data, children = [], []
+    for event in response["EventStream"]:
+        body = event["SubscribeToShardEvent"]
+        data += [r["Data"] for r in body["Records"]]
+        children = body.get("ChildShards", [])
+        if children:
+            break
+    response["EventStream"].close()
+    assert data == [b"last-before-split"]
+    assert [c["ShardId"] for c in children] == ["shardId-000000000001", "shardId-000000000002"]
