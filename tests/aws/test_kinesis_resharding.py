@@ -69,3 +69,29 @@ def test_subscription_ends_at_a_closed_shard_with_its_children(kinesis, stream_n
     response["EventStream"].close()
     assert data == [b"last-before-split"]
     assert [c["ShardId"] for c in children] == ["shardId-000000000001", "shardId-000000000002"]
+
+
+def test_update_shard_count_scales_uniformly(kinesis, stream_name):
+    kinesis.create_stream(StreamName=stream_name, ShardCount=2)
+    response = kinesis.update_shard_count(StreamName=stream_name, TargetShardCount=4, ScalingType="UNIFORM_SCALING")
+    assert (response["CurrentShardCount"], response["TargetShardCount"]) == (2, 4)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream_name, WaiterConfig={"Delay": 1})
+    shards = kinesis.list_shards(StreamName=stream_name)["Shards"]
+    open_shards = [s for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]]
+    assert (len(shards), len(open_shards)) == (6, 4), "two parents closed, four children open"
+    widths = sorted(int(s["HashKeyRange"]["EndingHashKey"]) - int(s["HashKeyRange"]["StartingHashKey"]) for s in open_shards)
+    assert widths[-1] - widths[0] <= 4, "uniform ranges"
+    kinesis.update_shard_count(StreamName=stream_name, TargetShardCount=2, ScalingType="UNIFORM_SCALING")
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream_name, WaiterConfig={"Delay": 1})
+    assert len(kinesis.list_shards(StreamName=stream_name, ShardFilter={"Type": "AT_LATEST"})["Shards"]) == 2
+    assert code_of(kinesis.update_shard_count, StreamName=stream_name, TargetShardCount=5, ScalingType="UNIFORM_SCALING") == "InvalidArgumentException"
+    put = kinesis.put_records(StreamName=stream_name, Records=[{"Data": b"x", "PartitionKey": f"k{i}"} for i in range(20)])
+    assert put["FailedRecordCount"] == 0
+
+
+def test_on_demand_streams_refuse_manual_resharding(kinesis, stream_name):
+    kinesis.create_stream(StreamName=stream_name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    assert code_of(kinesis.update_shard_count, StreamName=stream_name, TargetShardCount=8, ScalingType="UNIFORM_SCALING") == "ValidationException"
+    assert code_of(
+        kinesis.split_shard, StreamName=stream_name, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(2**125)
+    ) == "ValidationException"

@@ -144,6 +144,23 @@ pub enum StreamCommand {
     Describe { name: String },
     /// Delete a stream and all its records.
     Delete { name: String },
+    /// Split a shard in two at a hash key (default: the middle of its range).
+    Split {
+        name: String,
+        /// The shard to split, e.g. shardId-000000000000.
+        shard: String,
+        /// Where the second child starts (decimal hash key).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Merge two adjacent shards into one.
+    Merge { name: String, shard: String, adjacent: String },
+    /// Split or merge shards until the stream has this many open (0.5x to 2x).
+    Scale {
+        name: String,
+        #[arg(long, short = 's')]
+        shards: u32,
+    },
 }
 
 #[derive(Debug, Args)]

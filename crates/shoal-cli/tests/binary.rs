@@ -126,6 +126,14 @@ fn dev_cluster_serves_the_cli_end_to_end() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("ResourceNotFoundException"));
 
+    let split = stdout(&shoal(&cluster, &["stream", "split", "demo", "shardId-000000000000"], None));
+    assert!(split.contains("split at hash key"), "{split}");
+    let scaled = stdout(&shoal(&cluster, &["stream", "scale", "demo", "--shards", "3"], None));
+    assert!(scaled.contains("scaled from 4 to 3"), "{scaled}");
+    let listed = stdout(&shoal(&cluster, &["stream", "list"], None));
+    assert!(listed.contains("demo\tACTIVE\t3 shard(s)"), "{listed}");
+    assert_eq!(stdout(&shoal(&cluster, &["get", "demo"], None)).lines().count(), 252, "resharding loses nothing");
+
     let deleted = stdout(&shoal(&cluster, &["stream", "delete", "demo"], None));
     assert!(deleted.contains("being deleted"));
 }

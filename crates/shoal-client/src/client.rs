@@ -271,6 +271,12 @@ impl ShoalClient {
         self.retry(|| call!(self.streams, merge_shards, request.clone())).await.map(|_| ())
     }
 
+    /// Splits or merges shards until `target` are open; returns the count before.
+    pub async fn update_shard_count(&self, stream: &str, target: u32) -> ShoalResult<u32> {
+        let request = proto::UpdateShardCountRequest { stream_name: stream.into(), target_shard_count: target };
+        self.retry(|| call!(self.streams, update_shard_count, request.clone())).await.map(|r| r.current_shard_count)
+    }
+
     pub async fn cluster_status(&self) -> ShoalResult<proto::ClusterStatusResponse> {
         self.retry(|| call!(self.cluster, status, proto::ClusterStatusRequest {})).await
     }

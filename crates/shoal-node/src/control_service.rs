@@ -253,4 +253,20 @@ impl StreamControl for ControlService {
         .map_err(to_status)?;
         Ok(Response::new(proto::MergeShardsResponse {}))
     }
+
+    async fn update_shard_count(
+        &self,
+        request: Request<proto::UpdateShardCountRequest>,
+    ) -> Result<Response<proto::UpdateShardCountResponse>, Status> {
+        let message = request.into_inner();
+        validate_stream_name(&message.stream_name).map_err(to_status)?;
+        let current =
+            crate::resharding::update_shard_count(&self.node, &message.stream_name, message.target_shard_count)
+                .await
+                .map_err(to_status)?;
+        Ok(Response::new(proto::UpdateShardCountResponse {
+            current_shard_count: current,
+            target_shard_count: message.target_shard_count,
+        }))
+    }
 }

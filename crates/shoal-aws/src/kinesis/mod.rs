@@ -60,6 +60,7 @@ pub async fn handle(api: &KinesisApi, request: &AwsRequest) -> Result<Value, Aws
         "UpdateStreamMode" => streams::update_stream_mode(api, request).await,
         "SplitShard" => streams::split_shard(api, request).await,
         "MergeShards" => streams::merge_shards(api, request).await,
+        "UpdateShardCount" => streams::update_shard_count(api, request).await,
         "UpdateStreamWarmThroughput" => streams::update_stream_warm_throughput(api, request).await,
         "PutRecord" => records::put_record(api, request).await,
         "PutRecords" => records::put_records(api, request).await,

@@ -328,3 +328,31 @@ pub async fn merge_shards(api: &KinesisApi, request: &AwsRequest) -> Result<Valu
     api.control.merge_shards(Request::new(message)).await?;
     Ok(json!({}))
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateShardCountInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    target_shard_count: u32,
+    scaling_type: String,
+}
+
+/// Uniform scaling by splits and merges; it completes before the call returns.
+pub async fn update_shard_count(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
+    let input: UpdateShardCountInput = request.input()?;
+    if input.scaling_type != "UNIFORM_SCALING" {
+        return Err(AwsError::validation(format!("ScalingType must be UNIFORM_SCALING, not {}.", input.scaling_type)));
+    }
+    let name = stream_name(input.stream_name, input.stream_arn)?;
+    let message =
+        proto::UpdateShardCountRequest { stream_name: name.clone(), target_shard_count: input.target_shard_count };
+    let response = api.control.update_shard_count(Request::new(message)).await?.into_inner();
+    Ok(json!({
+        "StreamName": name,
+        "StreamARN": shapes::stream_arn(&request.scope, &name),
+        "CurrentShardCount": response.current_shard_count,
+        "TargetShardCount": response.target_shard_count,
+    }))
+}

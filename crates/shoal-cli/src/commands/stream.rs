@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use shoal_client::ShoalClient;
 
 use crate::cli::StreamCommand;
@@ -34,6 +35,31 @@ pub async fn run(endpoint: &str, command: StreamCommand) -> anyhow::Result<()> {
                     shard.shard_id, shard.starting_hash_key, shard.ending_hash_key, shard.starting_sequence_number
                 );
             }
+        }
+        StreamCommand::Split { name, shard, at } => {
+            let at = match at {
+                Some(at) => at,
+                None => {
+                    let shards = client.list_shards(&name).await?;
+                    let found = shards.iter().find(|s| s.shard_id == shard).context("no such shard")?;
+                    let start: u128 = found.starting_hash_key.parse()?;
+                    let end: u128 = found.ending_hash_key.parse()?;
+                    (start + (end - start) / 2 + 1).to_string()
+                }
+            };
+            client.split_shard(&name, &shard, &at).await?;
+            client.wait_for_active(&name, Duration::from_secs(30)).await?;
+            println!("{shard} of {name} split at hash key {at}");
+        }
+        StreamCommand::Merge { name, shard, adjacent } => {
+            client.merge_shards(&name, &shard, &adjacent).await?;
+            client.wait_for_active(&name, Duration::from_secs(30)).await?;
+            println!("{shard} and {adjacent} of {name} merged");
+        }
+        StreamCommand::Scale { name, shards } => {
+            let before = client.update_shard_count(&name, shards).await?;
+            client.wait_for_active(&name, Duration::from_secs(60)).await?;
+            println!("{name} scaled from {before} to {shards} open shards");
         }
         StreamCommand::Delete { name } => {
             client.delete_stream(&name).await?;
