@@ -138,3 +138,25 @@ def test_signatures_are_verified_when_credentials_are_configured(secured_dev):
     assert code(make_client(endpoint, key=("AKIDSTRANGER", "whatever"))) == "UnrecognizedClientException"
     status, _, body = signed_call(endpoint, "ListStreams", b"{}", "application/x-amz-json-1.1", sign=False)
     assert status in (400, 403) and b"MissingAuthenticationTokenException" in body
+
+
+def test_http2_cleartext_is_served(shoal_dev, stream_name):
+    """The model declares h2 for SubscribeToShard; clients with prior knowledge get HTTP/2."""
+    import json
+    import subprocess
+
+    endpoint = shoal_dev["endpoints"][0]
+    out = subprocess.run(
+        [
+            "curl", "-s", "--http2-prior-knowledge", "-o", "-", "-w", "\\n%{http_version}",
+            "-H", "X-Amz-Target: Kinesis_20131202.ListStreams",
+            "-H", "Content-Type: application/x-amz-json-1.1",
+            "-d", "{}", endpoint + "/",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    body, version = out.stdout.rsplit("\n", 1)
+    assert version == "2"
+    assert "StreamNames" in json.loads(body)

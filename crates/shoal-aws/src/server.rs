@@ -55,6 +55,8 @@ pub async fn serve(
     Ok(())
 }
 
+/// Answers one call. A panic in a handler becomes a plain `InternalFailure`: the
+/// caller learns nothing of it but that the call failed, and the node goes on.
 async fn dispatch(
     State(service): State<Arc<AwsService>>,
     method: Method,
@@ -62,6 +64,18 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let format = WireFormat::of(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default());
+    let call = std::panic::AssertUnwindSafe(answer(service, method, uri, headers, body));
+    match futures::FutureExt::catch_unwind(call).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("an AWS API handler panicked; answered InternalFailure");
+            error_response(shoal_types::ShoalError::internal("Internal Service Failure").into(), format)
+        }
+    }
+}
+
+async fn answer(service: Arc<AwsService>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let format = WireFormat::of(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default());
     let outcome = match authenticate(&service, &method, &uri, &headers, &body) {
         Ok(()) => match parse(&headers, &body, format) {
