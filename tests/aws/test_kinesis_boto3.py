@@ -171,3 +171,34 @@ def test_the_aws_cli_works_unchanged(shoal_dev, stream_name):
     assert [r["SequenceNumber"] for r in records] == [put["SequenceNumber"]]
     assert stream_name in aws("list-streams")["StreamNames"]
     aws("delete-stream", "--stream-name", stream_name)
+
+
+def test_streams_are_per_account_and_region(shoal_dev):
+    from conftest import make_client
+
+    endpoint = shoal_dev["endpoints"][0]
+    us = make_client(endpoint, region="us-east-1")
+    eu = make_client(endpoint, region="eu-west-1")
+    other_account = make_client(endpoint, region="us-east-1", key=("210987654321", "secret"))
+    name = "scoped-stream"
+    for client, shards in ((us, 1), (eu, 2), (other_account, 3)):
+        client.create_stream(StreamName=name, ShardCount=shards)
+    counts = [len(c.list_shards(StreamName=name)["Shards"]) for c in (us, eu, other_account)]
+    assert counts == [1, 2, 3], "three streams of one name, one per account and region"
+    eu.put_record(StreamName=name, Data=b"in-eu", PartitionKey="k")
+    summary = eu.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+    assert summary["StreamName"] == name
+    assert summary["StreamARN"] == f"arn:aws:kinesis:eu-west-1:123456789012:stream/{name}"
+    assert other_account.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"].startswith(
+        "arn:aws:kinesis:us-east-1:210987654321:stream/"
+    )
+    assert name in eu.list_streams()["StreamNames"]
+    assert all("/" not in n and ":" not in n for n in eu.list_streams()["StreamNames"])
+    it = eu.get_shard_iterator(StreamName=name, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    eu_records = eu.get_records(ShardIterator=it)["Records"]
+    it = us.get_shard_iterator(StreamName=name, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    assert us.get_records(ShardIterator=it)["Records"] == [] and [r["Data"] for r in eu_records] in ([b"in-eu"], [])
+    page = eu.list_shards(StreamName=name, MaxResults=1)
+    assert eu.list_shards(NextToken=page["NextToken"], MaxResults=1)["Shards"][0]["ShardId"] == "shardId-000000000001"
+    for client in (us, eu, other_account):
+        client.delete_stream(StreamName=name)

@@ -17,6 +17,24 @@ impl Default for CallerScope {
     }
 }
 
+impl CallerScope {
+    /// The internal name of the caller's stream `name` (streams are per account and region).
+    pub fn internal(&self, name: &str) -> String {
+        shoal_types::scope::scoped_name(&self.account, &self.region, name)
+    }
+
+    /// The name the caller knows for an internal stream name.
+    pub fn external<'a>(&self, internal: &'a str) -> &'a str {
+        shoal_types::scope::split_scoped(internal).2
+    }
+
+    /// Whether an internal stream name lives in the caller's account and region.
+    pub fn owns(&self, internal: &str) -> bool {
+        let (account, region, _) = shoal_types::scope::split_scoped(internal);
+        account == self.account && region == self.region
+    }
+}
+
 /// Parses `AWS4-HMAC-SHA256 Credential=AKID/20261125/us-east-1/kinesis/aws4_request, ...`.
 /// A missing or unparsable header gives the default scope (any credentials are
 /// accepted unless the node is configured to verify them).

@@ -4,7 +4,13 @@ use crate::error::{ErrorCode, ShoalError, ShoalResult};
 use crate::limits::*;
 use crate::record::Record;
 
+/// Checks a stream name: `[a-zA-Z0-9_.-]{1,128}`, optionally under an
+/// `ACCOUNT:REGION/` scope (see [`crate::scope`]).
 pub fn validate_stream_name(name: &str) -> ShoalResult<()> {
+    let name = match name.split_once('/') {
+        Some((scope, plain)) if crate::scope::scope_is_valid(scope) => plain,
+        _ => name,
+    };
     let valid_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if name.is_empty() || name.len() > MAX_STREAM_NAME_CHARS || !valid_chars {
         return Err(ShoalError::new(
@@ -115,6 +121,8 @@ mod tests {
     #[test]
     fn stream_names() {
         assert!(validate_stream_name("orders_2024.v1-a").is_ok());
+        assert!(validate_stream_name("210987654321:eu-west-1/orders").is_ok());
+        assert!(validate_stream_name("nonsense/orders").is_err());
         for bad in ["", "has space", "slash/name", &"x".repeat(129), "ünïcode"] {
             let err = validate_stream_name(bad).unwrap_err();
             assert_eq!(err.code, ErrorCode::Validation);

@@ -32,10 +32,10 @@ struct ConsumerRef {
 }
 
 /// `(stream, consumer name)` from either the consumer ARN or stream ARN + name.
-fn resolve(input: ConsumerRef) -> Result<(String, String), AwsError> {
+fn resolve(scope: &CallerScope, input: ConsumerRef) -> Result<(String, String), AwsError> {
     match (input.consumer_arn, input.stream_arn, input.consumer_name) {
-        (Some(arn), _, _) => consumer_of_arn(&arn).map(|(stream, name, _)| (stream, name)),
-        (None, Some(stream_arn), Some(name)) => Ok((stream_of_arn(&stream_arn)?, name)),
+        (Some(arn), _, _) => consumer_of_arn(scope, &arn).map(|(stream, name, _)| (stream, name)),
+        (None, Some(stream_arn), Some(name)) => Ok((stream_of_arn(scope, &stream_arn)?, name)),
         _ => Err(AwsError::invalid_argument("Give either ConsumerARN, or StreamARN and ConsumerName.")),
     }
 }
@@ -43,8 +43,12 @@ fn resolve(input: ConsumerRef) -> Result<(String, String), AwsError> {
 /// The registered consumer a reference names; a stale ARN (older registration
 /// of the same name) is not found. A consumer registered a moment ago through
 /// another node may take a heartbeat to reach this one, so a miss waits briefly.
-pub(crate) async fn find(api: &KinesisApi, consumer_arn: &str) -> Result<(String, Consumer), AwsError> {
-    let (stream, name, epoch) = consumer_of_arn(consumer_arn)?;
+pub(crate) async fn find(
+    api: &KinesisApi,
+    scope: &CallerScope,
+    consumer_arn: &str,
+) -> Result<(String, Consumer), AwsError> {
+    let (stream, name, epoch) = consumer_of_arn(scope, consumer_arn)?;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
     let mut meta = api.node.meta_state.clone();
     loop {
@@ -72,7 +76,7 @@ struct RegisterInput {
 
 pub async fn register(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: RegisterInput = request.input()?;
-    let stream = stream_of_arn(&input.stream_arn)?;
+    let stream = stream_of_arn(&request.scope, &input.stream_arn)?;
     let command = MetaCommand::RegisterConsumer {
         stream: stream.clone(),
         consumer: input.consumer_name,
@@ -91,13 +95,13 @@ pub async fn register(api: &KinesisApi, request: &AwsRequest) -> Result<Value, A
 }
 
 pub async fn deregister(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
-    let (stream, consumer) = resolve(request.input()?)?;
+    let (stream, consumer) = resolve(&request.scope, request.input()?)?;
     api.change(MetaCommand::DeregisterConsumer { stream, consumer }).await?;
     Ok(json!({}))
 }
 
 pub async fn describe(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
-    let (stream, name) = resolve(request.input()?)?;
+    let (stream, name) = resolve(&request.scope, request.input()?)?;
     let consumer = api
         .stream(&stream)?
         .consumers
@@ -122,7 +126,7 @@ pub async fn list(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsEr
     if !(1..=10_000).contains(&limit) {
         return Err(AwsError::invalid_argument("MaxResults must be between 1 and 10000."));
     }
-    let stream = stream_of_arn(&input.stream_arn)?;
+    let stream = stream_of_arn(&request.scope, &input.stream_arn)?;
     let skip = match &input.next_token {
         Some(token) => token.parse::<usize>().map_err(|_| AwsError::invalid_argument("Invalid NextToken."))?,
         None => 0,

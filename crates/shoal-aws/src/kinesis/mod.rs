@@ -17,6 +17,7 @@ use shoal_node::data_service::DataService;
 
 use crate::error::AwsError;
 use crate::request::AwsRequest;
+use crate::sigv4::CallerScope;
 
 /// The node's services, shared by every AWS call.
 pub struct KinesisApi {
@@ -93,33 +94,40 @@ pub async fn handle(api: &KinesisApi, request: &AwsRequest) -> Result<Value, Aws
     }
 }
 
-/// The stream a call names, by `StreamName` or by `StreamARN`.
-pub(crate) fn stream_name(name: Option<String>, arn: Option<String>) -> Result<String, AwsError> {
-    match (name, arn) {
-        (Some(name), _) => Ok(name),
+/// The internal name of the stream a call names, by `StreamName` or by
+/// `StreamARN`, in the caller's account and region.
+pub(crate) fn stream_name(scope: &CallerScope, name: Option<String>, arn: Option<String>) -> Result<String, AwsError> {
+    let plain = match (name, arn) {
+        (Some(name), _) => name,
         (None, Some(arn)) => arn
             .strip_prefix("arn:aws:kinesis:")
             .and_then(|rest| rest.split_once(":stream/"))
             .map(|(_, name)| name.split('/').next().unwrap_or(name).to_string())
             .filter(|name| !name.is_empty())
-            .ok_or_else(|| AwsError::invalid_argument(format!("Invalid StreamARN {arn}."))),
-        (None, None) => Err(AwsError::validation("Either StreamName or StreamARN must be given.")),
+            .ok_or_else(|| AwsError::invalid_argument(format!("Invalid StreamARN {arn}.")))?,
+        (None, None) => return Err(AwsError::validation("Either StreamName or StreamARN must be given.")),
+    };
+    if plain.contains(['/', ':']) {
+        return Err(AwsError::validation(format!(
+            "1 validation error detected: Value '{plain}' at 'streamName' failed to satisfy constraint: Member must match pattern [a-zA-Z0-9_.-]+"
+        )));
     }
+    Ok(scope.internal(&plain))
 }
 
-/// The stream an ARN names: `arn:aws:kinesis:REGION:ACCOUNT:stream/NAME[/consumer/…]`.
-pub(crate) fn stream_of_arn(arn: &str) -> Result<String, AwsError> {
-    stream_name(None, Some(arn.to_string()))
+/// The internal name of the stream an ARN names: `arn:aws:kinesis:REGION:ACCOUNT:stream/NAME[/consumer/…]`.
+pub(crate) fn stream_of_arn(scope: &CallerScope, arn: &str) -> Result<String, AwsError> {
+    stream_name(scope, None, Some(arn.to_string()))
 }
 
-/// `(stream, consumer)` of a consumer ARN `…:stream/NAME/consumer/CNAME:EPOCH`.
-pub(crate) fn consumer_of_arn(arn: &str) -> Result<(String, String, u64), AwsError> {
+/// `(internal stream name, consumer, epoch)` of a consumer ARN `…:stream/NAME/consumer/CNAME:EPOCH`.
+pub(crate) fn consumer_of_arn(scope: &CallerScope, arn: &str) -> Result<(String, String, u64), AwsError> {
     let invalid = || AwsError::invalid_argument(format!("Invalid ConsumerARN {arn}."));
     let (_, path) = arn.strip_prefix("arn:aws:kinesis:").and_then(|r| r.split_once(":stream/")).ok_or_else(invalid)?;
     let (stream, consumer) = path.split_once("/consumer/").ok_or_else(invalid)?;
     let (name, epoch) = consumer.rsplit_once(':').ok_or_else(invalid)?;
     let epoch = epoch.parse::<u64>().map_err(|_| invalid())?;
-    Ok((stream.to_string(), name.to_string(), epoch))
+    Ok((scope.internal(stream), name.to_string(), epoch))
 }
 
 /// Epoch milliseconds as AWS JSON timestamps: seconds with a fraction.
@@ -133,13 +141,18 @@ mod tests {
 
     #[test]
     fn streams_are_named_by_name_or_arn() {
-        assert_eq!(stream_name(Some("a".into()), None).unwrap(), "a");
-        assert_eq!(
-            stream_name(None, Some("arn:aws:kinesis:us-east-1:123456789012:stream/orders".into())).unwrap(),
-            "orders"
+        let scope = CallerScope::default();
+        assert_eq!(stream_name(&scope, Some("a".into()), None).unwrap(), "a");
+        let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders";
+        assert_eq!(stream_name(&scope, None, Some(arn.into())).unwrap(), "orders");
+        assert!(stream_name(&scope, None, Some("arn:aws:s3:::bucket".into())).is_err());
+        assert!(stream_name(&scope, None, None).is_err());
+        assert!(
+            stream_name(&scope, Some("123456789012:eu-west-1/x".into()), None).is_err(),
+            "no reaching into other scopes"
         );
-        assert!(stream_name(None, Some("arn:aws:s3:::bucket".into())).is_err());
-        assert!(stream_name(None, None).is_err());
+        let eu = CallerScope { region: "eu-west-1".into(), ..CallerScope::default() };
+        assert_eq!(stream_name(&eu, Some("a".into()), None).unwrap(), "123456789012:eu-west-1/a");
         assert_eq!(timestamp(1_459_799_926_480), serde_json::json!(1459799926.48));
     }
 }

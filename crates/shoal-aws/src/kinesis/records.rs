@@ -39,7 +39,7 @@ pub async fn put_record(api: &KinesisApi, request: &AwsRequest) -> Result<Value,
         })?;
     }
     let message = proto::PutRecordRequest {
-        stream_name: stream_name(input.stream_name, input.stream_arn)?,
+        stream_name: stream_name(&request.scope, input.stream_name, input.stream_arn)?,
         record: Some(proto::RecordEntry {
             data: decode_data(&input.data, "Data")?,
             partition_key: input.partition_key,
@@ -69,7 +69,7 @@ struct PutRecordsInput {
 
 pub async fn put_records(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: PutRecordsInput = request.input()?;
-    let stream_name = stream_name(input.stream_name, input.stream_arn)?;
+    let stream_name = stream_name(&request.scope, input.stream_name, input.stream_arn)?;
     let records = input
         .records
         .into_iter()
@@ -127,7 +127,7 @@ fn timestamp_millis(value: &Value) -> Result<u64, AwsError> {
 pub async fn get_shard_iterator(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: GetShardIteratorInput = request.input()?;
     let message = proto::GetShardIteratorRequest {
-        stream_name: stream_name(input.stream_name, input.stream_arn)?,
+        stream_name: stream_name(&request.scope, input.stream_name, input.stream_arn)?,
         shard_id: input.shard_id,
         shard_iterator_type: input.shard_iterator_type,
         starting_sequence_number: input.starting_sequence_number.unwrap_or_default(),

@@ -10,6 +10,7 @@ use shoal_raft::MetaCommand;
 use super::{KinesisApi, consumer_of_arn, shapes, stream_name, stream_of_arn};
 use crate::error::AwsError;
 use crate::request::AwsRequest;
+use crate::sigv4::CallerScope;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -22,7 +23,7 @@ struct RetentionInput {
 
 pub async fn update_retention(api: &KinesisApi, request: &AwsRequest, increase: bool) -> Result<Value, AwsError> {
     let input: RetentionInput = request.input()?;
-    let name = stream_name(input.stream_name, input.stream_arn)?;
+    let name = stream_name(&request.scope, input.stream_name, input.stream_arn)?;
     api.change(MetaCommand::UpdateRetention { name, hours: input.retention_period_hours, increase }).await?;
     Ok(json!({}))
 }
@@ -46,7 +47,7 @@ fn check_tag_count(count: usize) -> Result<(), AwsError> {
 pub async fn add_tags_to_stream(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: AddTagsInput = request.input()?;
     check_tag_count(input.tags.len())?;
-    let name = stream_name(input.stream_name, input.stream_arn)?;
+    let name = stream_name(&request.scope, input.stream_name, input.stream_arn)?;
     api.change(MetaCommand::AddTags { name, tags: input.tags.into_iter().collect() }).await?;
     Ok(json!({}))
 }
@@ -63,7 +64,7 @@ struct RemoveTagsInput {
 pub async fn remove_tags_from_stream(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: RemoveTagsInput = request.input()?;
     check_tag_count(input.tag_keys.len())?;
-    let name = stream_name(input.stream_name, input.stream_arn)?;
+    let name = stream_name(&request.scope, input.stream_name, input.stream_arn)?;
     api.change(MetaCommand::RemoveTags { name, keys: input.tag_keys }).await?;
     Ok(json!({}))
 }
@@ -88,7 +89,7 @@ pub async fn list_tags_for_stream(api: &KinesisApi, request: &AwsRequest) -> Res
     if !(1..=50).contains(&limit) {
         return Err(AwsError::invalid_argument("Limit must be between 1 and 50."));
     }
-    let stream = api.stream(&stream_name(input.stream_name, input.stream_arn)?)?;
+    let stream = api.stream(&stream_name(&request.scope, input.stream_name, input.stream_arn)?)?;
     let start = input.exclusive_start_tag_key.unwrap_or_default();
     let after: Vec<(&String, &String)> =
         stream.settings.tags.iter().filter(|(k, _)| start.is_empty() || **k > start).collect();
@@ -105,17 +106,17 @@ struct TagResourceInput {
 }
 
 /// Tags live on streams; a consumer ARN is refused rather than silently tagging its stream.
-fn tagged_stream(arn: &str) -> Result<String, AwsError> {
+fn tagged_stream(scope: &CallerScope, arn: &str) -> Result<String, AwsError> {
     if arn.contains("/consumer/") {
         return Err(AwsError::invalid_argument("Tagging consumers is not supported; tag the stream."));
     }
-    stream_of_arn(arn)
+    stream_of_arn(scope, arn)
 }
 
 pub async fn tag_resource(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: TagResourceInput = request.input()?;
     check_tag_count(input.tags.len())?;
-    let name = tagged_stream(&input.resource_arn)?;
+    let name = tagged_stream(&request.scope, &input.resource_arn)?;
     api.change(MetaCommand::AddTags { name, tags: input.tags.into_iter().collect() }).await?;
     Ok(json!({}))
 }
@@ -131,7 +132,7 @@ struct UntagResourceInput {
 pub async fn untag_resource(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: UntagResourceInput = request.input()?;
     check_tag_count(input.tag_keys.len())?;
-    let name = tagged_stream(&input.resource_arn)?;
+    let name = tagged_stream(&request.scope, &input.resource_arn)?;
     api.change(MetaCommand::RemoveTags { name, keys: input.tag_keys }).await?;
     Ok(json!({}))
 }
@@ -145,7 +146,7 @@ struct ResourceInput {
 
 pub async fn list_tags_for_resource(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: ResourceInput = request.input()?;
-    let stream = api.stream(&tagged_stream(&input.resource_arn)?)?;
+    let stream = api.stream(&tagged_stream(&request.scope, &input.resource_arn)?)?;
     Ok(json!({ "Tags": tag_list(stream.settings.tags.iter()) }))
 }
 
@@ -167,7 +168,7 @@ pub async fn set_encryption(api: &KinesisApi, request: &AwsRequest, start: bool)
     if input.key_id.is_empty() || input.key_id.len() > 2048 {
         return Err(AwsError::validation("KeyId must be 1 to 2048 characters."));
     }
-    let name = stream_name(input.stream_name, input.stream_arn)?;
+    let name = stream_name(&request.scope, input.stream_name, input.stream_arn)?;
     let key_id = start.then_some(input.key_id);
     api.change(MetaCommand::SetEncryption { name, key_id }).await?;
     Ok(json!({}))
@@ -187,7 +188,7 @@ pub async fn set_monitoring(api: &KinesisApi, request: &AwsRequest, enable: bool
     if input.shard_level_metrics.is_empty() {
         return Err(AwsError::validation("ShardLevelMetrics must name at least one metric."));
     }
-    let name = stream_name(input.stream_name, input.stream_arn)?;
+    let name = stream_name(&request.scope, input.stream_name, input.stream_arn)?;
     let current: Vec<String> = api.stream(&name)?.settings.shard_level_metrics.into_iter().collect();
     let metrics = input.shard_level_metrics;
     let response = api.change(MetaCommand::SetShardLevelMetrics { name: name.clone(), metrics, enable }).await?;
@@ -196,7 +197,7 @@ pub async fn set_monitoring(api: &KinesisApi, request: &AwsRequest, enable: bool
         _ => Vec::new(),
     };
     Ok(json!({
-        "StreamName": name,
+        "StreamName": request.scope.external(&name),
         "StreamARN": shapes::stream_arn(&request.scope, &name),
         "CurrentShardLevelMetrics": current,
         "DesiredShardLevelMetrics": desired,
@@ -215,7 +216,7 @@ struct MaxRecordSizeInput {
 
 pub async fn update_max_record_size(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: MaxRecordSizeInput = request.input()?;
-    let name = stream_name(input.stream_name, input.stream_arn)?;
+    let name = stream_name(&request.scope, input.stream_name, input.stream_arn)?;
     api.change(MetaCommand::SetMaxRecordSize { name, kib: input.max_record_size_in_kib }).await?;
     Ok(json!({}))
 }
@@ -223,10 +224,11 @@ pub async fn update_max_record_size(api: &KinesisApi, request: &AwsRequest) -> R
 /// Shards an account may hold, as Kinesis's default quota says.
 const SHARD_LIMIT: u32 = 10_000;
 
-pub async fn describe_limits(api: &KinesisApi, _request: &AwsRequest) -> Result<Value, AwsError> {
+pub async fn describe_limits(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let meta = api.node.meta_snapshot();
-    let open: usize = meta.streams.values().map(|s| s.open_shards().count()).sum();
-    let on_demand = meta.streams.values().filter(|s| s.settings.mode == "ON_DEMAND").count();
+    let mine: Vec<_> = meta.streams.values().filter(|s| request.scope.owns(&s.name)).collect();
+    let open: usize = mine.iter().map(|s| s.open_shards().count()).sum();
+    let on_demand = mine.iter().filter(|s| s.settings.mode == "ON_DEMAND").count();
     Ok(json!({
         "ShardLimit": SHARD_LIMIT,
         "OpenShardCount": open,
@@ -259,16 +261,16 @@ pub async fn update_account_settings(api: &KinesisApi, request: &AwsRequest) -> 
 }
 
 /// Checks that an ARN names an existing stream or consumer.
-fn existing_resource(api: &KinesisApi, arn: &str) -> Result<(), AwsError> {
+fn existing_resource(api: &KinesisApi, scope: &CallerScope, arn: &str) -> Result<(), AwsError> {
     if arn.contains("/consumer/") {
-        let (stream, consumer, _) = consumer_of_arn(arn)?;
+        let (stream, consumer, _) = consumer_of_arn(scope, arn)?;
         let stream = api.stream(&stream)?;
         if !stream.consumers.iter().any(|c| c.name == consumer) {
             return Err(shoal_types::ShoalError::not_found(format!("Consumer {arn} not found.")).into());
         }
         return Ok(());
     }
-    api.stream(&stream_of_arn(arn)?).map(|_| ())
+    api.stream(&stream_of_arn(scope, arn)?).map(|_| ())
 }
 
 #[derive(Deserialize)]
@@ -281,7 +283,7 @@ struct PutPolicyInput {
 
 pub async fn put_resource_policy(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: PutPolicyInput = request.input()?;
-    existing_resource(api, &input.resource_arn)?;
+    existing_resource(api, &request.scope, &input.resource_arn)?;
     serde_json::from_str::<Value>(&input.policy)
         .map_err(|e| AwsError::invalid_argument(format!("Policy is not a JSON document: {e}")))?;
     api.change(MetaCommand::SetResourcePolicy { arn: input.resource_arn, policy: Some(input.policy) }).await?;
@@ -290,14 +292,14 @@ pub async fn put_resource_policy(api: &KinesisApi, request: &AwsRequest) -> Resu
 
 pub async fn get_resource_policy(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: ResourceInput = request.input()?;
-    existing_resource(api, &input.resource_arn)?;
+    existing_resource(api, &request.scope, &input.resource_arn)?;
     let policy = api.node.meta_snapshot().resource_policies.get(&input.resource_arn).cloned();
     Ok(json!({ "Policy": policy.unwrap_or_else(|| "{}".into()) }))
 }
 
 pub async fn delete_resource_policy(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: ResourceInput = request.input()?;
-    existing_resource(api, &input.resource_arn)?;
+    existing_resource(api, &request.scope, &input.resource_arn)?;
     api.change(MetaCommand::SetResourcePolicy { arn: input.resource_arn, policy: None }).await?;
     Ok(json!({}))
 }

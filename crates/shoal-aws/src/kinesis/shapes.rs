@@ -10,8 +10,9 @@ use shoal_types::Stream;
 
 use crate::sigv4::CallerScope;
 
+/// The ARN of a stream (given by its internal name) as the caller knows it.
 pub fn stream_arn(scope: &CallerScope, name: &str) -> String {
-    format!("arn:aws:kinesis:{}:{}:stream/{name}", scope.region, scope.account)
+    format!("arn:aws:kinesis:{}:{}:stream/{}", scope.region, scope.account, scope.external(name))
 }
 
 pub fn shard(shard: &proto::ShardDescription) -> Value {
@@ -66,7 +67,7 @@ pub fn apply_settings(value: &mut Value, stream: Option<&Stream>) {
 pub fn stream_description(scope: &CallerScope, description: &proto::StreamDescription) -> Value {
     let summary = description.summary.clone().unwrap_or_default();
     json!({
-        "StreamName": summary.stream_name,
+        "StreamName": scope.external(&summary.stream_name),
         "StreamARN": stream_arn(scope, &summary.stream_name),
         "StreamStatus": summary.stream_status,
         "StreamModeDetails": mode(&summary),
@@ -81,7 +82,7 @@ pub fn stream_description(scope: &CallerScope, description: &proto::StreamDescri
 
 pub fn stream_description_summary(scope: &CallerScope, summary: &proto::StreamSummary) -> Value {
     json!({
-        "StreamName": summary.stream_name,
+        "StreamName": scope.external(&summary.stream_name),
         "StreamARN": stream_arn(scope, &summary.stream_name),
         "StreamStatus": summary.stream_status,
         "StreamModeDetails": mode(summary),
@@ -96,7 +97,7 @@ pub fn stream_description_summary(scope: &CallerScope, summary: &proto::StreamSu
 
 pub fn stream_summary(scope: &CallerScope, summary: &proto::StreamSummary) -> Value {
     json!({
-        "StreamName": summary.stream_name,
+        "StreamName": scope.external(&summary.stream_name),
         "StreamARN": stream_arn(scope, &summary.stream_name),
         "StreamStatus": summary.stream_status,
         "StreamModeDetails": mode(summary),

@@ -44,7 +44,8 @@ pub async fn create_stream(api: &KinesisApi, request: &AwsRequest) -> Result<Val
     {
         return Err(AwsError::validation(format!("Invalid StreamMode {}.", mode.stream_mode)));
     }
-    let message = proto::CreateStreamRequest { stream_name: input.stream_name, shard_count, retention_hours: 0 };
+    let stream_name = stream_name(&request.scope, Some(input.stream_name), None)?;
+    let message = proto::CreateStreamRequest { stream_name, shard_count, retention_hours: 0 };
     let name = message.stream_name.clone();
     api.control.create_stream(Request::new(message)).await?;
     if on_demand {
@@ -73,7 +74,7 @@ struct DeleteStreamInput {
 
 pub async fn delete_stream(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: DeleteStreamInput = request.input()?;
-    let stream_name = stream_name(input.stream_name, input.stream_arn)?;
+    let stream_name = stream_name(&request.scope, input.stream_name, input.stream_arn)?;
     if !input.enforce_consumer_deletion
         && let Ok(stream) = api.stream(&stream_name)
         && !stream.consumers.is_empty()
@@ -104,7 +105,7 @@ pub async fn describe_stream(api: &KinesisApi, request: &AwsRequest) -> Result<V
         return Err(AwsError::validation("Limit must be between 1 and 100."));
     }
     let message = proto::DescribeStreamRequest {
-        stream_name: stream_name(input.stream_name, input.stream_arn)?,
+        stream_name: stream_name(&request.scope, input.stream_name, input.stream_arn)?,
         limit: input.limit.unwrap_or(0),
         exclusive_start_shard_id: input.exclusive_start_shard_id.unwrap_or_default(),
     };
@@ -118,8 +119,9 @@ pub async fn describe_stream(api: &KinesisApi, request: &AwsRequest) -> Result<V
 
 pub async fn describe_stream_summary(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: StreamRef = request.input()?;
-    let message =
-        proto::DescribeStreamSummaryRequest { stream_name: stream_name(input.stream_name, input.stream_arn)? };
+    let message = proto::DescribeStreamSummaryRequest {
+        stream_name: stream_name(&request.scope, input.stream_name, input.stream_arn)?,
+    };
     let summary =
         api.control.describe_stream_summary(Request::new(message)).await?.into_inner().summary.unwrap_or_default();
     let mut shape = shapes::stream_description_summary(&request.scope, &summary);
@@ -144,18 +146,32 @@ pub async fn list_streams(api: &KinesisApi, request: &AwsRequest) -> Result<Valu
         (Some(token), _) => decode_token(&token, "stream")?,
         (None, name) => name.unwrap_or_default(),
     };
-    let message = proto::ListStreamsRequest { limit: input.limit.unwrap_or(0), exclusive_start_stream_name: start };
-    let response = api.control.list_streams(Request::new(message)).await?.into_inner();
-    let names: Vec<&String> = response.streams.iter().map(|s| &s.stream_name).collect();
+    let limit = input.limit.unwrap_or(100) as usize;
+    // Streams are per account and region: page through the caller's own.
+    let mut mine: Vec<proto::StreamSummary> = Vec::new();
+    let mut after = String::new();
+    loop {
+        let message = proto::ListStreamsRequest { limit: 10_000, exclusive_start_stream_name: after.clone() };
+        let page = api.control.list_streams(Request::new(message)).await?.into_inner();
+        after = page.streams.last().map(|s| s.stream_name.clone()).unwrap_or_default();
+        mine.extend(page.streams.into_iter().filter(|s| request.scope.owns(&s.stream_name)));
+        if !page.has_more_streams {
+            break;
+        }
+    }
+    mine.sort_by(|a, b| request.scope.external(&a.stream_name).cmp(request.scope.external(&b.stream_name)));
+    let after_start: Vec<&proto::StreamSummary> =
+        mine.iter().filter(|s| start.is_empty() || request.scope.external(&s.stream_name) > start.as_str()).collect();
+    let has_more = after_start.len() > limit;
+    let page: Vec<&proto::StreamSummary> = after_start.into_iter().take(limit).collect();
+    let names: Vec<&str> = page.iter().map(|s| request.scope.external(&s.stream_name)).collect();
     let mut output = json!({
         "StreamNames": names,
-        "HasMoreStreams": response.has_more_streams,
-        "StreamSummaries": response.streams.iter().map(|s| shapes::stream_summary(&request.scope, s)).collect::<Vec<_>>(),
+        "HasMoreStreams": has_more,
+        "StreamSummaries": page.iter().map(|s| shapes::stream_summary(&request.scope, s)).collect::<Vec<_>>(),
     });
-    if response.has_more_streams
-        && let Some(last) = response.streams.last()
-    {
-        output["NextToken"] = json!(encode_token("stream", &last.stream_name));
+    if has_more && let Some(last) = names.last() {
+        output["NextToken"] = json!(encode_token("stream", last));
     }
     Ok(output)
 }
@@ -192,12 +208,15 @@ pub async fn list_shards(api: &KinesisApi, request: &AwsRequest) -> Result<Value
             }
             let decoded = decode_token(&token, "shards")?;
             let (stream, shard) = decoded
-                .split_once('/')
+                .rsplit_once('/')
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .ok_or_else(|| AwsError::invalid_argument("Invalid NextToken."))?;
             (stream, shard)
         }
-        None => (stream_name(input.stream_name, input.stream_arn)?, input.exclusive_start_shard_id.unwrap_or_default()),
+        None => (
+            stream_name(&request.scope, input.stream_name, input.stream_arn)?,
+            input.exclusive_start_shard_id.unwrap_or_default(),
+        ),
     };
     let message = proto::ListShardsRequest {
         stream_name: stream.clone(),
@@ -259,7 +278,7 @@ struct UpdateStreamModeInput {
 /// work; until then the mode is stored and reported, not acted on.
 pub async fn update_stream_mode(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: UpdateStreamModeInput = request.input()?;
-    let name = stream_name(None, Some(input.stream_arn))?;
+    let name = stream_name(&request.scope, None, Some(input.stream_arn))?;
     api.change(MetaCommand::SetStreamMode { name, mode: input.stream_mode_details.stream_mode }).await?;
     Ok(json!({}))
 }
@@ -277,12 +296,12 @@ struct WarmThroughputInput {
 /// Records the warm throughput asked for and reports it; Shoal does not pre-warm.
 pub async fn update_stream_warm_throughput(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: WarmThroughputInput = request.input()?;
-    let name = stream_name(input.stream_name, input.stream_arn)?;
+    let name = stream_name(&request.scope, input.stream_name, input.stream_arn)?;
     let mibps = input.warm_throughput_mibps;
     api.change(MetaCommand::SetWarmThroughput { name: name.clone(), mibps }).await?;
     Ok(json!({
         "StreamARN": shapes::stream_arn(&request.scope, &name),
-        "StreamName": name,
+        "StreamName": request.scope.external(&name),
         "WarmThroughput": { "TargetMiBps": mibps, "CurrentMiBps": mibps },
     }))
 }
@@ -300,7 +319,7 @@ struct SplitShardInput {
 pub async fn split_shard(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: SplitShardInput = request.input()?;
     let message = proto::SplitShardRequest {
-        stream_name: stream_name(input.stream_name, input.stream_arn)?,
+        stream_name: stream_name(&request.scope, input.stream_name, input.stream_arn)?,
         shard_to_split: input.shard_to_split,
         new_starting_hash_key: input.new_starting_hash_key,
     };
@@ -321,7 +340,7 @@ struct MergeShardsInput {
 pub async fn merge_shards(api: &KinesisApi, request: &AwsRequest) -> Result<Value, AwsError> {
     let input: MergeShardsInput = request.input()?;
     let message = proto::MergeShardsRequest {
-        stream_name: stream_name(input.stream_name, input.stream_arn)?,
+        stream_name: stream_name(&request.scope, input.stream_name, input.stream_arn)?,
         shard_to_merge: input.shard_to_merge,
         adjacent_shard_to_merge: input.adjacent_shard_to_merge,
     };
@@ -345,12 +364,12 @@ pub async fn update_shard_count(api: &KinesisApi, request: &AwsRequest) -> Resul
     if input.scaling_type != "UNIFORM_SCALING" {
         return Err(AwsError::validation(format!("ScalingType must be UNIFORM_SCALING, not {}.", input.scaling_type)));
     }
-    let name = stream_name(input.stream_name, input.stream_arn)?;
+    let name = stream_name(&request.scope, input.stream_name, input.stream_arn)?;
     let message =
         proto::UpdateShardCountRequest { stream_name: name.clone(), target_shard_count: input.target_shard_count };
     let response = api.control.update_shard_count(Request::new(message)).await?.into_inner();
     Ok(json!({
-        "StreamName": name,
+        "StreamName": request.scope.external(&name),
         "StreamARN": shapes::stream_arn(&request.scope, &name),
         "CurrentShardCount": response.current_shard_count,
         "TargetShardCount": response.target_shard_count,

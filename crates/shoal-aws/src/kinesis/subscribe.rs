@@ -110,7 +110,7 @@ struct Cursor {
 
 pub async fn subscribe(api: Arc<KinesisApi>, request: AwsRequest) -> Result<Response, AwsError> {
     let input: SubscribeInput = request.input()?;
-    let (stream, _consumer) = consumers::find(&api, &input.consumer_arn).await?;
+    let (stream, _consumer) = consumers::find(&api, &request.scope, &input.consumer_arn).await?;
     let timestamp_millis = match &input.starting_position.timestamp {
         Some(Value::Number(n)) => n.as_f64().map(|s| (s * 1000.0).round() as u64),
         Some(Value::String(s)) => s.parse::<f64>().ok().map(|s| (s * 1000.0).round() as u64),
