@@ -81,6 +81,10 @@ def test_limits_account_settings_and_policies(kinesis, stream_name):
     limits = kinesis.describe_limits()
     assert limits["ShardLimit"] >= limits["OpenShardCount"] >= 2
     assert kinesis.describe_account_settings()["MinimumThroughputBillingCommitment"]["Status"] in ("DISABLED", "ENABLED")
+    updated = kinesis.update_account_settings(MinimumThroughputBillingCommitment={"Status": "ENABLED"})
+    assert updated["MinimumThroughputBillingCommitment"]["Status"] == "ENABLED"
+    assert kinesis.describe_account_settings()["MinimumThroughputBillingCommitment"]["Status"] == "ENABLED"
+    kinesis.update_account_settings(MinimumThroughputBillingCommitment={"Status": "DISABLED"})
     arn = kinesis.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]["StreamARN"]
     policy = json.dumps({"Version": "2012-10-17", "Statement": []})
     kinesis.put_resource_policy(ResourceARN=arn, Policy=policy)
