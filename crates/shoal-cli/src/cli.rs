@@ -124,6 +124,10 @@ pub struct DevArgs {
     /// Without any, every request is accepted; with some, SigV4 signatures are verified.
     #[arg(long = "aws-credential", env = "SHOAL_AWS_CREDENTIALS", value_delimiter = ',')]
     pub aws_credentials: Vec<String>,
+    /// Enforce Kinesis's per-shard throughput limits (off in dev by default, so test
+    /// suites can write in bursts; `shoal node` enforces them unless configured off).
+    #[arg(long)]
+    pub enforce_limits: bool,
     /// How long shard iterators stay valid, in milliseconds (tests shorten it).
     #[arg(long, hide = true, default_value_t = shoal_types::limits::SHARD_ITERATOR_TTL_MILLIS)]
     pub iterator_ttl_millis: u64,

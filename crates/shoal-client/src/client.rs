@@ -7,7 +7,7 @@ use shoal_proto::v1 as proto;
 use shoal_proto::v1::cluster_client::ClusterClient;
 use shoal_proto::v1::records_client::RecordsClient;
 use shoal_proto::v1::stream_control_client::StreamControlClient;
-use shoal_types::{ErrorCode, ShoalError, ShoalResult};
+use shoal_types::{ShoalError, ShoalResult};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::status::from_status;
@@ -79,7 +79,8 @@ impl ShoalClient {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => {
                     let error = from_status(&status);
-                    if error.code != ErrorCode::Unavailable || Instant::now() >= deadline {
+                    // Unavailable (an election) and throttling both pass with time.
+                    if !error.code.is_retryable() || Instant::now() >= deadline {
                         return Err(error);
                     }
                     tracing::debug!(message = %error.message, "cluster unavailable, retrying");

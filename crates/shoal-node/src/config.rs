@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub aws_credentials: Vec<AwsCredential>,
     /// How long shard iterators stay valid (Kinesis: five minutes).
     pub shard_iterator_ttl_millis: u64,
+    /// Per-shard throughput limits (Kinesis's provisioned limits by default).
+    pub limits: crate::throughput::ThroughputLimits,
     /// How often expired records are looked for, in seconds.
     pub retention_check_secs: u64,
 }
@@ -78,6 +80,7 @@ impl Default for NodeConfig {
             aws_listen: "0.0.0.0:4567".into(),
             aws_credentials: Vec::new(),
             shard_iterator_ttl_millis: shoal_types::limits::SHARD_ITERATOR_TTL_MILLIS,
+            limits: Default::default(),
             retention_check_secs: 30,
         }
     }

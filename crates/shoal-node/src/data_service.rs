@@ -41,6 +41,10 @@ fn find_shard<'a>(stream: &'a Stream, shard_id: &str) -> ShoalResult<&'a Shard> 
     })
 }
 
+/// Marks a GetRecords call made for an enhanced fan-out subscription, which does
+/// not count against the shard's shared read limit.
+pub const FAN_OUT_HEADER: &str = "x-shoal-fan-out";
+
 /// How many times records refused by a sealed shard are routed again.
 const ROUTING_ROUNDS: usize = 3;
 
@@ -347,6 +351,7 @@ impl Records for DataService {
         request: Request<proto::GetRecordsRequest>,
     ) -> Result<Response<proto::GetRecordsResponse>, Status> {
         let was_forwarded = is_forwarded(&request);
+        let fan_out = request.metadata().contains_key(FAN_OUT_HEADER);
         let request = request.into_inner();
         let limit = match request.limit {
             0 => MAX_GET_RECORDS_LIMIT,
@@ -374,13 +379,33 @@ impl Records for DataService {
             .shard(ShardId(iterator.shard_index))
             .ok_or_else(|| to_status(ShoalError::invalid_argument("Invalid ShardIterator.")))?;
         match locate(&self.node, shard, LEADER_WAIT).await.map_err(to_status)? {
-            ShardLeader::Local(_) => Ok(Response::new(self.read(&iterator, limit, shard, &stream).map_err(to_status)?)),
+            ShardLeader::Local(handle) => {
+                // Enhanced fan-out reads have their own budget, not the shard's five calls.
+                if !fan_out && !handle.throttle.admit_read() {
+                    metrics::counter!("shoal_read_throttled_calls_total").increment(1);
+                    return Err(to_status(ShoalError::new(
+                        ErrorCode::ProvisionedThroughputExceeded,
+                        format!("Rate exceeded for {} of stream {}: more than its read limit.", shard.id, stream.name),
+                    )));
+                }
+                let response = self.read(&iterator, limit, shard, &stream).map_err(to_status)?;
+                if !fan_out {
+                    handle
+                        .throttle
+                        .charge_read(response.records.iter().map(|r| r.data.len() + r.partition_key.len()).sum());
+                }
+                Ok(Response::new(response))
+            }
             ShardLeader::Remote { .. } if was_forwarded => {
                 Err(to_status(ShoalError::unavailable("shard leadership is moving; retry")))
             }
             ShardLeader::Remote { addr, .. } => {
                 let mut peer = self.peer_records(&addr).map_err(to_status)?;
-                peer.get_records(forwarded(request)).await.map_err(|s| to_status(from_status(&s)))
+                let mut forwarded = forwarded(request);
+                if fan_out {
+                    forwarded.metadata_mut().insert(FAN_OUT_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+                }
+                peer.get_records(forwarded).await.map_err(|s| to_status(from_status(&s)))
             }
         }
     }

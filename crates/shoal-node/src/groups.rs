@@ -20,11 +20,25 @@ pub struct GroupHandle {
     pub last_arrival: AtomicU64,
     /// Whether this node has seen the group initialized (skips repeated checks).
     pub initialized: AtomicBool,
+    /// Throughput limits, applied while this node leads the shard.
+    pub throttle: crate::throughput::ShardThrottle,
 }
 
 impl GroupHandle {
-    pub fn new(group: GroupId, raft: GroupRaft, progress: Option<watch::Receiver<ShardProgress>>) -> Self {
-        GroupHandle { group, raft, progress, last_arrival: AtomicU64::new(0), initialized: AtomicBool::new(false) }
+    pub fn new(
+        group: GroupId,
+        raft: GroupRaft,
+        progress: Option<watch::Receiver<ShardProgress>>,
+        limits: crate::throughput::ThroughputLimits,
+    ) -> Self {
+        GroupHandle {
+            group,
+            raft,
+            progress,
+            last_arrival: AtomicU64::new(0),
+            initialized: AtomicBool::new(false),
+            throttle: crate::throughput::ShardThrottle::new(limits),
+        }
     }
 
     pub fn leader(&self) -> Option<NodeId> {

@@ -30,7 +30,9 @@ pub mod resharding;
 pub mod retention;
 pub mod routing;
 pub mod shard_writer;
+pub mod throughput;
 pub mod transport_service;
 
 pub use config::{AwsCredential, NodeConfig, PeerConfig, RaftTiming};
 pub use node::{Node, NodeHandle, run, serve, start};
+pub use throughput::ThroughputLimits;

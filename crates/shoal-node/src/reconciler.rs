@@ -110,7 +110,7 @@ async fn start_group(node: &Node, group: GroupId) -> anyhow::Result<Arc<GroupHan
         state_machine,
     )
     .await?;
-    let handle = Arc::new(GroupHandle::new(group, raft, Some(progress_rx)));
+    let handle = Arc::new(GroupHandle::new(group, raft, Some(progress_rx), node.config.limits.clone()));
     node.groups.insert(handle.clone());
     tracing::debug!(node = node.id, group, "shard group started");
     Ok(handle)

@@ -39,6 +39,14 @@ pub async fn append_local(handle: &GroupHandle, records: Vec<Record>) -> ShoalRe
     if !handle.raft.is_leader() {
         return Err(ShoalError::unavailable("this node is not the shard's leader; retry"));
     }
+    let bytes: usize = records.iter().map(Record::billed_size).sum();
+    if !handle.throttle.admit_write(bytes, records.len()) {
+        metrics::counter!("shoal_write_throttled_records_total").increment(records.len() as u64);
+        return Err(ShoalError::new(
+            ErrorCode::ProvisionedThroughputExceeded,
+            "Rate exceeded for shard: more than its write limit (records or bytes per second).",
+        ));
+    }
     let arrival_millis = handle.next_arrival(now_millis());
     let count = records.len();
     let started = std::time::Instant::now();

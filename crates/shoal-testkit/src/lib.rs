@@ -42,6 +42,11 @@ impl TestCluster {
     /// Starts `count` nodes in zones `az-1 … az-N` and waits until the metadata
     /// group has a leader.
     pub async fn start(count: usize) -> anyhow::Result<TestCluster> {
+        Self::start_with(count, |_| {}).await
+    }
+
+    /// Like [`TestCluster::start`], with each node's configuration adjusted first.
+    pub async fn start_with(count: usize, configure: impl Fn(&mut NodeConfig)) -> anyhow::Result<TestCluster> {
         init_logging();
         let data = tempfile::Builder::new().prefix("shoal-test-").tempdir()?;
         let mut listeners = Vec::new();
@@ -71,8 +76,11 @@ impl TestCluster {
                 aws_listen: String::new(),
                 aws_credentials: Vec::new(),
                 shard_iterator_ttl_millis: shoal_types::limits::SHARD_ITERATOR_TTL_MILLIS,
+                limits: shoal_node::ThroughputLimits::off(),
                 retention_check_secs: 3600,
             };
+            let mut config = config;
+            configure(&mut config);
             let handle = shoal_node::start(listener, config.clone(), faults.clone()).await?;
             configs.insert(peer.id, config);
             nodes.insert(peer.id, handle);

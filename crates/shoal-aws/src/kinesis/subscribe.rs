@@ -20,6 +20,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shoal_node::data_service::FAN_OUT_HEADER;
 use shoal_proto::v1 as proto;
 use shoal_proto::v1::records_server::Records;
 use shoal_types::ShoalError;
@@ -161,7 +162,9 @@ async fn next_frame(cursor: &mut Cursor) -> Option<Vec<u8>> {
             return None;
         }
         let request = proto::GetRecordsRequest { shard_iterator: cursor.iterator.clone(), limit: 10_000 };
-        let page = match cursor.api.data.get_records(Request::new(request)).await {
+        let mut call = Request::new(request);
+        call.metadata_mut().insert(FAN_OUT_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+        let page = match cursor.api.data.get_records(call).await {
             Ok(page) => page.into_inner(),
             Err(status) => {
                 cursor.done = true;

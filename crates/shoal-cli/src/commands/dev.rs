@@ -47,6 +47,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             aws_listen: aws_addr(&args, peer.id),
             aws_credentials: credentials.clone(),
             shard_iterator_ttl_millis: args.iterator_ttl_millis,
+            limits: if args.enforce_limits {
+                shoal_node::ThroughputLimits::default()
+            } else {
+                shoal_node::ThroughputLimits::off()
+            },
             retention_check_secs: 30,
         };
         let node = shoal_node::start(listener, config.clone(), faults.clone()).await?;

@@ -77,9 +77,13 @@ pub async fn run(endpoint: &str, args: PutArgs) -> anyhow::Result<()> {
 async fn flush(client: &ShoalClient, stream: &str, batch: &mut Vec<Record>) -> anyhow::Result<(u64, u64)> {
     let mut pending = std::mem::take(batch);
     let mut sent = 0u64;
-    for _attempt in 0..5 {
+    for attempt in 0..8u64 {
         if pending.is_empty() {
             break;
+        }
+        if attempt > 0 {
+            // Records refused for throughput: give the shard's budget time to refill.
+            tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
         }
         let response = client.put_records(stream, pending.clone()).await?;
         let mut retry = Vec::new();
