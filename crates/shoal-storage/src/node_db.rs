@@ -21,7 +21,10 @@ struct Inner {
     db: Arc<DB>,
     /// Queue of the group-commit thread. Dropping it (with the last handle) stops
     /// the thread, which then releases the database.
-    wal_sync: Mutex<Sender<Completion>>,
+    wal_sync: Mutex<Option<Sender<Completion>>>,
+    /// The group-commit thread, joined when the database is dropped so RocksDB is
+    /// closed before anything else (a process exiting, a node reopening it) races it.
+    wal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// WAL fsyncs done so far, for tests and status.
     wal_syncs: Arc<AtomicU64>,
 }
@@ -62,8 +65,9 @@ impl NodeDb {
         };
         let db = Arc::new(db);
         let wal_syncs = Arc::new(AtomicU64::new(0));
-        let wal_sync = Mutex::new(wal_syncer::spawn(db.clone(), wal_syncs.clone())?);
-        Ok(NodeDb { inner: Arc::new(Inner { db, wal_sync, wal_syncs }) })
+        let (sender, thread) = wal_syncer::spawn(db.clone(), wal_syncs.clone())?;
+        let inner = Inner { db, wal_sync: Mutex::new(Some(sender)), wal_thread: Mutex::new(Some(thread)), wal_syncs };
+        Ok(NodeDb { inner: Arc::new(inner) })
     }
 
     /// How many WAL fsyncs this database has done since it was opened.
@@ -146,6 +150,10 @@ impl NodeDb {
             Ok(sender) => sender.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
+        let Some(sender) = sender else {
+            done(Err(std::io::Error::other("wal sync thread stopped")));
+            return;
+        };
         if let Err(returned) = sender.send(Box::new(done)) {
             (returned.0)(Err(std::io::Error::other("wal sync thread stopped")));
         }
@@ -167,6 +175,22 @@ impl NodeDb {
             batch.delete_range(cf, &crate::keys::group_prefix(group), &crate::keys::group_end(group))?;
         }
         batch.commit_synced()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread; waiting for it leaves this handle the
+        // last owner of the database, which then closes here and now.
+        if let Ok(sender) = self.wal_sync.get_mut() {
+            sender.take();
+        }
+        let thread = self.wal_thread.get_mut().ok().and_then(Option::take);
+        if let Some(thread) = thread
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
     }
 }
 

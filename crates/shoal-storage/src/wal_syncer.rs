@@ -15,10 +15,13 @@ use rocksdb::DB;
 
 pub(crate) type Completion = Box<dyn FnOnce(std::io::Result<()>) + Send>;
 
-pub(crate) fn spawn(db: Arc<DB>, syncs: Arc<AtomicU64>) -> std::io::Result<Sender<Completion>> {
+pub(crate) fn spawn(
+    db: Arc<DB>,
+    syncs: Arc<AtomicU64>,
+) -> std::io::Result<(Sender<Completion>, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = channel::<Completion>();
-    std::thread::Builder::new().name("shoal-wal-sync".into()).spawn(move || run(db, receiver, syncs))?;
-    Ok(sender)
+    let thread = std::thread::Builder::new().name("shoal-wal-sync".into()).spawn(move || run(db, receiver, syncs))?;
+    Ok((sender, thread))
 }
 
 /// Runs until every sender is gone, which is when the node's database is dropped.
