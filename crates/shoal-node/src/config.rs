@@ -34,6 +34,9 @@ pub struct NodeConfig {
     pub limits: crate::throughput::ThroughputLimits,
     /// How often expired records are looked for, in seconds.
     pub retention_check_secs: u64,
+    /// How long a retention "hour" is, in milliseconds: 3,600,000. Only tests shorten
+    /// it, to watch retention act without waiting a day.
+    pub retention_hour_millis: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +85,7 @@ impl Default for NodeConfig {
             shard_iterator_ttl_millis: shoal_types::limits::SHARD_ITERATOR_TTL_MILLIS,
             limits: Default::default(),
             retention_check_secs: 30,
+            retention_hour_millis: 3_600_000,
         }
     }
 }
@@ -105,6 +109,11 @@ impl NodeConfig {
             self.peers.iter().map(|p| (p.id, NodeInfo { addr: p.addr.clone(), zone: p.zone.clone() })).collect();
         voters.insert(self.id, self.info());
         voters
+    }
+
+    /// Records of `stream` that arrived before this time (epoch millis) have expired.
+    pub fn retention_cutoff(&self, retention_hours: u32, now_millis: u64) -> u64 {
+        now_millis.saturating_sub(u64::from(retention_hours).saturating_mul(self.retention_hour_millis))
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {

@@ -241,9 +241,14 @@ impl DataService {
             Some(last) if more_follow => now_millis().saturating_sub(last.record.arrival_millis).max(1),
             _ => 0,
         };
+        // Records past retention are gone for readers at once, even before the
+        // retention pass removes them (a decreased retention acts immediately).
+        let cutoff = self.node.config.retention_cutoff(stream.retention_hours, now_millis());
+        let shard_ended = read.is_empty();
         metrics::counter!("shoal_records_read_total").increment(read.len() as u64);
         let records: Vec<proto::StoredRecordEntry> = read
             .into_iter()
+            .filter(|r| r.record.arrival_millis >= cutoff)
             .map(|r| proto::StoredRecordEntry {
                 sequence_number: stream.sequence_number(shard.id, r.position).to_string(),
                 approximate_arrival_timestamp_millis: r.record.arrival_millis,
@@ -252,7 +257,7 @@ impl DataService {
             })
             .collect();
         // A closed shard read to its end: no next iterator, but its children.
-        if shard.closed_at.is_some() && records.is_empty() {
+        if shard.closed_at.is_some() && shard_ended {
             let child_shards = stream
                 .shards
                 .iter()

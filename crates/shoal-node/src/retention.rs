@@ -32,7 +32,7 @@ pub fn expire(node: &Node) {
         if node.groups.get(shard.group_id).is_none() {
             continue;
         }
-        let cutoff = now.saturating_sub(u64::from(stream.retention_hours) * 3_600_000);
+        let cutoff = node.config.retention_cutoff(stream.retention_hours, now);
         match expire_before(&node.db, shard.group_id, cutoff) {
             Ok(true) => tracing::info!(stream = %stream.name, shard = %shard.id, "expired records removed"),
             Ok(false) => {}

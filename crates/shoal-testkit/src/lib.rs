@@ -78,6 +78,7 @@ impl TestCluster {
                 shard_iterator_ttl_millis: shoal_types::limits::SHARD_ITERATOR_TTL_MILLIS,
                 limits: shoal_node::ThroughputLimits::off(),
                 retention_check_secs: 3600,
+                retention_hour_millis: 3_600_000,
             };
             let mut config = config;
             configure(&mut config);
@@ -101,6 +102,11 @@ impl TestCluster {
     /// A client talking to node `id`.
     pub async fn client(&self, id: NodeId) -> anyhow::Result<ShoalClient> {
         Ok(ShoalClient::connect(&self.addr(id)).await?)
+    }
+
+    /// The running node `id`, to drive it below the API (e.g. metadata commands).
+    pub fn node(&self, id: NodeId) -> Option<Arc<shoal_node::Node>> {
+        self.nodes.get(&id).map(|handle| handle.node.clone())
     }
 
     pub fn is_running(&self, id: NodeId) -> bool {

@@ -53,6 +53,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 shoal_node::ThroughputLimits::off()
             },
             retention_check_secs: 30,
+            retention_hour_millis: 3_600_000,
         };
         let node = shoal_node::start(listener, config.clone(), faults.clone()).await?;
         if let Some(task) = super::aws::start(&node, &config.aws_listen).await? {
