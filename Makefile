@@ -15,7 +15,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 ## deps: install what the build needs (libclang for RocksDB's bindings)
 deps:
-	@if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then \
+	@if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 \
+		&& ! ls /usr/lib/*-linux-gnu/libclang-[0-9]*.so* >/dev/null 2>&1; then \
 		echo "installing libclang-dev (needed to build RocksDB's bindings)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libclang-dev; \
 	fi

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shoal_client::{ErrorCode, ShoalClient};
 use shoal_testkit::TestCluster;
-use shoal_tests::record;
+use shoal_tests::{KeyedProducer, audit, read_in_lineage_order, record};
 
 const ACTIVE_WITHIN: Duration = Duration::from_secs(15);
 /// 2^127: the middle of the hash-key space.
@@ -117,6 +117,41 @@ async fn bad_resharding_requests_change_nothing() -> anyhow::Result<()> {
     // And the untouched shards still take writes.
     let put = client.put_records("steady", (0..30).map(|i| record(format!("k{i}"), "x")).collect()).await?;
     assert_eq!(put.failed_record_count, 0);
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lineage_following_consumer_sees_every_key_once_and_in_order_across_reshards() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3).await?;
+    let admin = cluster.client(1).await?;
+    admin.create_stream("lineage", 2).await?;
+    admin.wait_for_active("lineage", ACTIVE_WITHIN).await?;
+    let producer = KeyedProducer::start(cluster.client(2).await?, "lineage", 32);
+    let pause = || tokio::time::sleep(Duration::from_millis(300));
+    pause().await;
+
+    // Split, merge back across the old boundary, then scale 2 -> 3 -> 6 -> 4.
+    admin.split_shard("lineage", "shardId-000000000000", &(1u128 << 126).to_string()).await?;
+    admin.wait_for_active("lineage", ACTIVE_WITHIN).await?;
+    pause().await;
+    admin.merge_shards("lineage", "shardId-000000000003", "shardId-000000000001").await?;
+    admin.wait_for_active("lineage", ACTIVE_WITHIN).await?;
+    pause().await;
+    for target in [3, 6, 4] {
+        admin.update_shard_count("lineage", target).await?;
+        admin.wait_for_active("lineage", ACTIVE_WITHIN).await?;
+        pause().await;
+    }
+    let acked = producer.stop().await;
+    let shards = admin.list_shards("lineage").await?;
+    let open = shards.iter().filter(|s| s.ending_sequence_number.is_empty()).count();
+    assert_eq!(open, 4);
+    let read = read_in_lineage_order(&admin, "lineage").await?;
+    let audit = audit(&acked, &read);
+    println!("{} shards after resharding under load: {audit:?}", shards.len());
+    assert!(audit.acknowledged > 0);
+    assert_eq!((audit.lost, audit.duplicated, audit.reordered), (0, 0, 0), "{audit:?}");
     cluster.shutdown().await;
     Ok(())
 }

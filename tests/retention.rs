@@ -61,3 +61,44 @@ async fn a_retention_decrease_hides_older_records_immediately() -> anyhow::Resul
     cluster.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closed_shards_leave_listings_and_disks_once_their_records_expire() -> anyhow::Result<()> {
+    let cluster = TestCluster::start_with(3, |config| {
+        config.retention_hour_millis = 50;
+        config.retention_check_secs = 1;
+    })
+    .await?;
+    let client = cluster.client(1).await?;
+    client.create_stream("shedding", 1).await?;
+    client.wait_for_active("shedding", Duration::from_secs(10)).await?;
+    client.put_records("shedding", (0..10).map(|i| record(format!("k{i}"), "before")).collect()).await?;
+    let parent = cluster.stream(1, "shedding").await?.shards[0].group_id;
+    client.split_shard("shedding", "shardId-000000000000", "170141183460469231731687303715884105728").await?;
+    client.wait_for_active("shedding", Duration::from_secs(10)).await?;
+    assert_eq!(client.list_shards("shedding").await?.len(), 3, "the closed parent is listed while it holds records");
+
+    // 24 retention "hours" are 1.2 s here: then the parent holds nothing readable.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed: Vec<String> = client.list_shards("shedding").await?.into_iter().map(|s| s.shard_id).collect();
+        if listed == ["shardId-000000000001", "shardId-000000000002"] {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the expired parent is still listed: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let described = client.describe_stream("shedding").await?;
+    assert_eq!(described.shards.len(), 2);
+    // Its group stops on every node.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cluster.node_ids().iter().any(|id| cluster.node(*id).is_some_and(|n| n.groups.get(parent).is_some())) {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the expired parent's group still runs");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The children still take and serve records.
+    client.put_records("shedding", (0..10).map(|i| record(format!("k{i}"), "after")).collect()).await?;
+    assert_eq!(client.read_stream("shedding").await?.iter().map(|(_, r)| r.len()).sum::<usize>(), 10);
+    cluster.shutdown().await;
+    Ok(())
+}

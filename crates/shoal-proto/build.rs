@@ -7,8 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // protoc invocation below.
     unsafe { std::env::set_var("PROTOC", protoc) };
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files =
-        ["streams.proto", "records.proto", "cluster.proto", "raft.proto"].map(|f| root.join("shoal/v1").join(f));
+    let files = ["streams.proto", "records.proto", "cluster.proto", "consumers.proto", "raft.proto"]
+        .map(|f| root.join("shoal/v1").join(f));
     tonic_prost_build::configure().compile_protos(&files, std::slice::from_ref(&root))?;
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());

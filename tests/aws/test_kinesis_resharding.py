@@ -1,5 +1,6 @@
-"""SplitShard and MergeShards through boto3: parents close, children open, readers follow."""
+"""SplitShard, MergeShards and UpdateShardCount through boto3: parents close, children open, readers follow."""
 
+import pytest
 from conftest import code_of
 
 MIDDLE = str(2**127)
@@ -87,6 +88,29 @@ def test_update_shard_count_scales_uniformly(kinesis, stream_name):
     assert code_of(kinesis.update_shard_count, StreamName=stream_name, TargetShardCount=5, ScalingType="UNIFORM_SCALING") == "InvalidArgumentException"
     put = kinesis.put_records(StreamName=stream_name, Records=[{"Data": b"x", "PartitionKey": f"k{i}"} for i in range(20)])
     assert put["FailedRecordCount"] == 0
+
+
+@pytest.mark.parametrize("initial,target,total", [(2, 4, 6), (4, 5, 15), (10, 13, 37), (4, 2, 6), (5, 3, 7)])
+def test_update_shard_count_leaves_the_shards_aws_leaves(kinesis, stream_name, initial, target, total):
+    """The totals AWS produces (closed shards included), as recorded in moto's AWS-verified vectors."""
+    kinesis.create_stream(StreamName=stream_name, ShardCount=initial)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream_name, WaiterConfig={"Delay": 1})
+    kinesis.update_shard_count(StreamName=stream_name, TargetShardCount=target, ScalingType="UNIFORM_SCALING")
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream_name, WaiterConfig={"Delay": 1})
+    shards = kinesis.list_shards(StreamName=stream_name)["Shards"]
+    open_shards = [s for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]]
+    assert (len(shards), len(open_shards)) == (total, target)
+    # The open shards still cover the whole hash key space, without gaps or overlaps.
+    ranges = sorted((int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"])) for s in open_shards)
+    assert ranges[0][0] == 0 and ranges[-1][1] == 2**128 - 1
+    assert all(ranges[i][1] + 1 == ranges[i + 1][0] for i in range(len(ranges) - 1))
+    summary = kinesis.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
+    assert summary["OpenShardCount"] == target
+
+
+def test_update_shard_count_refuses_more_than_half_down(kinesis, stream_name):
+    kinesis.create_stream(StreamName=stream_name, ShardCount=10)
+    assert code_of(kinesis.update_shard_count, StreamName=stream_name, TargetShardCount=3, ScalingType="UNIFORM_SCALING") == "InvalidArgumentException"
 
 
 def test_on_demand_streams_refuse_manual_resharding(kinesis, stream_name):

@@ -139,8 +139,11 @@ pub enum StreamCommand {
     Create {
         name: String,
         /// Number of shards (1 to 10000).
-        #[arg(long, short = 's', default_value_t = 1)]
+        #[arg(long, short = 's', default_value_t = 1, conflicts_with = "on_demand")]
         shards: u32,
+        /// Create an ON_DEMAND stream: it starts with 4 shards and scales itself.
+        #[arg(long)]
+        on_demand: bool,
     },
     /// List streams.
     List,
@@ -159,6 +162,13 @@ pub enum StreamCommand {
     },
     /// Merge two adjacent shards into one.
     Merge { name: String, shard: String, adjacent: String },
+    /// Switch a stream between PROVISIONED (you reshard) and ON_DEMAND (it scales itself).
+    Mode {
+        name: String,
+        /// PROVISIONED or ON_DEMAND.
+        #[arg(value_parser = ["PROVISIONED", "ON_DEMAND"])]
+        mode: String,
+    },
     /// Split or merge shards until the stream has this many open (0.5x to 2x).
     Scale {
         name: String,
@@ -205,4 +215,39 @@ pub struct TailArgs {
 pub enum ClusterCommand {
     /// Nodes, zones, which node leads which shard, and replication lag.
     Status,
+    /// Add a running node to the cluster. Start it first with `shoal node`, its
+    /// peers listing the existing nodes and itself; replicas then move to it.
+    AddNode {
+        /// The new node's id (as in its configuration).
+        #[arg(long)]
+        id: u64,
+        /// Its gRPC address as the other nodes reach it (host:port).
+        #[arg(long)]
+        addr: String,
+        /// Its availability zone.
+        #[arg(long)]
+        zone: String,
+    },
+    /// Move every replica off a node (to the same zone where possible); the node
+    /// stays a member. `--cancel` takes it back into placement.
+    Drain {
+        /// The node to drain.
+        #[arg(long)]
+        id: u64,
+        /// Stop draining: the node accepts replicas again.
+        #[arg(long)]
+        cancel: bool,
+        /// Wait until the node holds no replica.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Drain a node and remove it from the cluster (also works on a dead node).
+    RemoveNode {
+        /// The node to remove.
+        #[arg(long)]
+        id: u64,
+        /// How long to wait for its replicas to move, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout_secs: u64,
+    },
 }

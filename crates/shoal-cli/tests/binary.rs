@@ -136,6 +136,17 @@ fn dev_cluster_serves_the_cli_end_to_end() {
 
     let deleted = stdout(&shoal(&cluster, &["stream", "delete", "demo"], None));
     assert!(deleted.contains("being deleted"));
+
+    let elastic = stdout(&shoal(&cluster, &["stream", "create", "elastic", "--on-demand"], None));
+    assert!(elastic.contains("ACTIVE with 4 shard(s), ON_DEMAND"), "{elastic}");
+    let refused = shoal(&cluster, &["stream", "scale", "elastic", "--shards", "8"], None);
+    assert!(!refused.status.success(), "ON_DEMAND streams are not scaled by hand");
+    let switched = stdout(&shoal(&cluster, &["stream", "mode", "elastic", "PROVISIONED"], None));
+    assert!(switched.contains("elastic is now PROVISIONED"), "{switched}");
+    let scaled = stdout(&shoal(&cluster, &["stream", "scale", "elastic", "--shards", "8"], None));
+    assert!(scaled.contains("scaled from 4 to 8"), "{scaled}");
+    let drained = shoal(&cluster, &["cluster", "drain", "--id", "9"], None);
+    assert!(String::from_utf8_lossy(&drained.stderr).contains("not a member"), "unknown nodes are refused");
 }
 
 #[test]

@@ -92,7 +92,12 @@ impl ShoalClient {
     }
 
     pub async fn create_stream(&self, name: &str, shard_count: u32) -> ShoalResult<()> {
-        let request = proto::CreateStreamRequest { stream_name: name.into(), shard_count, retention_hours: 0 };
+        let request = proto::CreateStreamRequest {
+            stream_name: name.into(),
+            shard_count,
+            retention_hours: 0,
+            stream_mode: String::new(),
+        };
         self.retry(|| call!(self.streams, create_stream, request.clone())).await.map(|_| ())
     }
 
@@ -278,7 +283,42 @@ impl ShoalClient {
         self.retry(|| call!(self.streams, update_shard_count, request.clone())).await.map(|r| r.current_shard_count)
     }
 
+    /// Creates an ON_DEMAND stream: it starts with 4 shards and scales itself.
+    pub async fn create_on_demand_stream(&self, name: &str) -> ShoalResult<()> {
+        let request = proto::CreateStreamRequest {
+            stream_name: name.into(),
+            shard_count: 0,
+            retention_hours: 0,
+            stream_mode: "ON_DEMAND".into(),
+        };
+        self.retry(|| call!(self.streams, create_stream, request.clone())).await.map(|_| ())
+    }
+
+    /// Switches a stream between `PROVISIONED` and `ON_DEMAND`.
+    pub async fn update_stream_mode(&self, stream: &str, mode: &str) -> ShoalResult<()> {
+        let request = proto::UpdateStreamModeRequest { stream_name: stream.into(), stream_mode: mode.into() };
+        self.retry(|| call!(self.streams, update_stream_mode, request.clone())).await.map(|_| ())
+    }
+
     pub async fn cluster_status(&self) -> ShoalResult<proto::ClusterStatusResponse> {
         self.retry(|| call!(self.cluster, status, proto::ClusterStatusRequest {})).await
+    }
+
+    /// Adds a running node to the cluster; returns whether it votes in the metadata group.
+    pub async fn add_node(&self, id: u64, addr: &str, zone: &str) -> ShoalResult<bool> {
+        let request = proto::AddNodeRequest { node_id: id, addr: addr.into(), zone: zone.into() };
+        self.retry(|| call!(self.cluster, add_node, request.clone())).await.map(|r| r.voter)
+    }
+
+    /// Starts (or cancels) draining a node; returns the replicas it still holds.
+    pub async fn drain_node(&self, id: u64, cancel: bool) -> ShoalResult<u32> {
+        let request = proto::DrainNodeRequest { node_id: id, cancel };
+        self.retry(|| call!(self.cluster, drain_node, request.clone())).await.map(|r| r.replicas_left)
+    }
+
+    /// Drains a node, waits until it holds nothing, and removes it from the cluster.
+    pub async fn remove_node(&self, id: u64, timeout: Duration) -> ShoalResult<()> {
+        let request = proto::RemoveNodeRequest { node_id: id, timeout_secs: timeout.as_secs().max(1) as u32 };
+        self.retry(|| call!(self.cluster, remove_node, request.clone())).await.map(|_| ())
     }
 }

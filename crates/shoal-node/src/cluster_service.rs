@@ -3,15 +3,21 @@
 use openraft::async_runtime::WatchReceiver;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use shoal_client::status::{from_status, to_status};
 use shoal_proto::v1 as proto;
 use shoal_proto::v1::cluster_client::ClusterClient;
 use shoal_proto::v1::cluster_server::Cluster;
 use shoal_types::stream::META_GROUP_ID;
+use shoal_types::{NodeInfo, ShoalError};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::membership;
 use crate::node::Node;
+use crate::peers::{forwarded, is_forwarded};
 
 pub struct ClusterService {
     node: Arc<Node>,
@@ -22,8 +28,20 @@ impl ClusterService {
         ClusterService { node }
     }
 
+    /// A client of the metadata leader when it is another node (membership
+    /// changes run there); `None` when this node leads.
+    async fn leader_elsewhere<T>(&self, request: &Request<T>) -> Result<Option<ClusterClient<Channel>>, Status> {
+        match self.node.wait_for_meta_leader(Duration::from_secs(5)).await.map_err(to_status)? {
+            None => Ok(None),
+            Some(_) if is_forwarded(request) => {
+                Err(to_status(ShoalError::unavailable("metadata leadership is moving; retry")))
+            }
+            Some((_, addr)) => Ok(Some(ClusterClient::new(self.node.peers.channel(&addr).map_err(to_status)?))),
+        }
+    }
+
     /// This node's view of every group it runs.
-    fn local_groups(&self) -> proto::LocalGroupsResponse {
+    pub fn local_groups(&self) -> proto::LocalGroupsResponse {
         let meta = self.node.meta_snapshot();
         let shard_names: BTreeMap<u64, (String, String)> = meta
             .shard_groups()
@@ -65,6 +83,8 @@ impl ClusterService {
                     last_log_index,
                     applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
                     follower_lag,
+                    appended_records: handle.load.records.load(Ordering::Relaxed),
+                    appended_bytes: handle.load.bytes.load(Ordering::Relaxed),
                 }
             })
             .collect();
@@ -89,6 +109,9 @@ impl Cluster for ClusterService {
         _request: Request<proto::ClusterStatusRequest>,
     ) -> Result<Response<proto::ClusterStatusResponse>, Status> {
         let members = self.node.cluster_nodes();
+        let meta = self.node.meta_snapshot();
+        let load = meta.replica_load();
+        let voters = membership::voter_ids(&self.node);
         let mut nodes = Vec::new();
         let mut merged: BTreeMap<u64, proto::GroupStatus> = BTreeMap::new();
         for (id, info) in &members {
@@ -113,6 +136,9 @@ impl Cluster for ClusterService {
                 zone: info.zone.clone(),
                 addr: info.addr.clone(),
                 reachable: report.is_some(),
+                draining: meta.draining.contains(id),
+                replicas: load.get(id).copied().unwrap_or(0) as u32,
+                voter: voters.contains(id),
             });
             for group in report.map(|r| r.groups).unwrap_or_default() {
                 let reporter_leads = group.leader_id == *id;
@@ -132,4 +158,48 @@ impl Cluster for ClusterService {
             meta_leader_id,
         }))
     }
+
+    async fn add_node(
+        &self,
+        request: Request<proto::AddNodeRequest>,
+    ) -> Result<Response<proto::AddNodeResponse>, Status> {
+        if let Some(mut leader) = self.leader_elsewhere(&request).await? {
+            return relay(leader.add_node(forwarded(request.into_inner())).await);
+        }
+        let message = request.into_inner();
+        let info = NodeInfo { addr: message.addr, zone: message.zone };
+        let voter = membership::add_node(&self.node, message.node_id, info).await.map_err(to_status)?;
+        Ok(Response::new(proto::AddNodeResponse { voter }))
+    }
+
+    async fn drain_node(
+        &self,
+        request: Request<proto::DrainNodeRequest>,
+    ) -> Result<Response<proto::DrainNodeResponse>, Status> {
+        if let Some(mut leader) = self.leader_elsewhere(&request).await? {
+            return relay(leader.drain_node(forwarded(request.into_inner())).await);
+        }
+        let message = request.into_inner();
+        let replicas_left =
+            membership::drain_node(&self.node, message.node_id, message.cancel).await.map_err(to_status)?;
+        Ok(Response::new(proto::DrainNodeResponse { replicas_left }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<proto::RemoveNodeRequest>,
+    ) -> Result<Response<proto::RemoveNodeResponse>, Status> {
+        if let Some(mut leader) = self.leader_elsewhere(&request).await? {
+            return relay(leader.remove_node(forwarded(request.into_inner())).await);
+        }
+        let message = request.into_inner();
+        let timeout =
+            Duration::from_secs(if message.timeout_secs == 0 { 120 } else { u64::from(message.timeout_secs) });
+        membership::remove_node(&self.node, message.node_id, timeout).await.map_err(to_status)?;
+        Ok(Response::new(proto::RemoveNodeResponse {}))
+    }
+}
+
+fn relay<T>(result: Result<Response<T>, Status>) -> Result<Response<T>, Status> {
+    result.map_err(|status| to_status(from_status(&status)))
 }

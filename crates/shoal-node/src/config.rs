@@ -37,6 +37,8 @@ pub struct NodeConfig {
     /// How long a retention "hour" is, in milliseconds: 3,600,000. Only tests shorten
     /// it, to watch retention act without waiting a day.
     pub retention_hour_millis: u64,
+    /// How ON_DEMAND streams scale with their load.
+    pub autoscaler: crate::autoscaler::AutoscalerConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +88,7 @@ impl Default for NodeConfig {
             limits: Default::default(),
             retention_check_secs: 30,
             retention_hour_millis: 3_600_000,
+            autoscaler: Default::default(),
         }
     }
 }
@@ -122,6 +125,15 @@ impl NodeConfig {
         anyhow::ensure!(
             self.raft.election_timeout_millis > self.raft.heartbeat_millis,
             "raft.election_timeout_millis must exceed raft.heartbeat_millis"
+        );
+        let scaler = &self.autoscaler;
+        anyhow::ensure!(
+            scaler.scale_down_at < scaler.scale_up_at,
+            "autoscaler.scale_down_at must be below autoscaler.scale_up_at"
+        );
+        anyhow::ensure!(
+            scaler.min_shards >= 1 && scaler.min_shards <= scaler.max_shards,
+            "autoscaler.min_shards must be at least 1 and at most autoscaler.max_shards"
         );
         if let Some(me) = self.peers.iter().find(|p| p.id == self.id) {
             anyhow::ensure!(

@@ -55,17 +55,32 @@ pub fn stream_summary(stream: &Stream) -> proto::StreamSummary {
         retention_period_hours: stream.retention_hours,
         stream_creation_timestamp_millis: stream.created_millis,
         open_shard_count: stream.open_shards().count() as u32,
-        stream_mode: "PROVISIONED".into(),
+        stream_mode: stream.settings.mode.clone(),
     }
 }
 
 /// The page of shards after `exclusive_start` (a shard id), at most `limit`.
-fn shard_page<'a>(stream: &'a Stream, exclusive_start: &str, limit: usize) -> ShoalResult<(Vec<&'a Shard>, bool)> {
+/// Closed shards whose records have all expired (closed before `expired_before`)
+/// are not listed, as in Kinesis.
+fn shard_page<'a>(
+    stream: &'a Stream,
+    exclusive_start: &str,
+    limit: usize,
+    expired_before: u64,
+) -> ShoalResult<(Vec<&'a Shard>, bool)> {
     let after = if exclusive_start.is_empty() { None } else { Some(ShardId::parse(exclusive_start)?) };
-    let mut shards: Vec<&Shard> = stream.shards.iter().filter(|s| after.is_none_or(|a| s.id > a)).collect();
+    let mut shards: Vec<&Shard> =
+        stream.shards.iter().filter(|s| after.is_none_or(|a| s.id > a) && !s.is_expired(expired_before)).collect();
     let has_more = shards.len() > limit;
     shards.truncate(limit);
     Ok((shards, has_more))
+}
+
+fn invalid_stream_mode(mode: &str) -> ShoalError {
+    ShoalError::new(
+        shoal_types::ErrorCode::Validation,
+        format!("StreamMode {mode} is invalid: it must be PROVISIONED or ON_DEMAND."),
+    )
 }
 
 fn page_limit(requested: u32, default: u32, max: u32, name: &str) -> ShoalResult<usize> {
@@ -95,6 +110,11 @@ impl ControlService {
         }
     }
 
+    /// Closed shards that closed before this time hold only expired records.
+    fn expired_before(&self, stream: &Stream) -> u64 {
+        self.node.config.retention_cutoff(stream.retention_hours, now_millis())
+    }
+
     fn stream(&self, name: &str) -> ShoalResult<Stream> {
         self.node.meta_snapshot().stream(name).cloned()
     }
@@ -110,8 +130,16 @@ impl StreamControl for ControlService {
         &self,
         request: Request<proto::CreateStreamRequest>,
     ) -> Result<Response<proto::CreateStreamResponse>, Status> {
-        let message = request.get_ref().clone();
+        let mut message = request.get_ref().clone();
         validate_stream_name(&message.stream_name).map_err(to_status)?;
+        let on_demand = match message.stream_mode.as_str() {
+            "" | "PROVISIONED" => false,
+            "ON_DEMAND" => true,
+            other => return Err(to_status(invalid_stream_mode(other))),
+        };
+        if on_demand && message.shard_count == 0 {
+            message.shard_count = ON_DEMAND_INITIAL_SHARDS;
+        }
         validate_shard_count(message.shard_count).map_err(to_status)?;
         let retention_hours =
             if message.retention_hours == 0 { DEFAULT_RETENTION_HOURS } else { message.retention_hours };
@@ -123,7 +151,11 @@ impl StreamControl for ControlService {
             now_millis: now_millis(),
         };
         meta_writer::propose(&self.node, command).await.map_err(to_status)?;
-        tracing::info!(stream = %message.stream_name, shards = message.shard_count, "stream created");
+        if on_demand {
+            let command = MetaCommand::SetStreamMode { name: message.stream_name.clone(), mode: "ON_DEMAND".into() };
+            meta_writer::propose(&self.node, command).await.map_err(to_status)?;
+        }
+        tracing::info!(stream = %message.stream_name, shards = message.shard_count, on_demand, "stream created");
         Ok(Response::new(proto::CreateStreamResponse {}))
     }
 
@@ -153,7 +185,8 @@ impl StreamControl for ControlService {
             .map_err(to_status)?;
         let stream = self.stream(&message.stream_name).map_err(to_status)?;
         let (shards, has_more_shards) =
-            shard_page(&stream, &message.exclusive_start_shard_id, limit).map_err(to_status)?;
+            shard_page(&stream, &message.exclusive_start_shard_id, limit, self.expired_before(&stream))
+                .map_err(to_status)?;
         Ok(Response::new(proto::DescribeStreamResponse {
             stream: Some(proto::StreamDescription {
                 summary: Some(stream_summary(&stream)),
@@ -213,7 +246,8 @@ impl StreamControl for ControlService {
             return Err(to_status(ShoalError::stream_not_found(&stream.name)));
         }
         let (shards, has_more_shards) =
-            shard_page(&stream, &message.exclusive_start_shard_id, limit).map_err(to_status)?;
+            shard_page(&stream, &message.exclusive_start_shard_id, limit, self.expired_before(&stream))
+                .map_err(to_status)?;
         Ok(Response::new(proto::ListShardsResponse {
             shards: shards.into_iter().map(|s| shard_description(&stream, s)).collect(),
             has_more_shards,
@@ -268,5 +302,21 @@ impl StreamControl for ControlService {
             current_shard_count: current,
             target_shard_count: message.target_shard_count,
         }))
+    }
+
+    async fn update_stream_mode(
+        &self,
+        request: Request<proto::UpdateStreamModeRequest>,
+    ) -> Result<Response<proto::UpdateStreamModeResponse>, Status> {
+        let message = request.into_inner();
+        validate_stream_name(&message.stream_name).map_err(to_status)?;
+        if message.stream_mode != "PROVISIONED" && message.stream_mode != "ON_DEMAND" {
+            return Err(to_status(invalid_stream_mode(&message.stream_mode)));
+        }
+        let command =
+            MetaCommand::SetStreamMode { name: message.stream_name.clone(), mode: message.stream_mode.clone() };
+        meta_writer::propose(&self.node, command).await.map_err(to_status)?;
+        tracing::info!(stream = %message.stream_name, mode = %message.stream_mode, "stream mode changed");
+        Ok(Response::new(proto::UpdateStreamModeResponse {}))
     }
 }

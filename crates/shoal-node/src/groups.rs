@@ -22,6 +22,24 @@ pub struct GroupHandle {
     pub initialized: AtomicBool,
     /// Throughput limits, applied while this node leads the shard.
     pub throttle: crate::throughput::ShardThrottle,
+    /// When this node last handed leadership of the group away (ms).
+    pub last_leader_transfer: AtomicU64,
+    /// Records and bytes this node appended as the shard's leader.
+    pub load: AppendedLoad,
+}
+
+/// Counters of what a leader appended, read by the autoscaler as rates.
+#[derive(Debug, Default)]
+pub struct AppendedLoad {
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl AppendedLoad {
+    pub fn record(&self, records: u64, bytes: u64) {
+        self.records.fetch_add(records, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
 }
 
 impl GroupHandle {
@@ -38,6 +56,8 @@ impl GroupHandle {
             last_arrival: AtomicU64::new(0),
             initialized: AtomicBool::new(false),
             throttle: crate::throughput::ShardThrottle::new(limits),
+            last_leader_transfer: AtomicU64::new(0),
+            load: AppendedLoad::default(),
         }
     }
 

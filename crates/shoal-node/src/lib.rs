@@ -17,11 +17,14 @@
 //! reports leaders and lag, [`transport_service`] receives Raft batches and
 //! forwarded writes, and [`retention`] drops expired records.
 
+pub mod autoscaler;
+pub mod balancer;
 pub mod cluster_service;
 pub mod config;
 pub mod control_service;
 pub mod data_service;
 pub mod groups;
+pub mod membership;
 pub mod meta_writer;
 pub mod node;
 pub mod peers;
@@ -33,6 +36,7 @@ pub mod shard_writer;
 pub mod throughput;
 pub mod transport_service;
 
+pub use autoscaler::AutoscalerConfig;
 pub use config::{AwsCredential, NodeConfig, PeerConfig, RaftTiming};
 pub use node::{Node, NodeHandle, run, serve, start};
 pub use throughput::ThroughputLimits;

@@ -202,6 +202,8 @@ pub async fn serve(
     let background = vec![
         tokio::spawn(crate::reconciler::run(node.clone(), tasks_stopped.clone())),
         tokio::spawn(crate::retention::run(node.clone(), tasks_stopped.clone())),
+        tokio::spawn(crate::balancer::run(node.clone(), tasks_stopped.clone())),
+        tokio::spawn(crate::autoscaler::run(node.clone(), tasks_stopped.clone())),
     ];
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)

@@ -7,11 +7,13 @@
 //! and erases groups whose stream is gone. On the metadata leader it also
 //! finishes deletions.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use openraft::Instant as _;
+use openraft::async_runtime::WatchReceiver;
 use shoal_raft::{GroupLogStore, GroupRaft, GroupStateMachine, MetaCommand, ShardProgress, StateWatch};
 use shoal_types::stream::META_GROUP_ID;
 use shoal_types::{GroupId, NodeInfo, Shard, Stream, StreamStatus};
@@ -22,6 +24,8 @@ use crate::meta_writer;
 use crate::node::Node;
 
 const TICK: Duration = Duration::from_millis(250);
+/// A leader hands leadership to the preferred leader at most this often per group.
+const LEADER_TRANSFER_PAUSE_MILLIS: u64 = 5_000;
 
 pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let mut meta = node.meta_state.clone();
@@ -40,7 +44,7 @@ async fn reconcile(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>) {
     let meta = node.meta_snapshot();
     let mut wanted: BTreeMap<GroupId, (&Stream, &Shard)> = BTreeMap::new();
     for (stream, shard) in meta.shard_groups() {
-        if stream.status != StreamStatus::Deleting && shard.replicas.contains(&node.id) {
+        if stream.status != StreamStatus::Deleting && shard.holders().any(|id| id == node.id) {
             wanted.insert(shard.group_id, (stream, shard));
         }
     }
@@ -63,8 +67,13 @@ async fn reconcile(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>) {
             },
         };
         let preferred_leader = shard.replicas.first() == Some(&node.id);
-        if preferred_leader && !handle.initialized.load(Ordering::Relaxed) {
+        // Only a shard that never had a leader is initialized: a replica that moved
+        // here joins the existing group instead.
+        if preferred_leader && !shard.ready && !handle.initialized.load(Ordering::Relaxed) {
             initialize(&handle, shard, &members).await;
+        }
+        if shard.ready && handle.raft.is_leader() {
+            follow_placement(node, in_flight, &handle, stream, shard, &members).await;
         }
         if preferred_leader && !shard.ready && handle.leader().is_some() {
             let command = MetaCommand::MarkShardReady {
@@ -82,6 +91,90 @@ async fn reconcile(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>) {
             spawn_once(node, in_flight, format!("remove:{}:{}", stream.name, stream.created_millis), command).await;
         }
     }
+}
+
+/// On the group's leader: makes the group's voters the shard's replicas (adding
+/// new ones as learners until they catch up), reports retired replicas, and hands
+/// leadership to the preferred leader once it has caught up.
+async fn follow_placement(
+    node: &Arc<Node>,
+    in_flight: &Arc<Mutex<HashSet<String>>>,
+    handle: &Arc<GroupHandle>,
+    stream: &Stream,
+    shard: &Shard,
+    members: &BTreeMap<u64, NodeInfo>,
+) {
+    let metrics = handle.raft.metrics().borrow_watched().clone();
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let wanted: BTreeSet<u64> = shard.replicas.iter().copied().collect();
+    let joint = membership.get_joint_config().len() > 1;
+    if voters != wanted || joint {
+        let key = format!("members:{}", handle.group);
+        if !in_flight.lock().await.insert(key.clone()) {
+            return;
+        }
+        let (handle, members, in_flight) = (handle.clone(), members.clone(), in_flight.clone());
+        tokio::spawn(async move {
+            if let Err(error) = change_members(&handle, wanted, &members).await {
+                tracing::warn!(group = handle.group, %error, "replica move not finished; will retry");
+            }
+            in_flight.lock().await.remove(&key);
+        });
+        return;
+    }
+    for retired in shard.retiring.iter().filter(|id| !voters.contains(id)) {
+        let command =
+            MetaCommand::ReplicaRetired { stream: stream.name.clone(), shard_index: shard.id.index(), node: *retired };
+        spawn_once(node, in_flight, format!("retired:{}:{retired}", handle.group), command).await;
+    }
+    // Leadership goes back to the preferred leader once it holds the whole log
+    // and answered a heartbeat just now (a transfer to an unreachable node would
+    // leave the shard without a leader until the next election).
+    let Some(preferred) = shard.replicas.first().copied() else { return };
+    let fresh = Duration::from_millis(node.config.raft.heartbeat_millis.saturating_mul(3));
+    let responsive = metrics
+        .heartbeat
+        .as_ref()
+        .and_then(|h| h.get(&preferred).cloned())
+        .flatten()
+        .is_some_and(|acked| acked.elapsed() < fresh);
+    let caught_up = responsive
+        && metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&preferred).cloned())
+            .flatten()
+            .is_some_and(|matched| Some(matched.index) == metrics.last_log_index);
+    let now = shoal_types::now_millis();
+    let last = handle.last_leader_transfer.load(Ordering::Relaxed);
+    if preferred != node.id && caught_up && now.saturating_sub(last) > LEADER_TRANSFER_PAUSE_MILLIS {
+        handle.last_leader_transfer.store(now, Ordering::Relaxed);
+        if let Err(error) = handle.raft.trigger().transfer_leader(preferred).await {
+            tracing::warn!(group = handle.group, %error, "leader transfer refused");
+        } else {
+            tracing::debug!(group = handle.group, to = preferred, "leadership handed to the preferred leader");
+        }
+    }
+}
+
+/// Adds the new replicas as learners (waiting until they catch up), then makes
+/// the replicas the group's voters; removed voters leave the group.
+async fn change_members(
+    handle: &GroupHandle,
+    wanted: BTreeSet<u64>,
+    members: &BTreeMap<u64, NodeInfo>,
+) -> anyhow::Result<()> {
+    let known: BTreeSet<u64> =
+        handle.raft.metrics().borrow_watched().membership_config.membership().nodes().map(|(id, _)| *id).collect();
+    for id in wanted.iter().filter(|id| !known.contains(id)) {
+        let info = members.get(id).cloned().ok_or_else(|| anyhow::anyhow!("node {id} is not a cluster member"))?;
+        tracing::info!(group = handle.group, node = id, "adding a replica; waiting for it to catch up");
+        handle.raft.add_learner(*id, info, true).await?;
+    }
+    handle.raft.change_membership(wanted.clone(), false).await?;
+    tracing::info!(group = handle.group, voters = ?wanted, "group membership follows placement");
+    Ok(())
 }
 
 /// Proposes `command` in the background unless the same proposal is already on its way.

@@ -7,10 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use shoal_raft::MetaCommand;
 use shoal_raft::shard_state::expire_before;
 use shoal_types::now_millis;
 use tokio::sync::watch;
 
+use crate::meta_writer;
 use crate::node::Node;
 
 pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
@@ -20,14 +22,28 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        expire(&node);
+        expire(&node).await;
     }
 }
 
-/// One pass over every local shard.
-pub fn expire(node: &Node) {
+/// One pass over every local shard; on the metadata leader, also forgets closed
+/// shards whose records have all expired (their groups then stop everywhere).
+pub async fn expire(node: &Node) {
     let meta = node.meta_snapshot();
     let now = now_millis();
+    if node.meta.is_leader() {
+        for stream in meta.streams.values() {
+            let cutoff = node.config.retention_cutoff(stream.retention_hours, now);
+            if stream.shards.iter().any(|s| s.is_expired(cutoff)) {
+                let command =
+                    MetaCommand::DropExpiredShards { stream: stream.name.clone(), closed_before_millis: cutoff };
+                match meta_writer::propose(node, command).await {
+                    Ok(_) => tracing::info!(stream = %stream.name, "expired closed shards dropped"),
+                    Err(error) => tracing::warn!(stream = %stream.name, %error, "cannot drop expired shards"),
+                }
+            }
+        }
+    }
     for (stream, shard) in meta.shard_groups() {
         if node.groups.get(shard.group_id).is_none() {
             continue;

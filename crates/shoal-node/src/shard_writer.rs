@@ -5,7 +5,9 @@ use std::time::Duration;
 use shoal_client::status::from_status;
 use shoal_proto::v1::ShardAppendRequest;
 use shoal_proto::v1::raft_transport_client::RaftTransportClient;
-use shoal_raft::{Command, CommandResponse, RecordBatch};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use shoal_raft::{BatchOrigin, Command, CommandResponse, RecordBatch};
 use shoal_types::{ErrorCode, Record, RecordPosition, Shard, ShoalError, ShoalResult, Stream, now_millis};
 
 use crate::groups::GroupHandle;
@@ -35,7 +37,7 @@ pub struct Appended {
 
 /// Proposes `records` on the local group, which must be the shard's leader. Returns
 /// once a quorum has the entry on disk and it is applied.
-pub async fn append_local(handle: &GroupHandle, records: Vec<Record>) -> ShoalResult<Appended> {
+pub async fn append_local(handle: &GroupHandle, records: Vec<Record>, origin: BatchOrigin) -> ShoalResult<Appended> {
     if !handle.raft.is_leader() {
         return Err(ShoalError::unavailable("this node is not the shard's leader; retry"));
     }
@@ -50,10 +52,11 @@ pub async fn append_local(handle: &GroupHandle, records: Vec<Record>) -> ShoalRe
     let arrival_millis = handle.next_arrival(now_millis());
     let count = records.len();
     let started = std::time::Instant::now();
-    match handle.raft.client_write(Command::Append(RecordBatch { records, arrival_millis })).await {
+    match handle.raft.client_write(Command::Append(RecordBatch { records, arrival_millis, origin })).await {
         Ok(written) => match written.data {
             CommandResponse::Appended { log_index, count, arrival_millis } => {
                 metrics::counter!("shoal_records_appended_total").increment(u64::from(count));
+                handle.load.record(u64::from(count), bytes as u64);
                 metrics::histogram!("shoal_append_seconds").record(started.elapsed().as_secs_f64());
                 Ok(Appended { log_index, count, arrival_millis })
             }
@@ -67,19 +70,37 @@ pub async fn append_local(handle: &GroupHandle, records: Vec<Record>) -> ShoalRe
     }
 }
 
+/// How far before a batch's first attempt a retry looks for it: more than any
+/// clock skew between the nodes of a cluster.
+const RETRY_LOOKBACK_MILLIS: u64 = 30_000;
+
+/// A batch id unique to this node and this process run (never 0: node ids start at 1).
+fn new_origin_id(node: &Node) -> u128 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static RUN: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        since_epoch.subsec_nanos() ^ (since_epoch.as_secs() as u32)
+    });
+    (u128::from(node.id) << 96) | (u128::from(*RUN) << 64) | u128::from(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Appends `records` to `shard` wherever its leader is, retrying through leader
-/// changes for a few seconds.
+/// changes for a few seconds. Retries carry the batch's origin, so a first
+/// attempt that did commit despite the error is not stored a second time.
 pub async fn append(node: &Node, stream: &Stream, shard: &Shard, records: Vec<Record>) -> ShoalResult<Appended> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut origin = BatchOrigin { id: new_origin_id(node), retry_since_millis: 0 };
+    let first_attempt_millis = now_millis();
     loop {
         let attempt = match locate(node, shard, Duration::from_secs(5)).await? {
-            ShardLeader::Local(handle) => append_local(&handle, records.clone()).await,
-            ShardLeader::Remote { addr, .. } => append_remote(node, &addr, stream, shard, &records).await,
+            ShardLeader::Local(handle) => append_local(&handle, records.clone(), origin).await,
+            ShardLeader::Remote { addr, .. } => append_remote(node, &addr, stream, shard, &records, origin).await,
         };
         match attempt {
             Err(error) if is_sealed(&error) => return Err(error),
             Err(error) if error.code == ErrorCode::Unavailable && tokio::time::Instant::now() < deadline => {
                 tracing::debug!(shard = %shard.id, message = %error.message, "append retry");
+                origin.retry_since_millis = first_attempt_millis.saturating_sub(RETRY_LOOKBACK_MILLIS).max(1);
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }
             other => return other,
@@ -93,6 +114,7 @@ async fn append_remote(
     stream: &Stream,
     shard: &Shard,
     records: &[Record],
+    origin: BatchOrigin,
 ) -> ShoalResult<Appended> {
     let channel = node.peers.channel(addr)?;
     let request = ShardAppendRequest {
@@ -101,6 +123,8 @@ async fn append_remote(
         shard_index: shard.id.index(),
         records: bincode::serialize(records).map_err(|e| ShoalError::internal(e.to_string()))?,
         seal: false,
+        origin_id: origin.id.to_be_bytes().to_vec(),
+        retry_since_millis: origin.retry_since_millis,
     };
     let reply = RaftTransportClient::new(channel)
         .max_decoding_message_size(64 * 1024 * 1024)
@@ -141,8 +165,8 @@ pub async fn seal(node: &Node, stream: &Stream, shard: &Shard) -> ShoalResult<Re
                     stream_name: stream.name.clone(),
                     stream_created_millis: stream.created_millis,
                     shard_index: shard.id.index(),
-                    records: Vec::new(),
                     seal: true,
+                    ..Default::default()
                 };
                 match RaftTransportClient::new(node.peers.channel(&addr)?).append_to_shard(request).await {
                     Ok(reply) => Ok(RecordPosition { log_index: reply.into_inner().log_index, offset: 0 }),

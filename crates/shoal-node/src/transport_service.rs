@@ -9,8 +9,8 @@ use shoal_proto::v1::raft_transport_server::RaftTransport;
 use shoal_proto::v1::{
     MetaProposal, MetaProposalReply, RaftBatch, RaftBatchReply, RaftReply, ShardAppendReply, ShardAppendRequest,
 };
-use shoal_raft::MetaCommand;
 use shoal_raft::wire::{RaftRequest, handle};
+use shoal_raft::{BatchOrigin, MetaCommand};
 use shoal_types::{Record, ShardId, ShoalError};
 use tonic::{Request, Response, Status};
 
@@ -85,7 +85,11 @@ impl RaftTransport for TransportService {
         }
         let records: Vec<Record> = bincode::deserialize(&request.records)
             .map_err(|e| to_status(ShoalError::invalid_argument(format!("undecodable records: {e}"))))?;
-        let appended = crate::shard_writer::append_local(&handle, records).await.map_err(to_status)?;
+        let origin = BatchOrigin {
+            id: <[u8; 16]>::try_from(request.origin_id.as_slice()).map(u128::from_be_bytes).unwrap_or(0),
+            retry_since_millis: request.retry_since_millis,
+        };
+        let appended = crate::shard_writer::append_local(&handle, records, origin).await.map_err(to_status)?;
         Ok(Response::new(ShardAppendReply {
             log_index: appended.log_index,
             count: appended.count,

@@ -1,7 +1,8 @@
 //! What a Raft log entry carries.
 
+use crate::consumer_group::{ConsumerGroup, GroupCommand};
 use serde::{Deserialize, Serialize};
-use shoal_types::{Consumer, Record, RecordPosition, ShoalError, Stream};
+use shoal_types::{Consumer, NodeId, Record, RecordPosition, ShoalError, Stream};
 
 /// The application payload of a log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,23 @@ pub struct RecordBatch {
     /// Assigned by the shard leader, never below the shard's last arrival time, so
     /// arrival times are monotonic within a shard and identical on every replica.
     pub arrival_millis: u64,
+    /// Who proposed this batch, so a retried proposal is stored only once.
+    pub origin: BatchOrigin,
+}
+
+/// Identifies a batch across retries. A node that retries an append after an
+/// ambiguous failure (the leader stepped down: the entry may or may not commit)
+/// proposes it again with the same `id` and `retry_since_millis` set; the state
+/// machine then looks for `id` among the entries that arrived since then and, if
+/// the first proposal did commit, answers with its position instead of storing
+/// the records twice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchOrigin {
+    /// Unique per batch; 0 when the proposer does not retry.
+    pub id: u128,
+    /// 0 on a first attempt; on a retry, a time (ms) safely before the first
+    /// attempt's arrival time (clock skew between nodes included).
+    pub retry_since_millis: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +137,8 @@ pub enum MetaCommand {
         shard_index: u32,
         new_starting_hash_key: String,
         sealed_end: RecordPosition,
+        /// When the parent closed; it drops out of listings once its records expire.
+        now_millis: u64,
     },
     /// Closes two sealed, adjacent shards and opens one child covering both ranges.
     MergeShards {
@@ -126,6 +146,44 @@ pub enum MetaCommand {
         shard_index: u32,
         adjacent_index: u32,
         sealed_ends: (RecordPosition, RecordPosition),
+        now_millis: u64,
+    },
+    /// Forgets closed shards that closed before `closed_before_millis` (all their
+    /// records have expired); their groups stop and their data is erased.
+    DropExpiredShards {
+        stream: String,
+        closed_before_millis: u64,
+    },
+    /// Moves one replica of a shard from node `from` to node `to`. The shard's
+    /// group leader adds `to` and removes `from` from the group; `from` keeps its
+    /// copy (it is "retiring") until [`MetaCommand::ReplicaRetired`].
+    MoveReplica {
+        stream: String,
+        shard_index: u32,
+        from: NodeId,
+        to: NodeId,
+    },
+    /// The shard's group no longer counts `node` as a member: it may erase its copy.
+    ReplicaRetired {
+        stream: String,
+        shard_index: u32,
+        node: NodeId,
+    },
+    /// A node being drained gets no new replicas, and its replicas move elsewhere.
+    DrainNode {
+        node: NodeId,
+    },
+    /// Takes a node back into placement (ends a drain, or forgets a removed node).
+    UndrainNode {
+        node: NodeId,
+    },
+    /// A change to the consumer group of `application` on `stream`, at the time
+    /// the proposer stamped (lease expiry is judged by it).
+    Group {
+        stream: String,
+        application: String,
+        now_millis: u64,
+        command: GroupCommand,
     },
 }
 
@@ -134,6 +192,7 @@ pub enum MetaResponse {
     Done,
     Stream(Stream),
     Consumer(Consumer),
+    Group(ConsumerGroup),
     Error(ShoalError),
 }
 

@@ -13,6 +13,7 @@
 //! 6. [`wire`]: how Raft RPCs are encoded and handled on the receiving node.
 
 pub mod command;
+pub mod consumer_group;
 pub mod faults;
 pub mod log_store;
 pub mod meta_state;
@@ -22,7 +23,7 @@ pub mod transport;
 pub mod type_config;
 pub mod wire;
 
-pub use command::{Command, CommandResponse, MetaCommand, MetaResponse, RecordBatch};
+pub use command::{BatchOrigin, Command, CommandResponse, MetaCommand, MetaResponse, RecordBatch};
 pub use faults::NetworkFaults;
 pub use log_store::GroupLogStore;
 pub use meta_state::MetaState;

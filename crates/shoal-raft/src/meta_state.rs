@@ -4,7 +4,7 @@
 //! current membership (the nodes to place shards on), so every replica reaches the
 //! same state and the same placement.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use shoal_types::placement::place_shards;
@@ -15,6 +15,7 @@ use shoal_types::{
 };
 
 use crate::command::{MetaCommand, MetaResponse};
+use crate::consumer_group::{ConsumerGroup, DEFAULT_LEASE_TIMEOUT_MILLIS, GroupCommand, validate_application};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -26,6 +27,15 @@ pub struct MetaState {
     pub resource_policies: BTreeMap<String, String>,
     /// The account settings document (JSON), if ever set.
     pub account_settings: Option<String>,
+    /// Nodes being drained: no new replicas go there and theirs move away.
+    pub draining: BTreeSet<NodeId>,
+    /// Consumer groups by `stream/application`.
+    pub consumer_groups: BTreeMap<String, ConsumerGroup>,
+}
+
+/// The key of a consumer group in [`MetaState::consumer_groups`].
+pub fn group_key(stream: &str, application: &str) -> String {
+    format!("{stream}/{application}")
 }
 
 /// Most tags a stream may carry.
@@ -65,7 +75,10 @@ impl MetaState {
     }
 
     pub fn apply(&mut self, command: MetaCommand, nodes: &BTreeMap<NodeId, NodeInfo>) -> MetaResponse {
-        match self.try_apply(command, nodes) {
+        // New replicas go only to nodes that are not being drained.
+        let nodes: BTreeMap<NodeId, NodeInfo> =
+            nodes.iter().filter(|(id, _)| !self.draining.contains(id)).map(|(id, n)| (*id, n.clone())).collect();
+        match self.try_apply(command, &nodes) {
             Ok(response) => response,
             Err(error) => MetaResponse::Error(error),
         }
@@ -102,6 +115,8 @@ impl MetaState {
                         replicas,
                         ready: false,
                         closed_at: None,
+                        closed_millis: None,
+                        retiring: Vec::new(),
                     })
                     .collect();
                 self.next_group_id = first_group + shards.len() as u64;
@@ -138,6 +153,7 @@ impl MetaState {
             MetaCommand::RemoveStream { name, created_millis } => {
                 if self.streams.get(&name).is_some_and(|s| s.created_millis == created_millis) {
                     self.streams.remove(&name);
+                    self.consumer_groups.retain(|_, group| group.stream != name);
                 }
                 Ok(MetaResponse::Done)
             }
@@ -270,7 +286,7 @@ impl MetaState {
                 stream.settings.mode = mode;
                 Ok(MetaResponse::Stream(stream.clone()))
             }
-            MetaCommand::SplitShard { stream, shard_index, new_starting_hash_key, sealed_end } => {
+            MetaCommand::SplitShard { stream, shard_index, new_starting_hash_key, sealed_end, now_millis } => {
                 let key = HashKey::parse_explicit(&new_starting_hash_key)?;
                 let parent = self.open_shard(&stream, shard_index)?.clone();
                 check_split_key(&parent, key)?;
@@ -279,9 +295,9 @@ impl MetaState {
                     HashKeyRange { start: key, end: parent.hash_key_range.end },
                 ];
                 let children = self.new_shards(&stream, &ranges, parent.id, None, nodes)?;
-                self.close_and_open(&stream, &[(parent.id, sealed_end)], children)
+                self.close_and_open(&stream, &[(parent.id, sealed_end)], children, now_millis)
             }
-            MetaCommand::MergeShards { stream, shard_index, adjacent_index, sealed_ends } => {
+            MetaCommand::MergeShards { stream, shard_index, adjacent_index, sealed_ends, now_millis } => {
                 let shard = self.open_shard(&stream, shard_index)?.clone();
                 let adjacent = self.open_shard(&stream, adjacent_index)?.clone();
                 check_adjacent(&shard, &adjacent)?;
@@ -290,7 +306,64 @@ impl MetaState {
                     end: shard.hash_key_range.end.max(adjacent.hash_key_range.end),
                 };
                 let children = self.new_shards(&stream, &[range], shard.id, Some(adjacent.id), nodes)?;
-                self.close_and_open(&stream, &[(shard.id, sealed_ends.0), (adjacent.id, sealed_ends.1)], children)
+                let closing = [(shard.id, sealed_ends.0), (adjacent.id, sealed_ends.1)];
+                self.close_and_open(&stream, &closing, children, now_millis)
+            }
+            MetaCommand::DropExpiredShards { stream, closed_before_millis } => {
+                let entry = self.stream_mut(&stream)?;
+                entry.shards.retain(|shard| !shard.is_expired(closed_before_millis));
+                Ok(MetaResponse::Stream(entry.clone()))
+            }
+            MetaCommand::MoveReplica { stream, shard_index, from, to } => {
+                if !nodes.contains_key(&to) {
+                    return Err(ShoalError::invalid_argument(format!(
+                        "Node {to} is not a cluster member that accepts replicas."
+                    )));
+                }
+                let shard = self.shard_mut(&stream, shard_index)?;
+                if shard.replicas.contains(&to) || !shard.retiring.is_empty() {
+                    // Already moved, or another move of this shard is under way.
+                    return Ok(MetaResponse::Done);
+                }
+                let Some(slot) = shard.replicas.iter_mut().find(|id| **id == from) else {
+                    return Ok(MetaResponse::Done);
+                };
+                *slot = to;
+                shard.retiring.push(from);
+                Ok(MetaResponse::Done)
+            }
+            MetaCommand::ReplicaRetired { stream, shard_index, node } => {
+                if let Ok(shard) = self.shard_mut(&stream, shard_index) {
+                    shard.retiring.retain(|id| *id != node);
+                }
+                Ok(MetaResponse::Done)
+            }
+            MetaCommand::Group { stream, application, now_millis, command } => {
+                validate_application(&application)?;
+                let entry = self.stream(&stream)?.clone();
+                let key = group_key(&stream, &application);
+                let mut group = match self.consumer_groups.get(&key) {
+                    Some(group) => group.clone(),
+                    None if matches!(command, GroupCommand::Join { .. }) => {
+                        ConsumerGroup::new(&stream, &application, DEFAULT_LEASE_TIMEOUT_MILLIS)
+                    }
+                    None => {
+                        return Err(ShoalError::not_found(format!(
+                            "Consumer group {application} on stream {stream} does not exist."
+                        )));
+                    }
+                };
+                group.apply(command, &entry, now_millis)?;
+                self.consumer_groups.insert(key, group.clone());
+                Ok(MetaResponse::Group(group))
+            }
+            MetaCommand::DrainNode { node } => {
+                self.draining.insert(node);
+                Ok(MetaResponse::Done)
+            }
+            MetaCommand::UndrainNode { node } => {
+                self.draining.remove(&node);
+                Ok(MetaResponse::Done)
             }
             MetaCommand::SetWarmThroughput { name, mibps } => {
                 let stream = self.stream_mut(&name)?;
@@ -302,6 +375,24 @@ impl MetaState {
 
     fn stream_mut(&mut self, name: &str) -> Result<&mut Stream, ShoalError> {
         self.streams.get_mut(name).ok_or_else(|| ShoalError::stream_not_found(name))
+    }
+
+    fn shard_mut(&mut self, stream: &str, shard_index: u32) -> Result<&mut Shard, ShoalError> {
+        let entry = self.stream_mut(stream)?;
+        entry.shards.iter_mut().find(|s| s.id == ShardId(shard_index)).ok_or_else(|| {
+            ShoalError::not_found(format!("Shard {} in stream {stream} does not exist", ShardId(shard_index)))
+        })
+    }
+
+    /// How many replicas (retiring ones included) each node holds.
+    pub fn replica_load(&self) -> BTreeMap<NodeId, usize> {
+        let mut load = BTreeMap::new();
+        for (_, shard) in self.shard_groups() {
+            for id in shard.holders() {
+                *load.entry(id).or_insert(0) += 1;
+            }
+        }
+        load
     }
 
     /// An open shard of an ACTIVE or UPDATING stream, as resharding needs it.
@@ -336,7 +427,8 @@ impl MetaState {
         nodes: &BTreeMap<NodeId, NodeInfo>,
     ) -> Result<Vec<Shard>, ShoalError> {
         let placements = place_shards(nodes, &self.leader_load(), ranges.len())?;
-        let first_index = self.stream(stream)?.shards.len() as u32;
+        // Expired shards leave the list, so the next index is one past the highest.
+        let first_index = self.stream(stream)?.shards.iter().map(|s| s.id.0 + 1).max().unwrap_or(0);
         let first_group = self.next_group_id.max(META_GROUP_ID + 1);
         self.next_group_id = first_group + ranges.len() as u64;
         Ok(ranges
@@ -352,6 +444,8 @@ impl MetaState {
                 replicas,
                 ready: false,
                 closed_at: None,
+                closed_millis: None,
+                retiring: Vec::new(),
             })
             .collect())
     }
@@ -363,11 +457,13 @@ impl MetaState {
         stream: &str,
         closing: &[(ShardId, RecordPosition)],
         children: Vec<Shard>,
+        now_millis: u64,
     ) -> Result<MetaResponse, ShoalError> {
         let entry = self.stream_mut(stream)?;
         for (id, end) in closing {
             if let Some(shard) = entry.shards.iter_mut().find(|s| s.id == *id) {
                 shard.closed_at = Some(*end);
+                shard.closed_millis = Some(now_millis);
             }
         }
         entry.shards.extend(children);

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use shoal_storage::{Batch, Cf, NodeDb, keys};
 use shoal_types::{GroupId, RecordPosition, StoredRecord};
 
+#[cfg(test)]
+use crate::command::BatchOrigin;
 use crate::command::RecordBatch;
 use crate::log_store::{decode, encode};
 
@@ -24,14 +26,63 @@ pub struct ShardProgress {
     pub sealed_at: Option<RecordPosition>,
 }
 
-/// Adds a batch of records, carried by the entry at `log_index`, to `batch`.
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Landed {
+    pub log_index: u64,
+    pub count: u32,
+    pub arrival_millis: u64,
+}
+
+/// Batches with an origin id staged by the apply call in progress (not yet in the
+/// database), so a retry applied in the same call is recognised too.
+pub(crate) type StagedOrigins = Vec<(u128, Landed)>;
+
+/// Finds where batch `id` landed among the entries that arrived since `since_millis`.
+fn find_landed(
+    db: &NodeDb,
+    group: GroupId,
+    id: u128,
+    since_millis: u64,
+    staged: &StagedOrigins,
+) -> std::io::Result<Option<Landed>> {
+    if let Some((_, landed)) = staged.iter().find(|(staged_id, _)| *staged_id == id) {
+        return Ok(Some(*landed));
+    }
+    let wanted = id.to_be_bytes();
+    let mut found = None;
+    db.scan(Cf::Arrivals, &keys::group_u64_u64(group, since_millis, 0), &keys::group_end(group), |key, value| {
+        if value.len() >= 20 && value[..16] == wanted {
+            let (Some(arrival_millis), Some(log_index)) = (keys::read_u64(key, 8), keys::read_u64(key, 16)) else {
+                return Ok(true);
+            };
+            let count = u32::from_be_bytes([value[16], value[17], value[18], value[19]]);
+            found = Some(Landed { log_index, count, arrival_millis });
+            return Ok(false);
+        }
+        Ok(true)
+    })?;
+    Ok(found)
+}
+
+/// Adds a batch of records, carried by the entry at `log_index`, to `batch` —
+/// unless it is a retry of a batch that already landed, whose place is returned.
 pub(crate) fn stage_append(
+    db: &NodeDb,
     batch: &mut Batch<'_>,
     group: GroupId,
     log_index: u64,
     records: &RecordBatch,
     progress: &mut ShardProgress,
-) -> std::io::Result<u32> {
+    staged: &mut StagedOrigins,
+) -> std::io::Result<Landed> {
+    let origin = records.origin;
+    if origin.id != 0
+        && origin.retry_since_millis != 0
+        && let Some(landed) = find_landed(db, group, origin.id, origin.retry_since_millis, staged)?
+    {
+        return Ok(landed);
+    }
     let arrival_millis = records.arrival_millis;
     let mut count = 0u32;
     for (offset, record) in records.records.iter().enumerate() {
@@ -41,13 +92,21 @@ pub(crate) fn stage_append(
         batch.put(Cf::Records, &keys::record(group, log_index, offset), &encode(&stored)?)?;
         count += 1;
     }
+    let landed = Landed { log_index, count, arrival_millis };
     if count > 0 {
-        batch.put(Cf::Arrivals, &keys::group_u64_u64(group, arrival_millis, log_index), &[])?;
+        // The arrival index entry also remembers the batch's origin id and size.
+        let mut value = Vec::new();
+        if origin.id != 0 {
+            value.extend_from_slice(&origin.id.to_be_bytes());
+            value.extend_from_slice(&count.to_be_bytes());
+            staged.push((origin.id, landed));
+        }
+        batch.put(Cf::Arrivals, &keys::group_u64_u64(group, arrival_millis, log_index), &value)?;
         progress.next_position = RecordPosition { log_index: log_index + 1, offset: 0 };
         progress.last_arrival_millis = progress.last_arrival_millis.max(arrival_millis);
         progress.records_applied += u64::from(count);
     }
-    Ok(count)
+    Ok(landed)
 }
 
 /// A record read back from a shard.
@@ -161,7 +220,7 @@ mod tests {
         let records = (0..n)
             .map(|i| Record { partition_key: format!("k{i}"), explicit_hash_key: None, data: vec![i as u8; 10] })
             .collect();
-        RecordBatch { records, arrival_millis }
+        RecordBatch { records, arrival_millis, origin: Default::default() }
     }
 
     #[test]
@@ -171,7 +230,7 @@ mod tests {
         let mut progress = ShardProgress::default();
         for (log_index, arrival) in [(3u64, 100u64), (4, 200), (7, 300)] {
             let mut batch = db.batch();
-            stage_append(&mut batch, 5, log_index, &batch_of(3, arrival), &mut progress).unwrap();
+            stage_append(&db, &mut batch, 5, log_index, &batch_of(3, arrival), &mut progress, &mut Vec::new()).unwrap();
             batch.commit().unwrap();
         }
         assert_eq!(progress.next_position, RecordPosition { log_index: 8, offset: 0 });
@@ -197,9 +256,48 @@ mod tests {
         let db = NodeDb::open(dir.path()).unwrap();
         let mut progress = ShardProgress::default();
         let mut batch = db.batch();
-        stage_append(&mut batch, 1, 1, &batch_of(10, 1), &mut progress).unwrap();
+        stage_append(&db, &mut batch, 1, 1, &batch_of(10, 1), &mut progress, &mut Vec::new()).unwrap();
         batch.commit().unwrap();
         assert_eq!(read_records(&db, 1, RecordPosition::START, 100, 25).unwrap().len(), 2);
         assert_eq!(read_records(&db, 1, RecordPosition::START, 100, 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_retried_batch_lands_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = NodeDb::open(dir.path()).unwrap();
+        let mut progress = ShardProgress::default();
+        let mut first = batch_of(4, 1_000);
+        first.origin = BatchOrigin { id: 42, retry_since_millis: 0 };
+        let mut retry = batch_of(4, 1_500);
+        retry.origin = BatchOrigin { id: 42, retry_since_millis: 900 };
+        let mut other = batch_of(2, 1_600);
+        other.origin = BatchOrigin { id: 43, retry_since_millis: 900 };
+
+        // In separate apply calls: the retry finds the first landing in the database.
+        let mut batch = db.batch();
+        let landed = stage_append(&db, &mut batch, 9, 5, &first, &mut progress, &mut Vec::new()).unwrap();
+        batch.commit().unwrap();
+        let mut batch = db.batch();
+        let again = stage_append(&db, &mut batch, 9, 6, &retry, &mut progress, &mut Vec::new()).unwrap();
+        batch.commit().unwrap();
+        assert_eq!(again, landed);
+        // A retry whose first attempt never landed is stored.
+        let mut batch = db.batch();
+        let stored = stage_append(&db, &mut batch, 9, 7, &other, &mut progress, &mut Vec::new()).unwrap();
+        batch.commit().unwrap();
+        assert_eq!(stored.log_index, 7);
+        assert_eq!(read_records(&db, 9, RecordPosition::START, 100, usize::MAX).unwrap().len(), 6);
+
+        // In one apply call: the retry finds the first among the staged batches.
+        let dir = tempfile::tempdir().unwrap();
+        let db = NodeDb::open(dir.path()).unwrap();
+        let mut staged = Vec::new();
+        let mut batch = db.batch();
+        let landed = stage_append(&db, &mut batch, 9, 5, &first, &mut progress, &mut staged).unwrap();
+        let again = stage_append(&db, &mut batch, 9, 6, &retry, &mut progress, &mut staged).unwrap();
+        batch.commit().unwrap();
+        assert_eq!(again, landed);
+        assert_eq!(read_records(&db, 9, RecordPosition::START, 100, usize::MAX).unwrap().len(), 4);
     }
 }

@@ -131,6 +131,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         let db = self.db.clone();
         let mut batch = db.batch();
         let mut replies = Vec::new();
+        let mut staged_origins = shard_state::StagedOrigins::new();
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let log_index = entry.log_id.index;
@@ -151,9 +152,20 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                             CommandResponse::Sealed { end: progress.sealed_at.unwrap_or_default() }
                         }
                         (Command::Append(records), GroupData::Shard { progress, .. }) => {
-                            let count =
-                                shard_state::stage_append(&mut batch, self.group, log_index, &records, progress)?;
-                            CommandResponse::Appended { log_index, count, arrival_millis: records.arrival_millis }
+                            let landed = shard_state::stage_append(
+                                &db,
+                                &mut batch,
+                                self.group,
+                                log_index,
+                                &records,
+                                progress,
+                                &mut staged_origins,
+                            )?;
+                            CommandResponse::Appended {
+                                log_index: landed.log_index,
+                                count: landed.count,
+                                arrival_millis: landed.arrival_millis,
+                            }
                         }
                         (Command::Seal, GroupData::Shard { progress, .. }) => {
                             // The seal's own position is past every record; a second

@@ -14,7 +14,7 @@ use shoal_client::ShoalClient;
 use shoal_node::{NodeConfig, NodeHandle, PeerConfig, RaftTiming};
 use shoal_raft::NetworkFaults;
 use shoal_raft::shard_state::{ReadRecord, read_records};
-use shoal_types::{NodeId, RecordPosition, Stream};
+use shoal_types::{NodeId, RecordPosition, ShardId, Stream};
 use tokio::net::TcpListener;
 
 pub use shoal_raft::NetworkFaults as Faults;
@@ -79,6 +79,7 @@ impl TestCluster {
                 limits: shoal_node::ThroughputLimits::off(),
                 retention_check_secs: 3600,
                 retention_hour_millis: 3_600_000,
+                autoscaler: Default::default(),
             };
             let mut config = config;
             configure(&mut config);
@@ -137,6 +138,40 @@ impl TestCluster {
         Ok(())
     }
 
+    /// Starts a new node `id` in `zone` that knows the existing nodes as peers but
+    /// is not yet a member: add it with `ShoalClient::add_node`.
+    pub async fn start_new_node(&mut self, id: NodeId, zone: &str) -> anyhow::Result<String> {
+        anyhow::ensure!(!self.configs.contains_key(&id), "node {id} exists");
+        let template = self.configs.values().next().context("the cluster has no node")?.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let mut peers = template.peers.clone();
+        peers.push(PeerConfig { id, zone: zone.to_string(), addr: addr.clone() });
+        let data_root = template.data_dir.parent().context("no data root")?.to_path_buf();
+        let config = NodeConfig {
+            id,
+            zone: zone.to_string(),
+            listen: addr.clone(),
+            advertise: Some(addr.clone()),
+            data_dir: data_root.join(format!("node-{id}")),
+            peers,
+            ..template
+        };
+        let handle = shoal_node::start(listener, config.clone(), self.faults.clone()).await?;
+        self.configs.insert(id, config);
+        self.nodes.insert(id, handle);
+        Ok(addr)
+    }
+
+    /// Stops node `id` for good (after it was removed from the cluster).
+    pub async fn retire(&mut self, id: NodeId) -> anyhow::Result<()> {
+        if let Some(handle) = self.nodes.remove(&id) {
+            handle.stop().await?;
+        }
+        self.configs.remove(&id);
+        Ok(())
+    }
+
     /// Cuts node `id` off from every other node (both directions).
     pub fn isolate(&self, id: NodeId) {
         self.faults.isolate(id, self.node_ids());
@@ -148,7 +183,7 @@ impl TestCluster {
 
     /// The leader of `stream`'s shard `shard_index`, as the running nodes see it.
     pub fn shard_leader(&self, stream: &Stream, shard_index: u32) -> Option<NodeId> {
-        let group = stream.shards.get(shard_index as usize)?.group_id;
+        let group = stream.shard(ShardId(shard_index))?.group_id;
         self.nodes.values().find_map(|handle| {
             let group = handle.node.groups.get(group)?;
             let leader = group.leader()?;
@@ -166,7 +201,7 @@ impl TestCluster {
     /// straight from its RocksDB.
     pub fn replica_records(&self, id: NodeId, stream: &Stream, shard_index: u32) -> anyhow::Result<Vec<ReadRecord>> {
         let handle = self.nodes.get(&id).context("node is not running")?;
-        let shard = stream.shards.get(shard_index as usize).context("no such shard")?;
+        let shard = stream.shard(ShardId(shard_index)).context("no such shard")?;
         Ok(read_records(&handle.node.db, shard.group_id, RecordPosition::START, usize::MAX, usize::MAX)?)
     }
 

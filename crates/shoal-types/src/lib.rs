@@ -13,6 +13,7 @@ pub mod limits;
 pub mod node;
 pub mod placement;
 pub mod record;
+pub mod scaling;
 pub mod scope;
 pub mod sequence_number;
 pub mod shard_id;

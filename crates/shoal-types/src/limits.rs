@@ -34,3 +34,6 @@ pub const MAX_DESCRIBE_STREAM_LIMIT: u32 = 100;
 pub const DEFAULT_ACCOUNT_ID: &str = "123456789012";
 /// The region Shoal reports when no credentials name one.
 pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// Shards an ON_DEMAND stream starts with, as in Kinesis.
+pub const ON_DEMAND_INITIAL_SHARDS: u32 = 4;

@@ -49,11 +49,27 @@ pub struct Shard {
     pub ready: bool,
     /// Set when the shard was closed by resharding: the last position it holds.
     pub closed_at: Option<RecordPosition>,
+    /// When the shard was closed (ms since the epoch).
+    #[serde(default)]
+    pub closed_millis: Option<u64>,
+    /// Nodes that still hold a copy while the group moves the replica elsewhere.
+    #[serde(default)]
+    pub retiring: Vec<NodeId>,
 }
 
 impl Shard {
     pub fn is_open(&self) -> bool {
         self.closed_at.is_none()
+    }
+
+    /// A closed shard whose records have all expired: it closed before `cutoff_millis`.
+    pub fn is_expired(&self, cutoff_millis: u64) -> bool {
+        self.closed_millis.is_some_and(|closed| closed < cutoff_millis)
+    }
+
+    /// Every node that holds a copy: the replicas and those still retiring.
+    pub fn holders(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.replicas.iter().chain(self.retiring.iter()).copied()
     }
 }
 
@@ -167,6 +183,8 @@ mod tests {
                 replicas: vec![1, 2, 3],
                 ready: true,
                 closed_at: None,
+                closed_millis: None,
+                retiring: Vec::new(),
             })
             .collect();
         let stream = Stream {

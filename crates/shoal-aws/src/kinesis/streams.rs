@@ -13,8 +13,7 @@ use super::{KinesisApi, shapes, stream_name};
 use crate::error::AwsError;
 use crate::request::AwsRequest;
 
-/// Shards an on-demand stream starts with, as Kinesis does.
-const ON_DEMAND_INITIAL_SHARDS: u32 = 4;
+use shoal_types::limits::ON_DEMAND_INITIAL_SHARDS;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -45,12 +44,10 @@ pub async fn create_stream(api: &KinesisApi, request: &AwsRequest) -> Result<Val
         return Err(AwsError::validation(format!("Invalid StreamMode {}.", mode.stream_mode)));
     }
     let stream_name = stream_name(&request.scope, Some(input.stream_name), None)?;
-    let message = proto::CreateStreamRequest { stream_name, shard_count, retention_hours: 0 };
-    let name = message.stream_name.clone();
+    let stream_mode = if on_demand { "ON_DEMAND" } else { "PROVISIONED" };
+    let message =
+        proto::CreateStreamRequest { stream_name, shard_count, retention_hours: 0, stream_mode: stream_mode.into() };
     api.control.create_stream(Request::new(message)).await?;
-    if on_demand {
-        api.change(MetaCommand::SetStreamMode { name, mode: "ON_DEMAND".into() }).await?;
-    }
     Ok(json!({}))
 }
 

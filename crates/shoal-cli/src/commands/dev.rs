@@ -54,6 +54,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             },
             retention_check_secs: 30,
             retention_hour_millis: 3_600_000,
+            autoscaler: Default::default(),
         };
         let node = shoal_node::start(listener, config.clone(), faults.clone()).await?;
         if let Some(task) = super::aws::start(&node, &config.aws_listen).await? {

@@ -20,6 +20,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(args) => read::get(&cli.endpoint, args).await,
         Command::Tail(args) => read::tail(&cli.endpoint, args).await,
         Command::Cluster(ClusterCommand::Status) => cluster::status(&cli.endpoint).await,
+        Command::Cluster(ClusterCommand::AddNode { id, addr, zone }) => {
+            cluster::add_node(&cli.endpoint, id, &addr, &zone).await
+        }
+        Command::Cluster(ClusterCommand::Drain { id, cancel, wait }) => {
+            cluster::drain(&cli.endpoint, id, cancel, wait).await
+        }
+        Command::Cluster(ClusterCommand::RemoveNode { id, timeout_secs }) => {
+            cluster::remove_node(&cli.endpoint, id, timeout_secs).await
+        }
     }
 }
 

@@ -10,10 +10,16 @@ use crate::cli::StreamCommand;
 pub async fn run(endpoint: &str, command: StreamCommand) -> anyhow::Result<()> {
     let client = ShoalClient::connect(endpoint).await?;
     match command {
-        StreamCommand::Create { name, shards } => {
-            client.create_stream(&name, shards).await?;
-            client.wait_for_active(&name, Duration::from_secs(30)).await?;
-            println!("stream {name} is ACTIVE with {shards} shard(s)");
+        StreamCommand::Create { name, shards, on_demand } => {
+            if on_demand {
+                client.create_on_demand_stream(&name).await?;
+            } else {
+                client.create_stream(&name, shards).await?;
+            }
+            let description = client.wait_for_active(&name, Duration::from_secs(30)).await?;
+            let open = description.summary.map(|s| s.open_shard_count).unwrap_or(shards);
+            let mode = if on_demand { "ON_DEMAND" } else { "PROVISIONED" };
+            println!("stream {name} is ACTIVE with {open} shard(s), {mode}");
         }
         StreamCommand::List => {
             for stream in client.list_streams().await? {
@@ -60,6 +66,10 @@ pub async fn run(endpoint: &str, command: StreamCommand) -> anyhow::Result<()> {
             let before = client.update_shard_count(&name, shards).await?;
             client.wait_for_active(&name, Duration::from_secs(60)).await?;
             println!("{name} scaled from {before} to {shards} open shards");
+        }
+        StreamCommand::Mode { name, mode } => {
+            client.update_stream_mode(&name, &mode).await?;
+            println!("{name} is now {mode}");
         }
         StreamCommand::Delete { name } => {
             client.delete_stream(&name).await?;
