@@ -111,8 +111,16 @@ def kinesis_nodes(shoal_dev):
 
 
 @pytest.fixture
-def stream_name():
-    return "test-" + uuid.uuid4().hex[:12]
+def stream_name(request):
+    """A fresh stream name; the stream is deleted afterwards so the shared dev
+    cluster does not accumulate shard groups over the session."""
+    name = "test-" + uuid.uuid4().hex[:12]
+    yield name
+    if "kinesis" in request.fixturenames:
+        try:
+            request.getfixturevalue("kinesis").delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+        except Exception:
+            pass
 
 
 def code_of(call, **kwargs):

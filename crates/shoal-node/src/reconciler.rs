@@ -104,11 +104,36 @@ async fn follow_placement(
     shard: &Shard,
     members: &BTreeMap<u64, NodeInfo>,
 ) {
-    let metrics = handle.raft.metrics().borrow_watched().clone();
-    let membership = metrics.membership_config.membership();
-    let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let wanted: BTreeSet<u64> = shard.replicas.iter().copied().collect();
-    let joint = membership.get_joint_config().len() > 1;
+    let preferred = shard.replicas.first().copied();
+    let fresh = Duration::from_millis(node.config.raft.heartbeat_millis.saturating_mul(3));
+    // Read what is needed under the metrics borrow (no copy of the whole metrics).
+    let (voters, joint, preferred_ready) = {
+        let metrics = handle.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let joint = membership.get_joint_config().len() > 1;
+        // The preferred leader may take over once it holds the whole log and
+        // answered a heartbeat just now (a transfer to an unreachable node would
+        // leave the shard without a leader until the next election).
+        let preferred_ready = preferred.is_some_and(|preferred| {
+            let responsive = metrics
+                .heartbeat
+                .as_ref()
+                .and_then(|h| h.get(&preferred).cloned())
+                .flatten()
+                .is_some_and(|acked| acked.elapsed() < fresh);
+            let caught_up = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&preferred).cloned())
+                .flatten()
+                .is_some_and(|matched| Some(matched.index) == metrics.last_log_index);
+            responsive && caught_up
+        });
+        (voters, joint, preferred_ready)
+    };
     if voters != wanted || joint {
         let key = format!("members:{}", handle.group);
         if !in_flight.lock().await.insert(key.clone()) {
@@ -128,24 +153,8 @@ async fn follow_placement(
             MetaCommand::ReplicaRetired { stream: stream.name.clone(), shard_index: shard.id.index(), node: *retired };
         spawn_once(node, in_flight, format!("retired:{}:{retired}", handle.group), command).await;
     }
-    // Leadership goes back to the preferred leader once it holds the whole log
-    // and answered a heartbeat just now (a transfer to an unreachable node would
-    // leave the shard without a leader until the next election).
-    let Some(preferred) = shard.replicas.first().copied() else { return };
-    let fresh = Duration::from_millis(node.config.raft.heartbeat_millis.saturating_mul(3));
-    let responsive = metrics
-        .heartbeat
-        .as_ref()
-        .and_then(|h| h.get(&preferred).cloned())
-        .flatten()
-        .is_some_and(|acked| acked.elapsed() < fresh);
-    let caught_up = responsive
-        && metrics
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&preferred).cloned())
-            .flatten()
-            .is_some_and(|matched| Some(matched.index) == metrics.last_log_index);
+    let Some(preferred) = preferred else { return };
+    let caught_up = preferred_ready;
     let now = shoal_types::now_millis();
     let last = handle.last_leader_transfer.load(Ordering::Relaxed);
     if preferred != node.id && caught_up && now.saturating_sub(last) > LEADER_TRANSFER_PAUSE_MILLIS {

@@ -65,14 +65,23 @@ impl RaftTransport for TransportService {
         request: Request<ShardAppendRequest>,
     ) -> Result<Response<ShardAppendReply>, Status> {
         let request = request.into_inner();
-        let stream = self.node.stream(&request.stream_name).await.map_err(to_status)?;
-        if stream.created_millis != request.stream_created_millis {
-            return Err(to_status(ShoalError::stream_not_found(&request.stream_name)));
-        }
         let shard_id = ShardId(request.shard_index);
-        let shard = stream
-            .shard(shard_id)
-            .ok_or_else(|| to_status(ShoalError::not_found(format!("{shard_id} does not exist"))))?;
+        // The caller may have applied a resharding this node has not seen yet:
+        // give the metadata a moment to arrive before calling the shard unknown.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        let shard = loop {
+            let stream = self.node.stream(&request.stream_name).await.map_err(to_status)?;
+            if stream.created_millis != request.stream_created_millis {
+                return Err(to_status(ShoalError::stream_not_found(&request.stream_name)));
+            }
+            if let Some(shard) = stream.shard(shard_id) {
+                break shard.clone();
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(to_status(ShoalError::not_found(format!("{shard_id} does not exist"))));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
         let Some(handle) = self.node.groups.get(shard.group_id) else {
             return Err(to_status(ShoalError::unavailable(format!(
                 "{shard_id} is not hosted on node {}",
