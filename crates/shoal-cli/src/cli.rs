@@ -42,9 +42,43 @@ pub enum Command {
     Get(GetArgs),
     /// Follow a stream and print records as they arrive.
     Tail(TailArgs),
-    /// Inspect the cluster.
+    /// Inspect and change the cluster: status, add, drain and remove nodes.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Consumer applications: run a member that prints records, or describe a group.
+    #[command(subcommand)]
+    Consumer(ConsumerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsumerCommand {
+    /// Join an application's consumer group and print the records of the shards
+    /// it leases, checkpointing after each batch; Ctrl-C checkpoints and leaves.
+    /// Run several to share the shards.
+    Run {
+        stream: String,
+        /// The application (consumer group) name.
+        #[arg(long, short = 'a')]
+        application: String,
+        /// This member's name (default: host, process id and a random part).
+        #[arg(long)]
+        member: Option<String>,
+        /// Seconds without a heartbeat after which this member's shards move.
+        #[arg(long, default_value_t = 10)]
+        lease_timeout_secs: u64,
+        /// Start shards without a checkpoint at the newest record instead of the oldest.
+        #[arg(long)]
+        latest: bool,
+        /// Print shard id, sequence number and partition key before each record.
+        #[arg(long, short = 'v')]
+        verbose: bool,
+    },
+    /// Members, leases, checkpoints and lag (records and ms) of an application.
+    Describe {
+        stream: String,
+        #[arg(long, short = 'a')]
+        application: String,
+    },
 }
 
 impl Command {

@@ -175,10 +175,43 @@ fn tail_follows_new_records() {
 }
 
 #[test]
+fn a_consumer_member_prints_records_and_checkpoints() {
+    let cluster = start_dev();
+    stdout(&shoal(&cluster, &["stream", "create", "jobs", "--shards", "2"], None));
+    stdout(&shoal(&cluster, &["put", "jobs"], Some("one\ntwo\nthree\n")));
+    let mut member = Command::new(SHOAL)
+        .args(["consumer", "run", "jobs", "--application", "workers", "--member", "m1"])
+        .env("SHOAL_ENDPOINT", &cluster.endpoint)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(member.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        seen.push(line.trim().to_string());
+    }
+    seen.sort();
+    assert_eq!(seen, ["one", "three", "two"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let described = stdout(&shoal(&cluster, &["consumer", "describe", "jobs", "--application", "workers"], None));
+    let _ = member.kill();
+    let _ = member.wait();
+    assert!(described.contains("m1\tshardId-000000000000,shardId-000000000001"), "{described}");
+    assert_eq!(
+        described.lines().filter(|l| l.contains("\tm1\t") && l.ends_with("\tleased\t0\t0")).count(),
+        2,
+        "{described}"
+    );
+}
+
+#[test]
 fn help_explains_every_command() {
     let output = Command::new(SHOAL).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
-    for command in ["node", "dev", "stream", "put", "get", "tail", "cluster"] {
+    for command in ["node", "dev", "stream", "put", "get", "tail", "cluster", "consumer"] {
         assert!(help.contains(command), "{help}");
     }
 }

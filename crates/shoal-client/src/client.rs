@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use shoal_proto::v1 as proto;
 use shoal_proto::v1::cluster_client::ClusterClient;
+use shoal_proto::v1::consumer_groups_client::ConsumerGroupsClient;
 use shoal_proto::v1::records_client::RecordsClient;
 use shoal_proto::v1::stream_control_client::StreamControlClient;
 use shoal_types::{ShoalError, ShoalResult};
@@ -32,6 +33,7 @@ pub struct ShoalClient {
     streams: StreamControlClient<Channel>,
     records: RecordsClient<Channel>,
     cluster: ClusterClient<Channel>,
+    groups: ConsumerGroupsClient<Channel>,
     /// How long calls answered with `Unavailable` are retried.
     retry_for: Duration,
 }
@@ -56,7 +58,8 @@ impl ShoalClient {
             records: RecordsClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            cluster: ClusterClient::new(channel),
+            cluster: ClusterClient::new(channel.clone()),
+            groups: ConsumerGroupsClient::new(channel),
             retry_for: Duration::from_secs(10),
         }
     }
@@ -247,6 +250,74 @@ impl ShoalClient {
         }
     }
 
+    /// Joins `member` to `application`'s consumer group on `stream`; returns its leases.
+    pub async fn join_group(
+        &self,
+        stream: &str,
+        application: &str,
+        member: &str,
+        lease_timeout: Duration,
+    ) -> ShoalResult<proto::GroupAssignment> {
+        let request = proto::JoinGroupRequest {
+            group: Some(group_ref(stream, application)),
+            member: member.into(),
+            lease_timeout_millis: lease_timeout.as_millis() as u64,
+        };
+        self.retry(|| call!(self.groups, join_group, request.clone())).await
+    }
+
+    /// Renews `member`'s leases; returns the leases it holds now.
+    pub async fn group_heartbeat(
+        &self,
+        stream: &str,
+        application: &str,
+        member: &str,
+    ) -> ShoalResult<proto::GroupAssignment> {
+        let request = proto::HeartbeatRequest { group: Some(group_ref(stream, application)), member: member.into() };
+        self.retry(|| call!(self.groups, heartbeat, request.clone())).await
+    }
+
+    pub async fn leave_group(&self, stream: &str, application: &str, member: &str) -> ShoalResult<()> {
+        let request = proto::LeaveGroupRequest { group: Some(group_ref(stream, application)), member: member.into() };
+        self.retry(|| call!(self.groups, leave_group, request.clone())).await.map(|_| ())
+    }
+
+    /// Records `member`'s progress on a shard it holds under lease `epoch`;
+    /// refused with `ResourceInUse` once the lease is gone.
+    pub async fn checkpoint(&self, request: proto::CheckpointRequest) -> ShoalResult<()> {
+        self.retry(|| call!(self.groups, checkpoint, request.clone())).await.map(|_| ())
+    }
+
+    pub async fn describe_group(&self, stream: &str, application: &str) -> ShoalResult<proto::DescribeGroupResponse> {
+        let request = proto::DescribeGroupRequest { group: Some(group_ref(stream, application)) };
+        self.retry(|| call!(self.groups, describe_group, request.clone())).await
+    }
+
+    /// How many records, and how long the oldest of them has waited (ms), `shard_id` holds after the
+    /// checkpoint `after` (empty: from the start), counting at most `cap` records.
+    pub async fn lag_after(&self, stream: &str, shard_id: &str, after: &str, cap: usize) -> ShoalResult<(u64, u64)> {
+        let mut iterator = if after.is_empty() {
+            self.get_shard_iterator(stream, shard_id, "TRIM_HORIZON", None, None).await?
+        } else {
+            self.get_shard_iterator(stream, shard_id, "AFTER_SEQUENCE_NUMBER", Some(after), None).await?
+        };
+        let (mut records, mut oldest) = (0u64, None);
+        while (records as usize) < cap {
+            let page = self.get_records(&iterator, 10_000).await?;
+            if let Some(first) = page.records.first() {
+                oldest.get_or_insert(first.approximate_arrival_timestamp_millis);
+            }
+            records += page.records.len() as u64;
+            if page.records.is_empty() || page.next_shard_iterator.is_empty() {
+                break;
+            }
+            iterator = page.next_shard_iterator;
+        }
+        // The oldest unprocessed record has waited this long.
+        let millis = oldest.map(|arrival| shoal_types::now_millis().saturating_sub(arrival)).unwrap_or(0);
+        Ok((records, millis))
+    }
+
     /// Reads every shard of a stream to its current end: `(shard id, records)`.
     pub async fn read_stream(&self, stream: &str) -> ShoalResult<Vec<(String, Vec<StoredRecord>)>> {
         let mut out = Vec::new();
@@ -321,4 +392,8 @@ impl ShoalClient {
         let request = proto::RemoveNodeRequest { node_id: id, timeout_secs: timeout.as_secs().max(1) as u32 };
         self.retry(|| call!(self.cluster, remove_node, request.clone())).await.map(|_| ())
     }
+}
+
+fn group_ref(stream: &str, application: &str) -> proto::GroupRef {
+    proto::GroupRef { stream_name: stream.into(), application: application.into() }
 }

@@ -4,6 +4,7 @@
 //! statuses back into [`ShoalError`]s ([`status`]), and retries calls the cluster
 //! answered with `Unavailable` (a leader election in progress) for a few seconds.
 
+pub mod consumer;
 pub mod status;
 
 mod client;

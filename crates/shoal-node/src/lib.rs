@@ -21,6 +21,7 @@ pub mod autoscaler;
 pub mod balancer;
 pub mod cluster_service;
 pub mod config;
+pub mod consumer_service;
 pub mod control_service;
 pub mod data_service;
 pub mod groups;

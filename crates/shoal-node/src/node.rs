@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shoal_proto::v1::cluster_server::ClusterServer;
+use shoal_proto::v1::consumer_groups_server::ConsumerGroupsServer;
 use shoal_proto::v1::raft_transport_server::RaftTransportServer;
 use shoal_proto::v1::records_server::RecordsServer;
 use shoal_proto::v1::stream_control_server::StreamControlServer;
@@ -214,6 +215,7 @@ pub async fn serve(
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(ClusterServer::new(crate::cluster_service::ClusterService::new(node.clone())))
+        .add_service(ConsumerGroupsServer::new(crate::consumer_service::ConsumerGroupService::new(node.clone())))
         .add_service(
             RaftTransportServer::new(crate::transport_service::TransportService::new(node.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -2,6 +2,7 @@
 
 mod aws;
 mod cluster;
+mod consumer;
 mod dev;
 mod metrics;
 mod node;
@@ -19,6 +20,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Put(args) => put::run(&cli.endpoint, args).await,
         Command::Get(args) => read::get(&cli.endpoint, args).await,
         Command::Tail(args) => read::tail(&cli.endpoint, args).await,
+        Command::Consumer(command) => consumer::run(&cli.endpoint, command).await,
         Command::Cluster(ClusterCommand::Status) => cluster::status(&cli.endpoint).await,
         Command::Cluster(ClusterCommand::AddNode { id, addr, zone }) => {
             cluster::add_node(&cli.endpoint, id, &addr, &zone).await
