@@ -87,6 +87,17 @@ async fn a_node_joins_and_another_leaves_while_producers_write() -> anyhow::Resu
     replicas_agree(&cluster, &stream).await?;
     let status = admin.cluster_status().await?;
     assert_eq!(status.nodes.len(), 4);
+    // Leadership spreads to the new node too.
+    let deadline = Instant::now() + MOVES_WITHIN;
+    loop {
+        let stream = cluster.stream(2, "moving").await?;
+        let led_by_4 = stream.shards.iter().filter(|s| cluster.shard_leader(&stream, s.id.index()) == Some(4)).count();
+        if led_by_4 >= 1 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "node 4 never became a shard leader");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Node 1 is removed: its replicas go to node 4, the other node of its zone.
     admin.remove_node(1, MOVES_WITHIN).await?;

@@ -33,6 +33,14 @@ pub struct Move {
     pub to: NodeId,
 }
 
+/// A shard whose preferred leader should change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderChange {
+    pub stream: String,
+    pub shard_index: u32,
+    pub to: NodeId,
+}
+
 pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -43,7 +51,24 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let meta = node.meta_snapshot();
-        for planned in plan_moves(&meta, &node.cluster_nodes()) {
+        let members = node.cluster_nodes();
+        let moves = plan_moves(&meta, &members);
+        if moves.is_empty()
+            && let Some(change) = plan_leader_change(&meta, &members)
+        {
+            let command = MetaCommand::PreferLeader {
+                stream: change.stream.clone(),
+                shard_index: change.shard_index,
+                node: change.to,
+            };
+            match meta_writer::propose(&node, command).await {
+                Ok(_) => {
+                    tracing::info!(stream = %change.stream, shard = change.shard_index, to = change.to, "preferred leader moved")
+                }
+                Err(error) => tracing::warn!(%error, "cannot move a preferred leader"),
+            }
+        }
+        for planned in moves {
             let command = MetaCommand::MoveReplica {
                 stream: planned.stream.clone(),
                 shard_index: planned.shard_index,
@@ -124,6 +149,48 @@ pub fn plan_moves(meta: &MetaState, members: &BTreeMap<NodeId, NodeInfo>) -> Vec
         }
     }
     moves
+}
+
+/// One preferred-leader change that evens out leadership: from the node that is
+/// preferred for the most shards to one that is preferred for the fewest (and
+/// holds a replica of such a shard), when they differ by two or more. Only when
+/// no replica is moving.
+pub fn plan_leader_change(meta: &MetaState, members: &BTreeMap<NodeId, NodeInfo>) -> Option<LeaderChange> {
+    if meta.shard_groups().any(|(_, shard)| !shard.retiring.is_empty()) {
+        return None;
+    }
+    let accepts = |id: &NodeId| members.contains_key(id) && !meta.draining.contains(id);
+    let mut leads: BTreeMap<NodeId, usize> = members.keys().filter(|id| accepts(id)).map(|id| (*id, 0)).collect();
+    let shards: Vec<(&str, &Shard)> = meta
+        .streams
+        .values()
+        .filter(|s| matches!(s.status, StreamStatus::Active | StreamStatus::Updating))
+        .flat_map(|s| {
+            s.shards.iter().filter(|shard| shard.ready && shard.is_open()).map(move |shard| (s.name.as_str(), shard))
+        })
+        .collect();
+    for (_, shard) in &shards {
+        if let Some(count) = shard.replicas.first().and_then(|id| leads.get_mut(id)) {
+            *count += 1;
+        }
+    }
+    let mut candidates: Vec<(NodeId, usize)> = leads.iter().map(|(id, n)| (*id, *n)).collect();
+    candidates.sort_by_key(|(id, n)| (*n, *id));
+    for (emptiest, fewest) in candidates {
+        // Among the shards it holds, the one whose preferred leader leads the most.
+        let best = shards
+            .iter()
+            .filter(|(_, s)| s.replicas.contains(&emptiest) && s.replicas.first() != Some(&emptiest))
+            .filter_map(|(stream, s)| {
+                let leading = *leads.get(s.replicas.first()?)?;
+                (leading >= fewest + 2).then_some((leading, *stream, *s))
+            })
+            .max_by_key(|(leading, _, s)| (*leading, std::cmp::Reverse(s.id)));
+        if let Some((_, stream, shard)) = best {
+            return Some(LeaderChange { stream: stream.to_string(), shard_index: shard.id.0, to: emptiest });
+        }
+    }
+    None
 }
 
 /// Where a replica leaving `from` goes: a node that accepts replicas and holds
@@ -227,6 +294,19 @@ mod tests {
         let mut meta = meta_with(vec![vec![1, 2, 3]]);
         meta.draining.insert(3);
         assert_eq!(plan_moves(&meta, &members), vec![Move { stream: "s".into(), shard_index: 0, from: 3, to: 4 }]);
+    }
+
+    #[test]
+    fn leadership_spreads_to_a_node_that_leads_nothing() {
+        let members = members(&[(1, "a"), (2, "b"), (3, "c"), (4, "a")]);
+        let meta =
+            meta_with(vec![vec![1, 2, 3], vec![1, 2, 3], vec![2, 3, 1], vec![2, 3, 4], vec![3, 1, 2], vec![3, 4, 2]]);
+        // 1, 2 and 3 lead two shards each; 4 leads none but holds replicas of shards 3 and 5.
+        let change = plan_leader_change(&meta, &members).expect("a change");
+        assert_eq!(change.to, 4);
+        assert!([3, 5].contains(&change.shard_index), "{change:?}");
+        let balanced = meta_with(vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2], vec![4, 2, 3]]);
+        assert_eq!(plan_leader_change(&balanced, &members), None);
     }
 
     #[test]

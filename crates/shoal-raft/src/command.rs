@@ -163,6 +163,13 @@ pub enum MetaCommand {
         from: NodeId,
         to: NodeId,
     },
+    /// Makes `node` (a replica of the shard) its preferred leader; the group's
+    /// leader hands leadership over once `node` has caught up.
+    PreferLeader {
+        stream: String,
+        shard_index: u32,
+        node: NodeId,
+    },
     /// The shard's group no longer counts `node` as a member: it may erase its copy.
     ReplicaRetired {
         stream: String,

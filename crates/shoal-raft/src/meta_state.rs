@@ -332,6 +332,13 @@ impl MetaState {
                 shard.retiring.push(from);
                 Ok(MetaResponse::Done)
             }
+            MetaCommand::PreferLeader { stream, shard_index, node } => {
+                let shard = self.shard_mut(&stream, shard_index)?;
+                if let Some(at) = shard.replicas.iter().position(|id| *id == node) {
+                    shard.replicas[..=at].rotate_right(1);
+                }
+                Ok(MetaResponse::Done)
+            }
             MetaCommand::ReplicaRetired { stream, shard_index, node } => {
                 if let Ok(shard) = self.shard_mut(&stream, shard_index) {
                     shard.retiring.retain(|id| *id != node);
