@@ -231,3 +231,87 @@ async fn two_applications_progress_independently_and_stale_checkpoints_are_refus
     cluster.shutdown().await;
     Ok(())
 }
+
+/// Collects the user records (KPL aggregates unpacked) in the order they came.
+struct CollectUsers {
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl RecordProcessor for CollectUsers {
+    async fn process(&self, batch: Batch, checkpointer: Checkpointer) -> ProcessResult {
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            for user in batch.user_records() {
+                seen.push((user.partition_key.clone(), String::from_utf8_lossy(&user.data).to_string()));
+            }
+        }
+        checkpointer.checkpoint().await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_aggregating_producer_under_throttling_keeps_each_key_in_order() -> anyhow::Result<()> {
+    use shoal_client::producer::{Producer, ProducerConfig};
+    // 16 KiB/s per shard: the producer is throttled and must retry.
+    let cluster = TestCluster::start_with(3, |config| {
+        config.limits = shoal_node::ThroughputLimits {
+            enabled: true,
+            write_bytes_per_sec: 16 * 1024,
+            ..shoal_node::ThroughputLimits::default()
+        };
+    })
+    .await?;
+    let admin = cluster.client(1).await?;
+    admin.create_stream("packed", 2).await?;
+    admin.wait_for_active("packed", ACTIVE_WITHIN).await?;
+    let producing = ProducerConfig { aggregate: true, max_aggregate_bytes: 4 * 1024, ..Default::default() };
+    let producer = Producer::start(cluster.client(2).await?, "packed", producing);
+    let started = Instant::now();
+    let mut acks = Vec::new();
+    for n in 0..1500u32 {
+        let key = format!("key-{}", n % 16);
+        acks.push(producer.send(&key, format!("{key}:{n}:{}", "x".repeat(40)).into_bytes()).await?);
+        if n == 700 {
+            // The first call spends each shard's budget (and more): the rest waits.
+            producer.flush().await;
+        }
+    }
+    let mut sent = Vec::new();
+    for ack in acks {
+        sent.push(ack.await?);
+    }
+    producer.close().await;
+    let elapsed = started.elapsed();
+    println!("1500 records (~84 KB) in two calls at 2 x 16 KiB/s took {elapsed:?}");
+    assert!(elapsed > Duration::from_millis(800), "the write limit slowed the producer down");
+    let aggregated = sent.iter().filter(|s| s.sub_sequence_number > 0).count();
+    assert!(aggregated > 0, "records travelled inside aggregates");
+
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let consumer = Consumer::start(
+        cluster.client(3).await?,
+        "packed",
+        config("unpacker", "u1"),
+        CollectUsers { seen: seen.clone() },
+    )
+    .await?;
+    wait_until("all 1500 user records", Duration::from_secs(20), || seen.lock().map(|s| s.len()).unwrap_or(0) >= 1500)
+        .await?;
+    consumer.shutdown().await?;
+    let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut last: BTreeMap<String, u32> = BTreeMap::new();
+    let mut distinct = BTreeSet::new();
+    for (key, data) in &seen {
+        let n: u32 = data.split(':').nth(1).and_then(|n| n.parse().ok()).unwrap_or_default();
+        if !distinct.insert(n) {
+            continue;
+        }
+        if let Some(previous) = last.insert(key.clone(), n) {
+            assert!(previous < n, "{key}: {n} after {previous}");
+        }
+    }
+    assert_eq!(distinct.len(), 1500, "every record arrived");
+    cluster.shutdown().await;
+    Ok(())
+}

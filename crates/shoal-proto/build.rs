@@ -1,7 +1,14 @@
-//! Compiles `proto/shoal/v1/*.proto` with a vendored `protoc`, so a fresh machine
-//! needs no system protobuf compiler.
+//! Compiles `proto/shoal/v1/*.proto` (and the KPL's aggregation message) with a
+//! vendored `protoc`, so a fresh machine needs no system protobuf compiler.
 
-const PROTOS: [&str; 5] = ["streams", "records", "cluster", "consumers", "raft"];
+const PROTOS: [&str; 6] = [
+    "shoal/v1/streams",
+    "shoal/v1/records",
+    "shoal/v1/cluster",
+    "shoal/v1/consumers",
+    "shoal/v1/raft",
+    "kpl/aggregation",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -9,12 +16,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // protoc invocation below.
     unsafe { std::env::set_var("PROTOC", protoc) };
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = PROTOS.map(|name| root.join(format!("shoal/v1/{name}.proto")));
+    let files = PROTOS.map(|name| root.join(format!("{name}.proto")));
     tonic_prost_build::configure().compile_protos(&files, std::slice::from_ref(&root))?;
     // Relative to this package, so a target directory shared by several
     // checkouts reruns the script when *this* checkout's protos change.
     for name in PROTOS {
-        println!("cargo:rerun-if-changed=../../proto/shoal/v1/{name}.proto");
+        println!("cargo:rerun-if-changed=../../proto/{name}.proto");
     }
     Ok(())
 }

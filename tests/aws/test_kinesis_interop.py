@@ -95,3 +95,47 @@ def test_records_cross_between_the_grpc_and_aws_apis(shoal_dev, kinesis, stream_
     assert sorted(seen) == [b"from-aws", b"from-grpc-1", b"from-grpc-2"]
     got = run("get", stream_name)
     assert sorted(got.stdout.split()) == ["from-aws", "from-grpc-1", "from-grpc-2"]
+
+
+def test_shoal_aggregates_what_the_kpl_tools_read_and_reads_what_they_write(shoal_dev, kinesis, stream_name):
+    """`shoal put --aggregate` (the Rust producer) writes KPL aggregates that
+    aws-kinesis-agg unpacks; aggregates made by aws-kinesis-agg are unpacked by
+    `shoal consumer run`."""
+    env = dict(os.environ, SHOAL_ENDPOINT=shoal_dev["grpc"])
+    run = lambda *args, **kw: subprocess.run([SHOAL, *args], env=env, capture_output=True, text=True, **kw)
+    assert run("stream", "create", stream_name, "--shards", "2").returncode == 0
+    lines = "".join(f"key-{i % 7},value-{i}\n" for i in range(300))
+    put = run("put", stream_name, "--aggregate", "--key-separator", ",", input=lines)
+    assert put.returncode == 0, put.stderr
+    stored, users = [], []
+    for shard in kinesis.list_shards(StreamName=stream_name)["Shards"]:
+        it = kinesis.get_shard_iterator(StreamName=stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        records = kinesis.get_records(ShardIterator=it)["Records"]
+        stored += records
+        unpacked = [u["kinesis"] for u in iter_deaggregate_records(records, data_format="Boto3")]
+        users += [(u["partitionKey"], base64.b64decode(u["data"]).decode()) for u in unpacked]
+    assert len(stored) < 300, "records travelled in aggregates"
+    assert sorted(users) == sorted((f"key-{i % 7}", f"value-{i}") for i in range(300))
+    for key in {k for k, _ in users}:
+        mine = [int(v.split("-")[1]) for k, v in users if k == key]
+        assert mine == sorted(mine), f"{key} kept its order"
+
+    # The other way: an aggregate made by aws-kinesis-agg, read by a Shoal consumer.
+    aggregator = RecordAggregator()
+    for i in range(5):
+        aggregator.add_user_record("same-key", f"kpl-{i}".encode())
+    key, explicit_hash_key, blob = aggregator.clear_and_get().get_contents()
+    kinesis.put_record(StreamName=stream_name, Data=blob, PartitionKey=key)
+    member = subprocess.Popen(
+        [SHOAL, "consumer", "run", stream_name, "--application", "agg-reader"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        seen = []
+        while len(seen) < 305:
+            line = member.stdout.readline()
+            assert line, "the consumer stopped early"
+            seen.append(line.strip())
+    finally:
+        member.terminate()
+        member.wait(timeout=10)
+    assert [s for s in seen if s.startswith("kpl-")] == [f"kpl-{i}" for i in range(5)]

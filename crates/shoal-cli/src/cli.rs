@@ -224,6 +224,10 @@ pub struct PutArgs {
     /// Records per PutRecords call (1 to 500).
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
+    /// Pack records bound for the same shard into KPL aggregates (readable by the
+    /// KCL, aws-kinesis-agg and `shoal consumer`), through the batching producer.
+    #[arg(long)]
+    pub aggregate: bool,
 }
 
 #[derive(Debug, Args)]

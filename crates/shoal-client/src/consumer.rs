@@ -40,6 +40,7 @@ use shoal_types::{ErrorCode, ShoalError, ShoalResult};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::aggregation::{ReadUserRecord, deaggregate};
 use crate::client::{ShoalClient, StoredRecord};
 use crate::proto;
 
@@ -60,6 +61,14 @@ pub struct Batch {
     pub records: Vec<StoredRecord>,
     /// How far the last record is behind the shard's newest.
     pub millis_behind_latest: u64,
+}
+
+impl Batch {
+    /// The user records, with KPL aggregates unpacked (sub-sequence numbers
+    /// give each its place; checkpoint with `Checkpointer::checkpoint_at`).
+    pub fn user_records(&self) -> Vec<ReadUserRecord> {
+        self.records.iter().flat_map(deaggregate).collect()
+    }
 }
 
 /// Where a member starts on a shard that has no checkpoint yet.

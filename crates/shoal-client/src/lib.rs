@@ -4,7 +4,9 @@
 //! statuses back into [`ShoalError`]s ([`status`]), and retries calls the cluster
 //! answered with `Unavailable` (a leader election in progress) for a few seconds.
 
+pub mod aggregation;
 pub mod consumer;
+pub mod producer;
 pub mod status;
 
 mod client;

@@ -5,3 +5,9 @@
 pub mod v1 {
     tonic::include_proto!("shoal.v1");
 }
+
+/// The Kinesis Producer Library's aggregated record (`proto/kpl/aggregation.proto`).
+#[allow(clippy::all, clippy::pedantic)]
+pub mod kpl {
+    tonic::include_proto!("kpl");
+}

@@ -20,9 +20,14 @@ impl RecordProcessor for PrintRecords {
         {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            for record in &batch.records {
+            // KPL aggregates are unpacked: one line per user record.
+            for record in &batch.user_records() {
                 if self.verbose {
-                    write!(out, "{}\t{}\t{}\t", batch.shard_id, record.sequence_number, record.partition_key)?;
+                    write!(
+                        out,
+                        "{}\t{}:{}\t{}\t",
+                        batch.shard_id, record.sequence_number, record.sub_sequence_number, record.partition_key
+                    )?;
                 }
                 out.write_all(&record.data)?;
                 out.write_all(b"\n")?;

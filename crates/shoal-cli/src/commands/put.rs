@@ -4,6 +4,7 @@ use std::io::{BufRead, IsTerminal};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use shoal_client::producer::{Producer, ProducerConfig, Sent};
 use shoal_client::{Record, ShoalClient};
 use shoal_types::limits::MAX_RECORDS_PER_PUT;
 
@@ -38,6 +39,11 @@ pub async fn run(endpoint: &str, args: PutArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let producer = args.aggregate.then(|| {
+        let config = ProducerConfig { aggregate: true, max_attempts: 8, ..Default::default() };
+        Producer::start(client.clone(), &args.stream, config)
+    });
+    let mut acks = Vec::new();
     let mut batch: Vec<Record> = Vec::with_capacity(args.batch);
     let (mut sent, mut failed) = (0u64, 0u64);
     for line in reader.lines() {
@@ -52,6 +58,15 @@ pub async fn run(endpoint: &str, args: PutArgs) -> anyhow::Result<()> {
             },
             None => (format!("{:032x}", rand::random::<u128>()), line),
         };
+        if let Some(producer) = &producer {
+            acks.push(producer.send(&key, data.into_bytes()).await?);
+            if acks.len() >= 10_000 {
+                let (ok, bad) = settle(&mut acks).await;
+                sent += ok;
+                failed += bad;
+            }
+            continue;
+        }
         batch.push(Record { data: data.into_bytes(), partition_key: key, explicit_hash_key: None });
         if batch.len() == args.batch {
             let (ok, bad) = flush(&client, &args.stream, &mut batch).await?;
@@ -65,12 +80,33 @@ pub async fn run(endpoint: &str, args: PutArgs) -> anyhow::Result<()> {
     let (ok, bad) = flush(&client, &args.stream, &mut batch).await?;
     sent += ok;
     failed += bad;
+    let (ok, bad) = settle(&mut acks).await;
+    sent += ok;
+    failed += bad;
+    if let Some(producer) = producer {
+        producer.close().await;
+    }
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
     eprintln!("put {sent} record(s) into {}", args.stream);
     anyhow::ensure!(failed == 0, "{failed} record(s) failed");
     Ok(())
+}
+
+/// Waits for the producer's acknowledgements: `(stored, failed)`.
+async fn settle<F: std::future::Future<Output = shoal_client::ShoalResult<Sent>>>(acks: &mut Vec<F>) -> (u64, u64) {
+    let (mut ok, mut bad) = (0, 0);
+    for ack in acks.drain(..) {
+        match ack.await {
+            Ok(_) => ok += 1,
+            Err(error) => {
+                tracing::warn!(%error, "record not stored");
+                bad += 1;
+            }
+        }
+    }
+    (ok, bad)
 }
 
 /// Sends the batch, retrying records that failed on their own, and empties it.
