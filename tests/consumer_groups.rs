@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shoal_client::consumer::{Batch, Checkpointer, Consumer, ConsumerConfig, ProcessResult, RecordProcessor};
+use shoal_client::consumer::{Batch, Checkpointer, Consumer, ConsumerConfig, Delivery, ProcessResult, RecordProcessor};
 use shoal_client::{ErrorCode, ShoalClient, proto};
 use shoal_testkit::TestCluster;
 use shoal_tests::{Acked, KeyedProducer};
@@ -150,8 +150,16 @@ async fn keys_stay_in_order_across_a_split_and_a_merge_under_load() -> anyhow::R
     admin.create_stream("growing", 2).await?;
     admin.wait_for_active("growing", ACTIVE_WITHIN).await?;
     let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    // Member a polls, member b has its records pushed: both follow lineage.
     let a = start(&cluster, 2, "growing", "ordered", "a", &seen).await?;
-    let b = start(&cluster, 3, "growing", "ordered", "b", &seen).await?;
+    let pushed = ConsumerConfig { delivery: Delivery::Push, ..config("ordered", "b") };
+    let b = Consumer::start(
+        cluster.client(3).await?,
+        "growing",
+        pushed,
+        Collect { member: "b".into(), seen: seen.clone() },
+    )
+    .await?;
     let producer = KeyedProducer::start(cluster.client(1).await?, "growing", 24);
     tokio::time::sleep(Duration::from_millis(400)).await;
     admin.split_shard("growing", "shardId-000000000000", &(1u128 << 126).to_string()).await?;
@@ -312,6 +320,55 @@ async fn an_aggregating_producer_under_throttling_keeps_each_key_in_order() -> a
         }
     }
     assert_eq!(distinct.len(), 1500, "every record arrived");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+/// Records how long each record took from being sent to reaching the processor.
+/// It does not checkpoint (a checkpoint per record would be the bottleneck);
+/// shutdown checkpoints what was processed.
+struct Latency {
+    delays: Arc<Mutex<Vec<u64>>>,
+}
+
+impl RecordProcessor for Latency {
+    async fn process(&self, batch: Batch, _checkpointer: Checkpointer) -> ProcessResult {
+        let now = shoal_types::now_millis();
+        let mut delays = self.delays.lock().unwrap_or_else(|e| e.into_inner());
+        for record in &batch.records {
+            let sent: u64 = String::from_utf8_lossy(&record.data).parse().unwrap_or(now);
+            delays.push(now.saturating_sub(sent));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushed_records_reach_the_processor_within_milliseconds() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3).await?;
+    let admin = cluster.client(1).await?;
+    admin.create_stream("pushed", 2).await?;
+    admin.wait_for_active("pushed", ACTIVE_WITHIN).await?;
+    let delays: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let pushed = ConsumerConfig { delivery: Delivery::Push, ..config("latency", "p1") };
+    let consumer =
+        Consumer::start(cluster.client(2).await?, "pushed", pushed, Latency { delays: delays.clone() }).await?;
+    wait_until("both shards leased", Duration::from_secs(5), || consumer.shards().len() == 2).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..200 {
+        let sent = shoal_types::now_millis().to_string();
+        admin.put_record("pushed", &format!("k{i}"), sent.into_bytes()).await?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_until("all 200 pushed", Duration::from_secs(10), || delays.lock().map(|d| d.len()).unwrap_or(0) >= 200)
+        .await?;
+    consumer.shutdown().await?;
+    let mut delays = delays.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    delays.sort();
+    let (p50, p99) = (delays[delays.len() / 2], delays[delays.len() * 99 / 100]);
+    println!("push delivery, put sent -> processor: p50 {p50} ms, p99 {p99} ms (debug build)");
+    // Far below the polling interval of 200 ms: the records were pushed.
+    assert!(p50 < 100, "p50 {p50} ms");
     cluster.shutdown().await;
     Ok(())
 }

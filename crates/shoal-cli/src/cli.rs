@@ -69,6 +69,9 @@ pub enum ConsumerCommand {
         /// Start shards without a checkpoint at the newest record instead of the oldest.
         #[arg(long)]
         latest: bool,
+        /// Have records pushed (SubscribeToShard) instead of polling GetRecords.
+        #[arg(long)]
+        push: bool,
         /// Print shard id, sequence number and partition key before each record.
         #[arg(long, short = 'v')]
         verbose: bool,

@@ -235,6 +235,25 @@ impl ShoalClient {
         self.retry(|| call!(self.records, get_records, request.clone())).await
     }
 
+    /// Subscribes to a shard: its records are pushed as they are committed (see
+    /// `SubscribeToShard` in records.proto). `position` is an iterator type.
+    pub async fn subscribe_to_shard(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        position: &str,
+        starting_sequence_number: Option<&str>,
+    ) -> ShoalResult<tonic::Streaming<proto::SubscribeToShardEvent>> {
+        let request = proto::SubscribeToShardRequest {
+            stream_name: stream.into(),
+            shard_id: shard_id.into(),
+            starting_position: position.into(),
+            starting_sequence_number: starting_sequence_number.unwrap_or_default().into(),
+            timestamp_millis: None,
+        };
+        self.retry(|| call!(self.records, subscribe_to_shard, request.clone())).await
+    }
+
     /// Reads one shard from TRIM_HORIZON to its current end.
     pub async fn read_shard(&self, stream: &str, shard_id: &str) -> ShoalResult<Vec<StoredRecord>> {
         let mut iterator = self.get_shard_iterator(stream, shard_id, "TRIM_HORIZON", None, None).await?;

@@ -71,6 +71,15 @@ impl Batch {
     }
 }
 
+/// How a member gets a shard's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// GetRecords in a loop (pausing `idle_poll` when caught up).
+    Polling,
+    /// SubscribeToShard: the cluster pushes records as they are committed.
+    Push,
+}
+
 /// Where a member starts on a shard that has no checkpoint yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartPosition {
@@ -90,6 +99,7 @@ pub struct ConsumerConfig {
     pub batch_limit: u32,
     /// Pause before polling a shard again when it had nothing new.
     pub idle_poll: Duration,
+    pub delivery: Delivery,
 }
 
 impl ConsumerConfig {
@@ -106,6 +116,7 @@ impl ConsumerConfig {
             start_position: StartPosition::TrimHorizon,
             batch_limit: 1000,
             idle_poll: Duration::from_millis(200),
+            delivery: Delivery::Polling,
         }
     }
 }
@@ -377,12 +388,75 @@ impl<P: RecordProcessor> ShardReader<P> {
         }
     }
 
+    /// Hands a batch to the processor and remembers how far it got.
+    async fn deliver(&self, records: Vec<StoredRecord>, millis_behind_latest: u64) -> ShoalResult<()> {
+        let Some(last) = records.last().map(|r| r.sequence_number.clone()) else { return Ok(()) };
+        let batch = Batch { shard_id: self.lease.shard_id.clone(), records, millis_behind_latest };
+        if let Err(error) = self.processor.process(batch, self.checkpointer(Some(last.clone()))).await {
+            return Err(ShoalError::internal(format!("the record processor failed: {error}")));
+        }
+        lock(&self.state).processed = Some(last);
+        Ok(())
+    }
+
+    /// A closed shard read to its end: checkpoint there so its children can be leased.
+    async fn finish(&self) -> ShoalResult<()> {
+        let processed = lock(&self.state).processed.clone().unwrap_or_default();
+        self.checkpointer(None).send(&processed, 0, true).await?;
+        tracing::debug!(shard = %self.lease.shard_id, "shard finished");
+        Ok(())
+    }
+
+    /// Push delivery: subscribe, and subscribe again after the last processed
+    /// record whenever the subscription breaks.
+    async fn read_pushed(&self, stopped: &mut watch::Receiver<bool>) -> ShoalResult<()> {
+        loop {
+            let processed = lock(&self.state).processed.clone();
+            let (stream, shard) = (&self.group.stream_name, &self.lease.shard_id);
+            let mut events = match processed.as_deref() {
+                Some(after) => {
+                    self.client.subscribe_to_shard(stream, shard, "AFTER_SEQUENCE_NUMBER", Some(after)).await?
+                }
+                None => {
+                    let start = match self.config.start_position {
+                        StartPosition::TrimHorizon => "TRIM_HORIZON",
+                        StartPosition::Latest => "LATEST",
+                    };
+                    self.client.subscribe_to_shard(stream, shard, start, None).await?
+                }
+            };
+            loop {
+                let event = tokio::select! {
+                    event = events.message() => event,
+                    _ = stopped.changed() => return self.final_checkpoint().await,
+                };
+                let event = match event {
+                    Ok(Some(event)) => event,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(shard = %shard, %status, "subscription broke; subscribing again");
+                        tokio::time::sleep(self.config.idle_poll).await;
+                        break;
+                    }
+                };
+                lock(&self.state).millis_behind_latest = event.millis_behind_latest;
+                self.deliver(event.records, event.millis_behind_latest).await?;
+                if event.shard_ended {
+                    return self.finish().await;
+                }
+            }
+        }
+    }
+
     async fn read(&self, stopped: &mut watch::Receiver<bool>) -> ShoalResult<()> {
         let resume = Some(self.lease.checkpoint_sequence_number.clone()).filter(|s| !s.is_empty());
         {
             let mut state = lock(&self.state);
             state.processed = resume.clone();
             state.checkpointed = resume.clone();
+        }
+        if self.config.delivery == Delivery::Push {
+            return self.read_pushed(stopped).await;
         }
         let mut iterator = self.iterator(resume.as_deref()).await?;
         loop {
@@ -399,25 +473,9 @@ impl<P: RecordProcessor> ShardReader<P> {
                 Err(error) => return Err(error),
             };
             lock(&self.state).millis_behind_latest = page.millis_behind_latest;
-            if let Some(last) = page.records.last().map(|r| r.sequence_number.clone()) {
-                let batch = Batch {
-                    shard_id: self.lease.shard_id.clone(),
-                    records: page.records,
-                    millis_behind_latest: page.millis_behind_latest,
-                };
-                let checkpointer = self.checkpointer(Some(last.clone()));
-                if let Err(error) = self.processor.process(batch, checkpointer).await {
-                    return Err(ShoalError::internal(format!("the record processor failed: {error}")));
-                }
-                lock(&self.state).processed = Some(last);
-            }
+            self.deliver(page.records, page.millis_behind_latest).await?;
             if page.next_shard_iterator.is_empty() {
-                // A closed shard read to its end: checkpoint there so its
-                // children can be leased.
-                let processed = lock(&self.state).processed.clone().unwrap_or_default();
-                self.checkpointer(None).send(&processed, 0, true).await?;
-                tracing::debug!(shard = %self.lease.shard_id, "shard finished");
-                return Ok(());
+                return self.finish().await;
             }
             iterator = page.next_shard_iterator;
             if page.millis_behind_latest == 0 {

@@ -22,6 +22,7 @@ use crate::peers::{forwarded, is_forwarded};
 use crate::routing::{ShardLeader, locate};
 use crate::shard_writer;
 
+#[derive(Clone)]
 pub struct DataService {
     node: Arc<Node>,
 }
@@ -63,6 +64,17 @@ const LEADER_WAIT: Duration = Duration::from_secs(5);
 impl DataService {
     pub fn new(node: Arc<Node>) -> Self {
         DataService { node }
+    }
+
+    /// The local group of a shard, when this node hosts one (to wait for new records).
+    pub(crate) fn local_progress(
+        &self,
+        stream: &str,
+        shard_id: &str,
+    ) -> Option<tokio::sync::watch::Receiver<shoal_raft::ShardProgress>> {
+        let meta = self.node.meta_snapshot();
+        let shard = meta.stream(stream).ok()?.shard(ShardId::parse(shard_id).ok()?)?.group_id;
+        self.node.groups.get(shard)?.progress.clone()
     }
 
     fn peer_records(&self, addr: &str) -> ShoalResult<RecordsClient<tonic::transport::Channel>> {
@@ -288,6 +300,15 @@ impl DataService {
 
 #[tonic::async_trait]
 impl Records for DataService {
+    type SubscribeToShardStream = crate::subscription::EventStream;
+
+    async fn subscribe_to_shard(
+        &self,
+        request: Request<proto::SubscribeToShardRequest>,
+    ) -> Result<Response<Self::SubscribeToShardStream>, Status> {
+        crate::subscription::subscribe(self.clone(), request.into_inner()).await.map(Response::new)
+    }
+
     async fn put_record(
         &self,
         request: Request<proto::PutRecordRequest>,

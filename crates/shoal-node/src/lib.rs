@@ -34,6 +34,7 @@ pub mod resharding;
 pub mod retention;
 pub mod routing;
 pub mod shard_writer;
+pub mod subscription;
 pub mod throughput;
 pub mod transport_service;
 

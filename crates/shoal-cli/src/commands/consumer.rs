@@ -42,7 +42,7 @@ impl RecordProcessor for PrintRecords {
 pub async fn run(endpoint: &str, command: ConsumerCommand) -> anyhow::Result<()> {
     let client = ShoalClient::connect(endpoint).await?;
     match command {
-        ConsumerCommand::Run { stream, application, member, lease_timeout_secs, latest, verbose } => {
+        ConsumerCommand::Run { stream, application, member, lease_timeout_secs, latest, push, verbose } => {
             let mut config = ConsumerConfig::new(&application);
             if let Some(member) = member {
                 config.member = member;
@@ -50,6 +50,9 @@ pub async fn run(endpoint: &str, command: ConsumerCommand) -> anyhow::Result<()>
             config.lease_timeout = Duration::from_secs(lease_timeout_secs.max(1));
             if latest {
                 config.start_position = shoal_client::consumer::StartPosition::Latest;
+            }
+            if push {
+                config.delivery = shoal_client::consumer::Delivery::Push;
             }
             let consumer = Consumer::start(client, &stream, config, PrintRecords { verbose }).await?;
             tracing::info!(member = consumer.member(), "consuming; Ctrl-C checkpoints and leaves");
