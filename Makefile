@@ -11,7 +11,12 @@ VENV ?= /var/tmp/shoal-venv
 SDK_TARGET_DIR ?= /var/tmp/shoal-sdk-target
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps pydeps build run test lint fmt clean
+.PHONY: deps pydeps build run test lint fmt clean image cluster-up cluster-down test-compose
+
+IMAGE ?= shoal:local
+COMPOSE := docker-compose -f deploy/docker-compose.yml
+# Docker is optional: the compose fault test runs where an engine answers.
+HAVE_DOCKER := $(shell docker info >/dev/null 2>&1 && command -v docker-compose >/dev/null && echo yes)
 
 ## deps: install what the build needs (libclang for RocksDB's bindings)
 deps:
@@ -43,6 +48,35 @@ test: build pydeps
 	cargo test --workspace --no-fail-fast -- --test-threads=2
 	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python -m pytest -q tests/aws
 	cd tests/aws-sdk-rust && CARGO_TARGET_DIR=$(SDK_TARGET_DIR) SHOAL_BIN=$(SHOAL) cargo test
+ifeq ($(HAVE_DOCKER),yes)
+	$(MAKE) test-compose
+else
+	@echo "no Docker engine or docker-compose: skipping the compose fault test"
+endif
+
+## image: the `shoal` container image, FROM scratch out of the locally built
+## binary and the libraries it links (no base image is pulled)
+image: build
+	deploy/docker/make-rootfs.sh $(SHOAL) deploy/docker/build/rootfs
+	cp deploy/docker/Dockerfile.local deploy/docker/build/Dockerfile
+	docker build -q -t $(IMAGE) deploy/docker/build
+
+## cluster-up / cluster-down: the three-node docker-compose cluster
+cluster-up: image
+	SHOAL_IMAGE=$(IMAGE) $(COMPOSE) up -d
+	@echo "gRPC 127.0.0.1:50051-50053, AWS API http://127.0.0.1:4567-4569, metrics :9464-9466"
+
+cluster-down:
+	$(COMPOSE) down -v
+
+## test-compose: kill, cut off, pause and restart nodes of a compose cluster
+## under load; fails if an acknowledged record is lost, doubled or reordered
+test-compose: image pydeps
+	$(COMPOSE) -p shoal-faults down -v >/dev/null 2>&1 || true
+	SHOAL_IMAGE=$(IMAGE) $(COMPOSE) -p shoal-faults up -d
+	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python tests/compose/fault_test.py --project shoal-faults --shoal $(SHOAL) \
+		|| { $(COMPOSE) -p shoal-faults logs --tail 50; $(COMPOSE) -p shoal-faults down -v; exit 1; }
+	$(COMPOSE) -p shoal-faults down -v
 
 ## lint: formatting and clippy, warnings are errors
 lint: deps

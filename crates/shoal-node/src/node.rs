@@ -104,6 +104,11 @@ impl Node {
         self.cluster_nodes().get(&id).map(|info| info.addr.clone())
     }
 
+    /// Whether this node knows who leads the metadata group (it can route calls).
+    pub fn knows_meta_leader(&self) -> bool {
+        self.meta.metrics().borrow_watched().current_leader.is_some()
+    }
+
     /// The metadata leader, if it is another node: `(id, addr)`.
     pub fn meta_leader_elsewhere(&self) -> ShoalResult<Option<(NodeId, String)>> {
         let leader = self.meta.metrics().borrow_watched().current_leader;

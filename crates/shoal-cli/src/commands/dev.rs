@@ -21,7 +21,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             temp_dir.path().to_path_buf()
         }
     };
-    super::metrics::serve(&args.metrics_addr)?;
+    let metrics = super::metrics::install()?;
     let ports: Vec<u16> = (0..3).map(|i| args.port + i).collect();
     let peers: Vec<PeerConfig> = ports
         .iter()
@@ -64,6 +64,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let client = shoal_client::ShoalClient::connect(&peers[0].addr).await?;
     client.list_streams().await.context("cluster did not become ready")?;
+    super::metrics::serve(&args.metrics_addr, metrics, nodes.iter().map(|n| n.node.clone()).collect()).await?;
     println!("shoal dev: 3 nodes in zones az-a, az-b, az-c, ready in {:?}", started.elapsed());
     for peer in &peers {
         let aws = aws_addr(&args, peer.id);

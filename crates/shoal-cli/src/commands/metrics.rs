@@ -1,12 +1,47 @@
-//! Prometheus `/metrics` endpoint.
+//! The node's HTTP side door: Prometheus `/metrics`, and `/health` and `/ready`
+//! for load balancers and orchestrators.
+//!
+//! * `/health` answers 200 while the process serves HTTP at all (liveness).
+//! * `/ready` answers 200 once every node of this process knows a metadata
+//!   leader (it can take and route calls), else 503 with the reason (readiness).
 
-pub fn serve(addr: &str) -> anyhow::Result<()> {
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use shoal_node::Node;
+
+/// Installs the Prometheus recorder (before anything records metrics).
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    Ok(PrometheusBuilder::new().install_recorder()?)
+}
+
+/// Serves `/metrics`, `/health` and `/ready` on `addr` (empty: not at all).
+pub async fn serve(addr: &str, handle: PrometheusHandle, nodes: Vec<Arc<Node>>) -> anyhow::Result<()> {
     if addr.is_empty() {
         return Ok(());
     }
-    let socket: std::net::SocketAddr =
-        addr.parse().map_err(|e| anyhow::anyhow!("invalid metrics address {addr}: {e}"))?;
-    metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(socket).install()?;
-    tracing::info!(%socket, "prometheus metrics at /metrics");
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
+    let app = Router::new()
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route("/health", get(|| std::future::ready("ok\n")))
+        .route("/ready", get(move || std::future::ready(readiness(&nodes))));
+    tracing::info!(%addr, "metrics at /metrics, probes at /health and /ready");
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "metrics server stopped");
+        }
+    });
     Ok(())
+}
+
+fn readiness(nodes: &[Arc<Node>]) -> (StatusCode, String) {
+    for node in nodes {
+        if !node.knows_meta_leader() {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("node {} knows no metadata leader yet\n", node.id));
+        }
+    }
+    (StatusCode::OK, "ready\n".into())
 }

@@ -73,12 +73,13 @@ pub fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
-    super::metrics::serve(&args.metrics_addr)?;
+    let metrics = super::metrics::install()?;
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     eprintln!("shoal node {} ({}) serving gRPC on {}", config.id, config.zone, listener.local_addr()?);
     let node = shoal_node::start(listener, config.clone(), Arc::new(NetworkFaults::default())).await?;
     let aws = super::aws::start(&node, &config.aws_listen).await?;
+    super::metrics::serve(&args.metrics_addr, metrics, vec![node.node.clone()]).await?;
     super::shutdown_signal().await;
     eprintln!("shoal node {}: stopping", config.id);
     if let Some(aws) = aws {
