@@ -37,10 +37,14 @@ fn free_port_block() -> u16 {
 }
 
 fn start_dev() -> DevCluster {
+    start_dev_with_metrics("")
+}
+
+fn start_dev_with_metrics(metrics_addr: &str) -> DevCluster {
     let data = tempfile::tempdir().unwrap();
     let port = free_port_block();
     let mut child = Command::new(SHOAL)
-        .args(["dev", "--port", &port.to_string(), "--metrics-addr", "", "--aws-port", "0"])
+        .args(["dev", "--port", &port.to_string(), "--metrics-addr", metrics_addr, "--aws-port", "0"])
         .arg("--data-dir")
         .arg(data.path())
         .stdout(Stdio::piped())
@@ -205,6 +209,40 @@ fn a_consumer_member_prints_records_and_checkpoints() {
         2,
         "{described}"
     );
+}
+
+/// A plain HTTP GET: `(status code, body)`.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn metrics_and_probes_answer() {
+    let metrics = format!("127.0.0.1:{}", free_port_block());
+    let cluster = start_dev_with_metrics(&metrics);
+    assert_eq!(http_get(&metrics, "/health").0, 200);
+    assert_eq!(http_get(&metrics, "/ready"), (200, "ready\n".to_string()));
+    stdout(&shoal(&cluster, &["stream", "create", "measured"], None));
+    stdout(&shoal(&cluster, &["put", "measured"], Some("a\nb\nc\n")));
+    stdout(&shoal(&cluster, &["get", "measured"], None));
+    let (status, body) = http_get(&metrics, "/metrics");
+    assert_eq!(status, 200);
+    for metric in [
+        "shoal_shard_incoming_records_total{stream=\"measured\",shard=\"shardId-000000000000\"} 3",
+        "shoal_shard_outgoing_records_total{stream=\"measured\",shard=\"shardId-000000000000\"} 3",
+        "shoal_shard_iterator_age_milliseconds{stream=\"measured\"",
+        "shoal_put_records_seconds",
+        "shoal_wal_sync_seconds",
+    ] {
+        assert!(body.contains(metric), "{metric} missing from /metrics:\n{body}");
+    }
 }
 
 #[test]

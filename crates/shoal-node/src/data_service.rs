@@ -258,6 +258,11 @@ impl DataService {
         let cutoff = self.node.config.retention_cutoff(stream.retention_hours, now_millis());
         let shard_ended = read.is_empty();
         metrics::counter!("shoal_records_read_total").increment(read.len() as u64);
+        let labels = [("stream", stream.name.clone()), ("shard", shard.id.to_string())];
+        metrics::counter!("shoal_shard_outgoing_records_total", &labels).increment(read.len() as u64);
+        metrics::counter!("shoal_shard_outgoing_bytes_total", &labels)
+            .increment(read.iter().map(|r| (r.record.data.len() + r.record.partition_key.len()) as u64).sum());
+        metrics::gauge!("shoal_shard_iterator_age_milliseconds", &labels).set(millis_behind_latest as f64);
         let records: Vec<proto::StoredRecordEntry> = read
             .into_iter()
             .filter(|r| r.record.arrival_millis >= cutoff)
@@ -335,10 +340,12 @@ impl Records for DataService {
         &self,
         request: Request<proto::PutRecordsRequest>,
     ) -> Result<Response<proto::PutRecordsResponse>, Status> {
+        let started = std::time::Instant::now();
         let request = request.into_inner();
         let records: Vec<Record> = request.records.into_iter().map(to_record).collect();
         validate_put_records(&records, MAX_RECORD_BYTES_CEILING).map_err(to_status)?;
         let response = self.put_many(&request.stream_name, records).await.map_err(to_status)?;
+        metrics::histogram!("shoal_put_records_seconds").record(started.elapsed().as_secs_f64());
         Ok(Response::new(response))
     }
 
@@ -409,12 +416,16 @@ impl Records for DataService {
                 // Enhanced fan-out reads have their own budget, not the shard's five calls.
                 if !fan_out && !handle.throttle.admit_read() {
                     metrics::counter!("shoal_read_throttled_calls_total").increment(1);
+                    let labels = [("stream", stream.name.clone()), ("shard", shard.id.to_string())];
+                    metrics::counter!("shoal_shard_read_throughput_exceeded_total", &labels).increment(1);
                     return Err(to_status(ShoalError::new(
                         ErrorCode::ProvisionedThroughputExceeded,
                         format!("Rate exceeded for {} of stream {}: more than its read limit.", shard.id, stream.name),
                     )));
                 }
+                let started = std::time::Instant::now();
                 let response = self.read(&iterator, limit, shard, &stream).map_err(to_status)?;
+                metrics::histogram!("shoal_get_records_seconds").record(started.elapsed().as_secs_f64());
                 if !fan_out {
                     handle
                         .throttle

@@ -26,6 +26,10 @@ pub struct GroupHandle {
     pub last_leader_transfer: AtomicU64,
     /// Records and bytes this node appended as the shard's leader.
     pub load: AppendedLoad,
+    /// `(stream, shard id)` for per-shard metrics; empty for the metadata group.
+    pub labels: (String, String),
+    /// The leader this node last saw, to count leader changes.
+    pub last_seen_leader: AtomicU64,
 }
 
 /// Counters of what a leader appended, read by the autoscaler as rates.
@@ -58,7 +62,15 @@ impl GroupHandle {
             throttle: crate::throughput::ShardThrottle::new(limits),
             last_leader_transfer: AtomicU64::new(0),
             load: AppendedLoad::default(),
+            labels: (String::new(), String::new()),
+            last_seen_leader: AtomicU64::new(0),
         }
+    }
+
+    /// Names the shard this group replicates, for its metrics.
+    pub fn with_labels(mut self, stream: &str, shard: &str) -> Self {
+        self.labels = (stream.to_string(), shard.to_string());
+        self
     }
 
     pub fn leader(&self) -> Option<NodeId> {

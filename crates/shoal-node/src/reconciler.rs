@@ -58,7 +58,7 @@ async fn reconcile(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>) {
     for (group, (stream, shard)) in wanted {
         let handle = match node.groups.get(group) {
             Some(handle) => handle,
-            None => match start_group(node, group).await {
+            None => match start_group(node, group, &stream.name, &shard.id.to_string()).await {
                 Ok(handle) => handle,
                 Err(error) => {
                     tracing::error!(group, shard = %shard.id, %error, "cannot start shard group");
@@ -66,6 +66,7 @@ async fn reconcile(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>) {
                 }
             },
         };
+        record_raft_health(node, &handle);
         let preferred_leader = shard.replicas.first() == Some(&node.id);
         // Only a shard that never had a leader is initialized: a replica that moved
         // here joins the existing group instead.
@@ -186,6 +187,32 @@ async fn change_members(
     Ok(())
 }
 
+/// Raft health as Prometheus sees it: leader changes this node observed, and on
+/// the leader each follower's lag in entries.
+fn record_raft_health(node: &Node, handle: &GroupHandle) {
+    let (stream, shard) = handle.labels.clone();
+    let metrics = handle.raft.metrics();
+    let metrics = metrics.borrow_watched();
+    let leader = metrics.current_leader.unwrap_or(0);
+    if leader != 0 && handle.last_seen_leader.swap(leader, Ordering::Relaxed) != leader {
+        metrics::counter!("shoal_raft_leader_changes_total", "stream" => stream.clone(), "shard" => shard.clone())
+            .increment(1);
+    }
+    if leader == node.id
+        && let Some(replication) = metrics.replication.as_ref()
+    {
+        let last = metrics.last_log_index.unwrap_or(0);
+        for (follower, matched) in replication.iter().filter(|(id, _)| **id != node.id) {
+            let lag = last.saturating_sub(matched.as_ref().map(|m| m.index).unwrap_or(0));
+            metrics::gauge!(
+                "shoal_raft_follower_lag_entries",
+                "stream" => stream.clone(), "shard" => shard.clone(), "follower" => follower.to_string()
+            )
+            .set(lag as f64);
+        }
+    }
+}
+
 /// Proposes `command` in the background unless the same proposal is already on its way.
 async fn spawn_once(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>, key: String, command: MetaCommand) {
     if !in_flight.lock().await.insert(key.clone()) {
@@ -201,7 +228,7 @@ async fn spawn_once(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>, k
     });
 }
 
-async fn start_group(node: &Node, group: GroupId) -> anyhow::Result<Arc<GroupHandle>> {
+async fn start_group(node: &Node, group: GroupId, stream: &str, shard: &str) -> anyhow::Result<Arc<GroupHandle>> {
     let (progress_tx, progress_rx) = watch::channel(ShardProgress::default());
     let state_machine = GroupStateMachine::open(node.db.clone(), group, StateWatch::Shard(progress_tx))?;
     let raft = GroupRaft::new(
@@ -212,7 +239,9 @@ async fn start_group(node: &Node, group: GroupId) -> anyhow::Result<Arc<GroupHan
         state_machine,
     )
     .await?;
-    let handle = Arc::new(GroupHandle::new(group, raft, Some(progress_rx), node.config.limits.clone()));
+    let handle = Arc::new(
+        GroupHandle::new(group, raft, Some(progress_rx), node.config.limits.clone()).with_labels(stream, shard),
+    );
     node.groups.insert(handle.clone());
     tracing::debug!(node = node.id, group, "shard group started");
     Ok(handle)

@@ -44,6 +44,9 @@ pub async fn append_local(handle: &GroupHandle, records: Vec<Record>, origin: Ba
     let bytes: usize = records.iter().map(Record::billed_size).sum();
     if !handle.throttle.admit_write(bytes, records.len()) {
         metrics::counter!("shoal_write_throttled_records_total").increment(records.len() as u64);
+        let (stream, shard) = handle.labels.clone();
+        metrics::counter!("shoal_shard_write_throughput_exceeded_total", "stream" => stream, "shard" => shard)
+            .increment(records.len() as u64);
         return Err(ShoalError::new(
             ErrorCode::ProvisionedThroughputExceeded,
             "Rate exceeded for shard: more than its write limit (records or bytes per second).",
@@ -56,6 +59,11 @@ pub async fn append_local(handle: &GroupHandle, records: Vec<Record>, origin: Ba
         Ok(written) => match written.data {
             CommandResponse::Appended { log_index, count, arrival_millis } => {
                 metrics::counter!("shoal_records_appended_total").increment(u64::from(count));
+                let (stream, shard) = handle.labels.clone();
+                metrics::counter!("shoal_shard_incoming_records_total", "stream" => stream.clone(), "shard" => shard.clone())
+                    .increment(u64::from(count));
+                metrics::counter!("shoal_shard_incoming_bytes_total", "stream" => stream, "shard" => shard)
+                    .increment(bytes as u64);
                 handle.load.record(u64::from(count), bytes as u64);
                 metrics::histogram!("shoal_append_seconds").record(started.elapsed().as_secs_f64());
                 Ok(Appended { log_index, count, arrival_millis })
