@@ -43,10 +43,11 @@ run: build
 	$(SHOAL) dev
 
 ## test: unit, storage-conformance, in-process cluster and binary tests, then
-## boto3, the aws CLI and the Rust AWS SDK against a real `shoal dev`
+## boto3, the aws CLI and the Rust AWS SDK against a real `shoal dev`, the Helm
+## chart (real helm, offline schema validation), and the compose fault test
 test: build pydeps
 	cargo test --workspace --no-fail-fast -- --test-threads=2
-	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python -m pytest -q tests/aws
+	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python -m pytest -q tests/aws tests/helm
 	cd tests/aws-sdk-rust && CARGO_TARGET_DIR=$(SDK_TARGET_DIR) SHOAL_BIN=$(SHOAL) cargo test
 ifeq ($(HAVE_DOCKER),yes)
 	$(MAKE) test-compose

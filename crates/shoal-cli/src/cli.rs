@@ -136,6 +136,13 @@ pub struct NodeArgs {
     /// Where Prometheus metrics are served (`/metrics`); empty to disable.
     #[arg(long, env = "SHOAL_METRICS_ADDR", default_value = "0.0.0.0:9464")]
     pub metrics_addr: String,
+    /// Take the node id from the host name's StatefulSet ordinal (`shoal-2` is
+    /// node 3), and, unless --zone is given, the zone from --zones by ordinal.
+    #[arg(long, env = "SHOAL_ID_FROM_ORDINAL")]
+    pub id_from_ordinal: bool,
+    /// Zones to assign by ordinal with --id-from-ordinal (comma-separated).
+    #[arg(long, env = "SHOAL_ZONES", value_delimiter = ',')]
+    pub zones: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,13 @@ pub fn parse_credential(text: &str) -> anyhow::Result<shoal_node::AwsCredential>
     Ok(shoal_node::AwsCredential { access_key_id: id.into(), secret_access_key: secret.into() })
 }
 
+/// The StatefulSet ordinal at the end of a pod's host name (`shoal-2` → 2).
+fn ordinal_of(host: &str) -> anyhow::Result<u64> {
+    host.rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .with_context(|| format!("host name {host:?} does not end with -ORDINAL (a StatefulSet pod name)"))
+}
+
 pub fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
     let mut config = match &args.config {
         Some(path) => {
@@ -30,6 +37,17 @@ pub fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
         }
         None => NodeConfig::default(),
     };
+    if args.id_from_ordinal {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .unwrap_or_default();
+        let ordinal = ordinal_of(host.trim())?;
+        config.id = ordinal + 1;
+        if args.zone.is_none() && !args.zones.is_empty() {
+            config.zone = args.zones[(ordinal as usize) % args.zones.len()].clone();
+        }
+    }
     if let Some(id) = args.id {
         config.id = id;
     }
@@ -91,6 +109,13 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ordinals_come_from_pod_names() {
+        assert_eq!(ordinal_of("shoal-2").unwrap(), 2);
+        assert_eq!(ordinal_of("my-release-shoal-10").unwrap(), 10);
+        assert!(ordinal_of("laptop").is_err());
+    }
 
     #[test]
     fn peers_parse() {

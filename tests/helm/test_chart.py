@@ -1,0 +1,80 @@
+"""The Helm chart (deploy/helm/shoal), rendered by a real helm and validated
+against the Kubernetes schemas offline (kubernetes-validate)."""
+
+import os
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from get_helm import helm_path
+
+CHART = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "helm", "shoal")
+K8S_VERSION = "1.30.0"
+VALUE_SETS = {
+    "defaults": [],
+    "five-nodes-monitored": ["--set", "replicas=5", "--set", "serviceMonitor.enabled=true", "--set", "awsCredentialsSecret=shoal-keys"],
+    "packed-no-limits": [
+        "--set", "topologySpread.whenUnsatisfiable=ScheduleAnyway",
+        "--set", "limits.enabled=false",
+        "--set", "podDisruptionBudget.enabled=false",
+        "--set", "persistence.storageClass=fast",
+        "--set-json", 'awsCredentials=["AKID:secret"]',
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def helm():
+    return helm_path()
+
+
+def render(helm, args):
+    out = subprocess.run([helm, "template", "demo", CHART, "--namespace", "streams", *args], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def test_helm_lint(helm):
+    out = subprocess.run([helm, "lint", CHART, "--strict"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_manifests_are_valid_kubernetes(helm, name):
+    docs = render(helm, VALUE_SETS[name])
+    for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com"):
+            continue  # a CRD (prometheus-operator), not in the Kubernetes schemas
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    kinds = sorted(d["kind"] for d in docs)
+    assert "StatefulSet" in kinds and kinds.count("Service") == 2 and "ConfigMap" in kinds
+
+
+def env_of(statefulset):
+    return {e["name"]: e.get("value") for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_every_node_knows_every_peer_in_its_zone(helm):
+    docs = render(helm, ["--set", "replicas=5"])
+    statefulset = next(d for d in docs if d["kind"] == "StatefulSet")
+    peers = env_of(statefulset)["SHOAL_PEERS"].split(",")
+    assert peers[0] == "1=az-a@demo-shoal-0.demo-shoal-headless.streams.svc:50051"
+    assert [p.split("@")[0] for p in peers] == ["1=az-a", "2=az-b", "3=az-c", "4=az-a", "5=az-b"]
+    spec = statefulset["spec"]["template"]["spec"]
+    assert spec["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+    probes = spec["containers"][0]
+    assert probes["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert probes["livenessProbe"]["httpGet"]["path"] == "/health"
+    pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_the_config_the_nodes_read_parses_as_shoal_config(helm):
+    docs = render(helm, ["--set", "limits.enabled=false"])
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["node.toml"]
+    import tomllib
+
+    parsed = tomllib.loads(config)
+    assert parsed["limits"]["enabled"] is False and parsed["data_dir"] == "/data"
