@@ -11,7 +11,7 @@ VENV ?= /var/tmp/shoal-venv
 SDK_TARGET_DIR ?= /var/tmp/shoal-sdk-target
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps pydeps build run test lint fmt clean image cluster-up cluster-down test-compose
+.PHONY: deps pydeps build run test lint fmt clean image cluster-up cluster-down test-compose bench-compare
 
 IMAGE ?= shoal:local
 COMPOSE := docker-compose -f deploy/docker-compose.yml
@@ -78,6 +78,13 @@ test-compose: image pydeps
 	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python tests/compose/fault_test.py --project shoal-faults --shoal $(SHOAL) \
 		|| { $(COMPOSE) -p shoal-faults logs --tail 50; $(COMPOSE) -p shoal-faults down -v; exit 1; }
 	$(COMPOSE) -p shoal-faults down -v
+
+## bench-compare: Shoal (three `shoal node` processes, release build) against a
+## three-server NATS JetStream cluster, bench/workloads.toml on both, one table
+bench-compare: deps
+	@command -v nats-server >/dev/null || $(SUDO) apt-get install -y -qq nats-server
+	cargo build --release --workspace
+	bench/compare.sh $(CARGO_TARGET_DIR)/release/shoal $(BENCH_FLAGS)
 
 ## lint: formatting and clippy, warnings are errors
 lint: deps

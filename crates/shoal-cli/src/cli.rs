@@ -47,6 +47,9 @@ pub enum Command {
     /// Inspect and change the cluster: status, add, drain and remove nodes.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Benchmark Shoal (and NATS JetStream, side by side): throughput, publish and
+    /// end-to-end latency percentiles, open loop at a fixed rate or at maximum.
+    Bench(BenchArgs),
     /// Consumer applications: run a member that prints records, or describe a group.
     #[command(subcommand)]
     Consumer(ConsumerCommand),
@@ -300,4 +303,58 @@ pub enum ClusterCommand {
         #[arg(long, default_value_t = 300)]
         timeout_secs: u64,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which system: shoal, nats, or both (same workloads, then the ratios).
+    #[arg(long, default_value = "shoal")]
+    pub target: String,
+    /// Workloads file (TOML, `[[workload]]` tables); flags below override every workload.
+    #[arg(long, short = 'w')]
+    pub workload: Option<PathBuf>,
+    /// NATS servers (host:port), for --target nats|both.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:4222,127.0.0.1:4223,127.0.0.1:4224")]
+    pub nats: Vec<String>,
+    /// The Shoal stream the benchmark (re)creates.
+    #[arg(long, default_value = "bench")]
+    pub stream: String,
+    /// Write the results as JSON here.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    #[arg(long)]
+    pub shards: Option<u32>,
+    /// Record size in bytes.
+    #[arg(long)]
+    pub record_bytes: Option<usize>,
+    #[arg(long)]
+    pub keys: Option<u32>,
+    #[arg(long)]
+    pub producers: Option<u32>,
+    /// Target records/s over all producers (open loop); 0 = as fast as possible.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Calls in flight per producer at maximum throughput.
+    #[arg(long)]
+    pub in_flight: Option<u32>,
+    /// Records per call.
+    #[arg(long)]
+    pub batch: Option<u32>,
+    /// Push consumers measuring end-to-end latency (0 or 1).
+    #[arg(long)]
+    pub consumers: Option<u32>,
+    #[arg(long)]
+    pub duration_secs: Option<u64>,
+    #[arg(long)]
+    pub warmup_secs: Option<u64>,
+}
+
+impl BenchArgs {
+    /// Applies the flags given to `workload`.
+    pub fn apply(&self, workload: &mut crate::bench::Workload) {
+        macro_rules! set {
+            ($($field:ident),*) => {$( if let Some(value) = self.$field.clone() { workload.$field = value; } )*};
+        }
+        set!(shards, record_bytes, keys, producers, rate, in_flight, batch, consumers, duration_secs, warmup_secs);
+    }
 }

@@ -1,5 +1,6 @@
 //! `shoal`: one binary to run a node or a whole dev cluster, and to use one.
 
+mod bench;
 mod cli;
 mod commands;
 mod logging;

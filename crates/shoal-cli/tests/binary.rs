@@ -228,7 +228,20 @@ fn metrics_and_probes_answer() {
     let metrics = format!("127.0.0.1:{}", free_port_block());
     let cluster = start_dev_with_metrics(&metrics);
     assert_eq!(http_get(&metrics, "/health").0, 200);
-    assert_eq!(http_get(&metrics, "/ready"), (200, "ready\n".to_string()));
+    // Ready once every node has heard from the metadata leader (503 until then).
+    let started = Instant::now();
+    loop {
+        match http_get(&metrics, "/ready") {
+            (200, body) => {
+                assert_eq!(body, "ready\n");
+                break;
+            }
+            (503, body) => assert!(body.contains("metadata leader"), "{body}"),
+            other => panic!("unexpected /ready answer {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     stdout(&shoal(&cluster, &["stream", "create", "measured"], None));
     stdout(&shoal(&cluster, &["put", "measured"], Some("a\nb\nc\n")));
     stdout(&shoal(&cluster, &["get", "measured"], None));
@@ -246,10 +259,45 @@ fn metrics_and_probes_answer() {
 }
 
 #[test]
+fn bench_runs_briefly_and_writes_its_results() {
+    let cluster = start_dev();
+    let out = tempfile::tempdir().unwrap();
+    let results = out.path().join("bench.json");
+    let output = shoal(
+        &cluster,
+        &[
+            "bench",
+            "--shards",
+            "2",
+            "--rate",
+            "400",
+            "--batch",
+            "10",
+            "--producers",
+            "2",
+            "--duration-secs",
+            "2",
+            "--warmup-secs",
+            "0",
+            "--record-bytes",
+            "64",
+            "-o",
+            results.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json = std::fs::read_to_string(&results).unwrap();
+    assert!(json.contains("\"system\": \"shoal\""), "{json}");
+    assert!(json.contains("\"records_per_sec\""), "{json}");
+    assert!(stdout(&output).contains("records/s"));
+}
+
+#[test]
 fn help_explains_every_command() {
     let output = Command::new(SHOAL).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
-    for command in ["node", "dev", "stream", "put", "get", "tail", "cluster", "consumer"] {
+    for command in ["node", "dev", "stream", "put", "get", "tail", "cluster", "consumer", "bench"] {
         assert!(help.contains(command), "{help}");
     }
 }

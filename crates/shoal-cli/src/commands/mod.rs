@@ -20,6 +20,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Put(args) => put::run(&cli.endpoint, args).await,
         Command::Get(args) => read::get(&cli.endpoint, args).await,
         Command::Tail(args) => read::tail(&cli.endpoint, args).await,
+        Command::Bench(args) => crate::bench::run(&cli.endpoint, args).await,
         Command::Consumer(command) => consumer::run(&cli.endpoint, command).await,
         Command::Cluster(ClusterCommand::Status) => cluster::status(&cli.endpoint).await,
         Command::Cluster(ClusterCommand::AddNode { id, addr, zone }) => {

@@ -1,0 +1,64 @@
+//! What a run measured, as JSON and as a table.
+
+use serde::Serialize;
+
+use super::histogram::Percentiles;
+use super::workload::Workload;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub system: String,
+    pub workload: Workload,
+    pub records: u64,
+    pub failed: u64,
+    pub records_per_sec: f64,
+    pub mib_per_sec: f64,
+    /// Send (intended) → acknowledged.
+    pub publish_ms: Percentiles,
+    /// Send (intended) → a push consumer has it.
+    pub end_to_end_ms: Percentiles,
+}
+
+pub fn print_table(results: &[RunResult]) {
+    println!(
+        "{:<10} {:<14} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "system", "workload", "records/s", "MiB/s", "pub p50", "pub p99", "pub p999", "pub max", "e2e p50", "e2e p99"
+    );
+    for r in results {
+        println!(
+            "{:<10} {:<14} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            r.system,
+            r.workload.name,
+            r.records_per_sec,
+            r.mib_per_sec,
+            r.publish_ms.p50,
+            r.publish_ms.p99,
+            r.publish_ms.p999,
+            r.publish_ms.max,
+            r.end_to_end_ms.p50,
+            r.end_to_end_ms.p99
+        );
+    }
+}
+
+/// Shoal's figures divided by the peer's, per workload (throughput: higher is
+/// better; latency: lower is better).
+pub fn print_ratios(shoal: &[RunResult], peer: &[RunResult]) {
+    println!();
+    println!("{:<14} {:>14} {:>14} {:>14} {:>14}", "workload", "throughput x", "pub p50 x", "pub p99 x", "e2e p99 x");
+    for s in shoal {
+        let Some(p) = peer.iter().find(|p| p.workload.name == s.workload.name) else { continue };
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        println!(
+            "{:<14} {:>14.2} {:>14.2} {:>14.2} {:>14.2}",
+            s.workload.name,
+            ratio(s.records_per_sec, p.records_per_sec),
+            ratio(s.publish_ms.p50, p.publish_ms.p50),
+            ratio(s.publish_ms.p99, p.publish_ms.p99),
+            ratio(s.end_to_end_ms.p99, p.end_to_end_ms.p99)
+        );
+    }
+    println!(
+        "(Shoal / NATS. NATS 2.9 acknowledges a JetStream publish before it is fsynced; Shoal after a quorum has fsynced it.)"
+    );
+}

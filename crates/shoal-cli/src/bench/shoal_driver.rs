@@ -1,0 +1,74 @@
+//! The Shoal driver: PutRecords over gRPC, push consumers over SubscribeToShard.
+
+use std::time::Duration;
+
+use shoal_client::{Record, ShoalClient};
+use tokio::sync::{mpsc, watch};
+
+use super::payload;
+use super::workload::Workload;
+
+#[derive(Clone)]
+pub struct ShoalDriver {
+    client: ShoalClient,
+    stream: String,
+}
+
+impl ShoalDriver {
+    pub async fn connect(endpoint: &str, stream: &str) -> anyhow::Result<ShoalDriver> {
+        Ok(ShoalDriver { client: ShoalClient::connect(endpoint).await?, stream: stream.into() })
+    }
+
+    /// A fresh stream with the workload's shards.
+    pub async fn prepare(&self, workload: &Workload) -> anyhow::Result<()> {
+        if self.client.describe_stream_summary(&self.stream).await.is_ok() {
+            self.client.delete_stream(&self.stream).await?;
+            while self.client.describe_stream_summary(&self.stream).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        self.client.create_stream(&self.stream, workload.shards).await?;
+        self.client.wait_for_active(&self.stream, Duration::from_secs(120)).await?;
+        Ok(())
+    }
+
+    /// Sends one PutRecords call; returns how many records failed.
+    pub async fn publish(&self, records: Vec<(String, Vec<u8>)>) -> anyhow::Result<usize> {
+        let records = records
+            .into_iter()
+            .map(|(key, data)| Record { data, partition_key: key, explicit_hash_key: None })
+            .collect();
+        let response = self.client.put_records(&self.stream, records).await?;
+        Ok(response.failed_record_count as usize)
+    }
+
+    /// One push subscription per shard, from LATEST; sends each record's
+    /// end-to-end latency (µs) to `latencies` until `stop`.
+    pub async fn consume(
+        &self,
+        latencies: mpsc::UnboundedSender<u64>,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        for shard in self.client.list_shards(&self.stream).await? {
+            let (client, stream, latencies, mut stop) =
+                (self.client.clone(), self.stream.clone(), latencies.clone(), stop.clone());
+            let mut events = client.subscribe_to_shard(&stream, &shard.shard_id, "LATEST", None).await?;
+            tokio::spawn(async move {
+                loop {
+                    let event = tokio::select! {
+                        event = events.message() => event,
+                        _ = stop.changed() => return,
+                    };
+                    let Ok(Some(event)) = event else { return };
+                    let now = payload::now_micros();
+                    for record in &event.records {
+                        if let Some(sent) = payload::sent_micros(&record.data) {
+                            let _ = latencies.send(now.saturating_sub(sent));
+                        }
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+}
