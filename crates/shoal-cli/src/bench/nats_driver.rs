@@ -60,8 +60,10 @@ impl Connection {
                             return;
                         }
                         body.truncate(len);
-                        let subject = words[1];
-                        if subject.starts_with("_DELIVER.") {
+                        // JetStream deliveries keep the message's own subject: tell
+                        // them apart by subscription id (2 is the deliver subject).
+                        let (subject, sid) = (words[1], words[2]);
+                        if sid == "2" {
                             if let (Some(deliveries), Some(sent)) = (&deliveries, payload::sent_micros(&body)) {
                                 let _ = deliveries.send(payload::now_micros().saturating_sub(sent));
                             }
