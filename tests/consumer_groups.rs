@@ -86,16 +86,33 @@ fn check_processing(acked: &[Acked], seen: &[(String, String)]) {
     }
 }
 
+/// A three-node cluster with an ACTIVE stream, and a client of node 1.
+async fn cluster_with_stream(name: &str, shards: u32) -> anyhow::Result<(TestCluster, ShoalClient)> {
+    let cluster = TestCluster::start(3).await?;
+    let admin = cluster.client(1).await?;
+    admin.create_stream(name, shards).await?;
+    admin.wait_for_active(name, ACTIVE_WITHIN).await?;
+    Ok((cluster, admin))
+}
+
+/// Waits until every acknowledged record has been handed to a processor.
+async fn wait_until_all_processed(acked: &[Acked], seen: &Arc<Mutex<Vec<(String, String)>>>) -> anyhow::Result<()> {
+    let expected: BTreeSet<String> = acked.iter().map(|r| format!("{}:{}", r.key, r.n)).collect();
+    wait_until("every acknowledged record to be processed", Duration::from_secs(20), || {
+        let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let processed: BTreeSet<&String> = seen.iter().map(|(_, d)| d).collect();
+        expected.iter().all(|d| processed.contains(d))
+    })
+    .await
+}
+
 async fn describe(client: &ShoalClient, stream: &str, app: &str) -> anyhow::Result<proto::DescribeGroupResponse> {
     Ok(client.describe_group(stream, app).await?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_members_share_eight_shards_and_take_over_from_a_dead_one() -> anyhow::Result<()> {
-    let cluster = TestCluster::start(3).await?;
-    let admin = cluster.client(1).await?;
-    admin.create_stream("shared", 8).await?;
-    admin.wait_for_active("shared", ACTIVE_WITHIN).await?;
+    let (cluster, admin) = cluster_with_stream("shared", 8).await?;
     let producer = KeyedProducer::start(cluster.client(2).await?, "shared", 32);
     let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let a = start(&cluster, 1, "shared", "billing", "a", &seen).await?;
@@ -121,13 +138,7 @@ async fn three_members_share_eight_shards_and_take_over_from_a_dead_one() -> any
     println!("shards of a dead member moved after {:?} (lease timeout {LEASE_TIMEOUT:?})", died.elapsed());
 
     let acked = producer.stop().await;
-    let expected: BTreeSet<String> = acked.iter().map(|r| format!("{}:{}", r.key, r.n)).collect();
-    wait_until("every acknowledged record to be processed", Duration::from_secs(20), || {
-        let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-        let processed: BTreeSet<&String> = seen.iter().map(|(_, d)| d).collect();
-        expected.iter().all(|d| processed.contains(d))
-    })
-    .await?;
+    wait_until_all_processed(&acked, &seen).await?;
     check_processing(&acked, &seen.lock().unwrap_or_else(|e| e.into_inner()));
 
     // Clean shutdowns checkpoint and leave: nothing is left to process.
@@ -145,10 +156,7 @@ async fn three_members_share_eight_shards_and_take_over_from_a_dead_one() -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keys_stay_in_order_across_a_split_and_a_merge_under_load() -> anyhow::Result<()> {
-    let cluster = TestCluster::start(3).await?;
-    let admin = cluster.client(1).await?;
-    admin.create_stream("growing", 2).await?;
-    admin.wait_for_active("growing", ACTIVE_WITHIN).await?;
+    let (cluster, admin) = cluster_with_stream("growing", 2).await?;
     let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     // Member a polls, member b has its records pushed: both follow lineage.
     let a = start(&cluster, 2, "growing", "ordered", "a", &seen).await?;
@@ -170,13 +178,7 @@ async fn keys_stay_in_order_across_a_split_and_a_merge_under_load() -> anyhow::R
     tokio::time::sleep(Duration::from_millis(400)).await;
     let acked = producer.stop().await;
 
-    let expected: BTreeSet<String> = acked.iter().map(|r| format!("{}:{}", r.key, r.n)).collect();
-    wait_until("every acknowledged record to be processed", Duration::from_secs(20), || {
-        let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-        let processed: BTreeSet<&String> = seen.iter().map(|(_, d)| d).collect();
-        expected.iter().all(|d| processed.contains(d))
-    })
-    .await?;
+    wait_until_all_processed(&acked, &seen).await?;
     check_processing(&acked, &seen.lock().unwrap_or_else(|e| e.into_inner()));
     let group = describe(&admin, "growing", "ordered").await?;
     let finished: Vec<&str> = group.shards.iter().filter(|s| s.shard_end).map(|s| s.shard_id.as_str()).collect();
@@ -189,10 +191,7 @@ async fn keys_stay_in_order_across_a_split_and_a_merge_under_load() -> anyhow::R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_applications_progress_independently_and_stale_checkpoints_are_refused() -> anyhow::Result<()> {
-    let cluster = TestCluster::start(3).await?;
-    let admin = cluster.client(1).await?;
-    admin.create_stream("twice", 2).await?;
-    admin.wait_for_active("twice", ACTIVE_WITHIN).await?;
+    let (cluster, admin) = cluster_with_stream("twice", 2).await?;
     let records: Vec<_> = (0..40).map(|i| shoal_tests::record(format!("k{i}"), format!("k{i}:0"))).collect();
     admin.put_records("twice", records).await?;
 
@@ -345,10 +344,7 @@ impl RecordProcessor for Latency {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pushed_records_reach_the_processor_within_milliseconds() -> anyhow::Result<()> {
-    let cluster = TestCluster::start(3).await?;
-    let admin = cluster.client(1).await?;
-    admin.create_stream("pushed", 2).await?;
-    admin.wait_for_active("pushed", ACTIVE_WITHIN).await?;
+    let (cluster, admin) = cluster_with_stream("pushed", 2).await?;
     let delays: Arc<Mutex<Vec<u64>>> = Arc::default();
     let pushed = ConsumerConfig { delivery: Delivery::Push, ..config("latency", "p1") };
     let consumer =

@@ -204,27 +204,11 @@ mod tests {
             .into_iter()
             .enumerate()
             .map(|(i, range)| Shard {
-                id: ShardId(i as u32),
-                group_id: i as u64 + 1,
-                hash_key_range: range,
-                parent: None,
-                adjacent_parent: None,
-                replicas: vec![1, 2, 3],
                 ready: true,
-                closed_at: None,
-                closed_millis: None,
-                retiring: Vec::new(),
+                ..Shard::new(ShardId(i as u32), i as u64 + 1, range, vec![1, 2, 3])
             })
             .collect();
-        let mut stream = Stream {
-            name: "s".into(),
-            status: StreamStatus::Active,
-            created_millis: 1,
-            retention_hours: 24,
-            shards,
-            settings: Default::default(),
-            consumers: Vec::new(),
-        };
+        let mut stream = Stream { status: StreamStatus::Active, ..Stream::new("s", 1, 24, shards) };
         stream.settings.mode = "ON_DEMAND".into();
         stream
     }

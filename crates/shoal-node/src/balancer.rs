@@ -240,27 +240,11 @@ mod tests {
             .into_iter()
             .enumerate()
             .map(|(i, replicas)| Shard {
-                id: ShardId(i as u32),
-                group_id: i as u64 + 1,
-                hash_key_range: HashKeyRange::split_evenly(1)[0],
-                parent: None,
-                adjacent_parent: None,
-                replicas,
                 ready: true,
-                closed_at: None,
-                closed_millis: None,
-                retiring: Vec::new(),
+                ..Shard::new(ShardId(i as u32), i as u64 + 1, HashKeyRange::split_evenly(1)[0], replicas)
             })
             .collect();
-        let stream = Stream {
-            name: "s".into(),
-            status: StreamStatus::Active,
-            created_millis: 1,
-            retention_hours: 24,
-            shards,
-            settings: Default::default(),
-            consumers: Vec::new(),
-        };
+        let stream = Stream { status: StreamStatus::Active, ..Stream::new("s", 1, 24, shards) };
         MetaState { streams: BTreeMap::from([("s".to_string(), stream)]), ..Default::default() }
     }
 

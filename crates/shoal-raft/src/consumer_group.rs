@@ -225,29 +225,16 @@ mod tests {
 
     fn shard(index: u32, parent: Option<u32>, adjacent: Option<u32>, open: bool) -> Shard {
         Shard {
-            id: ShardId(index),
-            group_id: u64::from(index) + 1,
-            hash_key_range: HashKeyRange::split_evenly(1)[0],
             parent: parent.map(ShardId),
             adjacent_parent: adjacent.map(ShardId),
-            replicas: vec![1, 2, 3],
             ready: true,
             closed_at: if open { None } else { Some(shoal_types::RecordPosition::START) },
-            closed_millis: None,
-            retiring: Vec::new(),
+            ..Shard::new(ShardId(index), u64::from(index) + 1, HashKeyRange::split_evenly(1)[0], vec![1, 2, 3])
         }
     }
 
     fn stream(shards: Vec<Shard>) -> Stream {
-        Stream {
-            name: "s".into(),
-            status: StreamStatus::Active,
-            created_millis: 1,
-            retention_hours: 24,
-            shards,
-            settings: Default::default(),
-            consumers: Vec::new(),
-        }
+        Stream { status: StreamStatus::Active, ..Stream::new("s", 1, 24, shards) }
     }
 
     fn join(group: &mut ConsumerGroup, stream: &Stream, member: &str, now: u64) {

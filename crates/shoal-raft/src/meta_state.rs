@@ -106,29 +106,12 @@ impl MetaState {
                     .into_iter()
                     .zip(placements)
                     .enumerate()
-                    .map(|(index, (range, replicas))| Shard {
-                        id: ShardId(index as u32),
-                        group_id: first_group + index as u64,
-                        hash_key_range: range,
-                        parent: None,
-                        adjacent_parent: None,
-                        replicas,
-                        ready: false,
-                        closed_at: None,
-                        closed_millis: None,
-                        retiring: Vec::new(),
+                    .map(|(index, (range, replicas))| {
+                        Shard::new(ShardId(index as u32), first_group + index as u64, range, replicas)
                     })
                     .collect();
                 self.next_group_id = first_group + shards.len() as u64;
-                let stream = Stream {
-                    name: name.clone(),
-                    status: StreamStatus::Creating,
-                    created_millis: now_millis,
-                    retention_hours,
-                    shards,
-                    settings: Default::default(),
-                    consumers: Vec::new(),
-                };
+                let stream = Stream::new(&name, now_millis, retention_hours, shards);
                 self.streams.insert(name, stream.clone());
                 Ok(MetaResponse::Stream(stream))
             }
@@ -443,16 +426,9 @@ impl MetaState {
             .zip(placements)
             .enumerate()
             .map(|(i, (range, replicas))| Shard {
-                id: ShardId(first_index + i as u32),
-                group_id: first_group + i as u64,
-                hash_key_range: *range,
                 parent: Some(parent),
                 adjacent_parent,
-                replicas,
-                ready: false,
-                closed_at: None,
-                closed_millis: None,
-                retiring: Vec::new(),
+                ..Shard::new(ShardId(first_index + i as u32), first_group + i as u64, *range, replicas)
             })
             .collect())
     }

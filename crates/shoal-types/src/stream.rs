@@ -58,6 +58,22 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// A new open shard that has no leader yet.
+    pub fn new(id: ShardId, group_id: GroupId, hash_key_range: HashKeyRange, replicas: Vec<NodeId>) -> Shard {
+        Shard {
+            id,
+            group_id,
+            hash_key_range,
+            parent: None,
+            adjacent_parent: None,
+            replicas,
+            ready: false,
+            closed_at: None,
+            closed_millis: None,
+            retiring: Vec::new(),
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         self.closed_at.is_none()
     }
@@ -133,6 +149,19 @@ impl Consumer {
 }
 
 impl Stream {
+    /// A new stream, CREATING, with default settings and no consumers.
+    pub fn new(name: &str, created_millis: u64, retention_hours: u32, shards: Vec<Shard>) -> Stream {
+        Stream {
+            name: name.to_string(),
+            status: StreamStatus::Creating,
+            created_millis,
+            retention_hours,
+            shards,
+            settings: Default::default(),
+            consumers: Vec::new(),
+        }
+    }
+
     pub fn epoch_secs(&self) -> u64 {
         self.created_millis / 1000
     }
@@ -174,28 +203,9 @@ mod tests {
         let shards = HashKeyRange::split_evenly(4)
             .into_iter()
             .enumerate()
-            .map(|(i, range)| Shard {
-                id: ShardId(i as u32),
-                group_id: i as u64 + 1,
-                hash_key_range: range,
-                parent: None,
-                adjacent_parent: None,
-                replicas: vec![1, 2, 3],
-                ready: true,
-                closed_at: None,
-                closed_millis: None,
-                retiring: Vec::new(),
-            })
+            .map(|(i, range)| Shard::new(ShardId(i as u32), i as u64 + 1, range, vec![1, 2, 3]))
             .collect();
-        let stream = Stream {
-            name: "s".into(),
-            status: StreamStatus::Active,
-            created_millis: 0,
-            retention_hours: 24,
-            shards,
-            settings: StreamSettings::default(),
-            consumers: Vec::new(),
-        };
+        let stream = Stream::new("s", 0, 24, shards);
         assert_eq!(stream.route(HashKey(0)).unwrap().id, ShardId(0));
         assert_eq!(stream.route(HashKey(u128::MAX)).unwrap().id, ShardId(3));
         assert_eq!(stream.route(HashKey(u128::MAX / 2)).unwrap().id, ShardId(1));
