@@ -94,7 +94,7 @@ pub struct Producer {
 impl Producer {
     pub fn start(client: ShoalClient, stream: &str, config: ProducerConfig) -> Producer {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
-        let worker = Worker { client, stream: stream.into(), config, shards: Vec::new() };
+        let worker = Worker { client, stream: stream.into(), config, shards: Vec::new(), shards_read: None };
         Producer { tx, task: tokio::spawn(worker.run(rx)) }
     }
 
@@ -136,7 +136,13 @@ struct Worker {
     config: ProducerConfig,
     /// Open shards by hash-key range start: `(start, end, shard id)`.
     shards: Vec<(u128, u128, String)>,
+    /// When the shard map was read; it is read again every few seconds, since
+    /// the cluster re-routes records of a resharded stream without telling.
+    shards_read: Option<std::time::Instant>,
 }
+
+/// How long the producer trusts its shard map when aggregating.
+const SHARD_MAP_TTL: Duration = Duration::from_secs(5);
 
 impl Worker {
     async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
@@ -195,6 +201,7 @@ impl Worker {
     }
 
     async fn refresh_shards(&mut self) {
+        self.shards_read = Some(std::time::Instant::now());
         if let Ok(shards) = self.client.list_shards(&self.stream).await {
             self.shards = shards
                 .into_iter()
@@ -207,7 +214,7 @@ impl Worker {
     /// Sends one call from the front of the queue; failed records go back to the
     /// front, in order. Returns whether anything failed.
     async fn send_batch(&mut self, queue: &mut VecDeque<Pending>) -> bool {
-        if self.config.aggregate && self.shards.is_empty() {
+        if self.config.aggregate && self.shards_read.is_none_or(|read| read.elapsed() > SHARD_MAP_TTL) {
             self.refresh_shards().await;
         }
         // Group the front of the queue into entries: one record each, or aggregates per shard.
