@@ -363,8 +363,8 @@ async fn pushed_records_reach_the_processor_within_milliseconds() -> anyhow::Res
     delays.sort();
     let (p50, p99) = (delays[delays.len() / 2], delays[delays.len() * 99 / 100]);
     println!("push delivery, put sent -> processor: p50 {p50} ms, p99 {p99} ms (debug build)");
-    // Far below the polling interval of 200 ms: the records were pushed.
-    assert!(p50 < 100, "p50 {p50} ms");
+    // Well below the default polling pause of 200 ms: the records were pushed.
+    assert!(p50 < 150, "p50 {p50} ms");
     cluster.shutdown().await;
     Ok(())
 }
