@@ -24,14 +24,21 @@ use crate::meta_writer;
 use crate::node::Node;
 
 const TICK: Duration = Duration::from_millis(250);
+const HEALTH_EVERY: Duration = Duration::from_secs(2);
 /// A leader hands leadership to the preferred leader at most this often per group.
 const LEADER_TRANSFER_PAUSE_MILLIS: u64 = 5_000;
 
 pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let mut meta = node.meta_state.clone();
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut last_health = tokio::time::Instant::now();
     loop {
-        reconcile(&node, &in_flight).await;
+        // Raft health metrics every two seconds, not on every pass.
+        let record_health = last_health.elapsed() >= HEALTH_EVERY;
+        if record_health {
+            last_health = tokio::time::Instant::now();
+        }
+        reconcile(&node, &in_flight, record_health).await;
         tokio::select! {
             _ = meta.changed() => {}
             _ = tokio::time::sleep(TICK) => {}
@@ -40,7 +47,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn reconcile(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>) {
+async fn reconcile(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>, record_health: bool) {
     let meta = node.meta_snapshot();
     let mut wanted: BTreeMap<GroupId, (&Stream, &Shard)> = BTreeMap::new();
     for (stream, shard) in meta.shard_groups() {
@@ -66,7 +73,9 @@ async fn reconcile(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>) {
                 }
             },
         };
-        record_raft_health(node, &handle);
+        if record_health {
+            record_raft_health(node, &handle);
+        }
         let preferred_leader = shard.replicas.first() == Some(&node.id);
         // Only a shard that never had a leader is initialized: a replica that moved
         // here joins the existing group instead.
