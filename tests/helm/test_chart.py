@@ -4,12 +4,15 @@ against the Kubernetes schemas offline (kubernetes-validate)."""
 import os
 import subprocess
 
+import tomllib
+
 import kubernetes_validate
 import pytest
 import yaml
 
 from get_helm import helm_path
 
+SHOAL = os.path.join(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/shoal-target"), "debug", "shoal")
 CHART = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "helm", "shoal")
 K8S_VERSION = "1.30.0"
 VALUE_SETS = {
@@ -71,10 +74,17 @@ def test_every_node_knows_every_peer_in_its_zone(helm):
     assert pdb["spec"]["maxUnavailable"] == 1
 
 
-def test_the_config_the_nodes_read_parses_as_shoal_config(helm):
+def test_the_config_the_nodes_read_is_accepted_by_shoal(helm, tmp_path):
     docs = render(helm, ["--set", "limits.enabled=false"])
     config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["node.toml"]
-    import tomllib
-
     parsed = tomllib.loads(config)
     assert parsed["limits"]["enabled"] is False and parsed["data_dir"] == "/data"
+    # Shoal's own loader (unknown keys refused) with the pod's environment.
+    statefulset = next(d for d in docs if d["kind"] == "StatefulSet")
+    env = {k: v for k, v in env_of(statefulset).items() if v is not None and "$(" not in v}
+    env.update(HOSTNAME="demo-shoal-1", SHOAL_ADVERTISE="demo-shoal-1.demo-shoal-headless.streams.svc:50051")
+    path = tmp_path / "node.toml"
+    path.write_text(config)
+    checked = subprocess.run([SHOAL, "node", "--config", str(path), "--check-config"], env=env, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert "node 2 (az-b) is valid" in checked.stdout

@@ -148,6 +148,10 @@ pub struct NodeArgs {
     /// Zones to assign by ordinal with --id-from-ordinal (comma-separated).
     #[arg(long, env = "SHOAL_ZONES", value_delimiter = ',')]
     pub zones: Vec<String>,
+    /// Load and validate the configuration (file, environment, flags), print
+    /// the outcome, and exit without starting the node.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 #[derive(Debug, Args)]

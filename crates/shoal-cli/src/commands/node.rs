@@ -91,6 +91,10 @@ pub fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
+    if args.check_config {
+        println!("configuration of node {} ({}) is valid", config.id, config.zone);
+        return Ok(());
+    }
     let metrics = super::metrics::install()?;
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
