@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use shoal_client::status::{from_status, to_status};
+use shoal_client::status::to_status;
 use shoal_proto::v1 as proto;
 use shoal_proto::v1::cluster_client::ClusterClient;
 use shoal_proto::v1::cluster_server::Cluster;
@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::membership;
 use crate::node::Node;
-use crate::peers::{forwarded, is_forwarded};
+use crate::peers::{forwarded, is_forwarded, relay};
 
 pub struct ClusterService {
     node: Arc<Node>,
@@ -111,7 +111,7 @@ impl Cluster for ClusterService {
         let members = self.node.cluster_nodes();
         let meta = self.node.meta_snapshot();
         let load = meta.replica_load();
-        let voters = membership::voter_ids(&self.node);
+        let voters = membership::voters(&self.node);
         let mut nodes = Vec::new();
         let mut merged: BTreeMap<u64, proto::GroupStatus> = BTreeMap::new();
         for (id, info) in &members {
@@ -198,8 +198,4 @@ impl Cluster for ClusterService {
         membership::remove_node(&self.node, message.node_id, timeout).await.map_err(to_status)?;
         Ok(Response::new(proto::RemoveNodeResponse {}))
     }
-}
-
-fn relay<T>(result: Result<Response<T>, Status>) -> Result<Response<T>, Status> {
-    result.map_err(|status| to_status(from_status(&status)))
 }

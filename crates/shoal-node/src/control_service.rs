@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_client::status::{from_status, to_status};
+use shoal_client::status::to_status;
 use shoal_proto::v1 as proto;
 use shoal_proto::v1::stream_control_client::StreamControlClient;
 use shoal_proto::v1::stream_control_server::StreamControl;
@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 
 use crate::meta_writer;
 use crate::node::Node;
-use crate::peers::{forwarded, is_forwarded};
+use crate::peers::{forwarded, is_forwarded, relay};
 
 pub struct ControlService {
     node: Arc<Node>,
@@ -118,10 +118,6 @@ impl ControlService {
     fn stream(&self, name: &str) -> ShoalResult<Stream> {
         self.node.meta_snapshot().stream(name).cloned()
     }
-}
-
-fn relay<T>(result: Result<Response<T>, Status>) -> Result<Response<T>, Status> {
-    result.map_err(|status| to_status(from_status(&status)))
 }
 
 #[tonic::async_trait]

@@ -9,7 +9,7 @@
 
 use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use shoal_raft::MetaCommand;
@@ -21,7 +21,8 @@ use crate::node::Node;
 /// The metadata group keeps at most this many voters; later nodes are learners.
 pub const MAX_META_VOTERS: usize = 5;
 
-fn voters(node: &Node) -> BTreeSet<NodeId> {
+/// The metadata group's voters.
+pub fn voters(node: &Node) -> BTreeSet<NodeId> {
     node.meta.metrics().borrow_watched().membership_config.membership().voter_ids().collect()
 }
 
@@ -136,18 +137,4 @@ pub async fn remove_node(node: &Node, id: NodeId, timeout: Duration) -> ShoalRes
     meta_writer::propose(node, MetaCommand::UndrainNode { node: id }).await?;
     tracing::info!(node = id, "node removed from the cluster");
     Ok(())
-}
-
-/// The metadata group's voters and every member, for status reports.
-pub fn voter_ids(node: &Node) -> BTreeSet<NodeId> {
-    voters(node)
-}
-
-/// Members by zone, for placement decisions.
-pub fn zones(members: &BTreeMap<NodeId, NodeInfo>) -> BTreeMap<&str, Vec<NodeId>> {
-    let mut zones: BTreeMap<&str, Vec<NodeId>> = BTreeMap::new();
-    for (id, info) in members {
-        zones.entry(info.zone.as_str()).or_default().push(*id);
-    }
-    zones
 }

@@ -41,3 +41,8 @@ pub fn forwarded<T>(message: T) -> tonic::Request<T> {
     request.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
     request
 }
+
+/// Passes on the answer of the node a call was forwarded to, keeping its error type.
+pub fn relay<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Result<tonic::Response<T>, tonic::Status> {
+    result.map_err(|status| shoal_client::status::to_status(shoal_client::status::from_status(&status)))
+}

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use shoal_types::{ErrorCode, ShardId, ShoalError, Stream};
+use shoal_types::{ErrorCode, SequenceNumber, ShardId, ShoalError, Stream};
 
 /// Lease timeout when a member does not ask for one.
 pub const DEFAULT_LEASE_TIMEOUT_MILLIS: u64 = 10_000;
@@ -124,6 +124,16 @@ impl ConsumerGroup {
                                 "Member {member} no longer holds the lease on {shard} (epoch {epoch}); the checkpoint is refused."
                             ),
                         ));
+                    }
+                }
+                // A checkpoint names a record of the shard (or nothing yet).
+                if !checkpoint.sequence_number.is_empty() {
+                    let position = SequenceNumber::parse(&checkpoint.sequence_number)?;
+                    if position.shard_index != shard.index() {
+                        return Err(ShoalError::invalid_argument(format!(
+                            "Sequence number {} does not belong to {shard}.",
+                            checkpoint.sequence_number
+                        )));
                     }
                 }
                 if let Some(entry) = self.members.get_mut(&member) {
@@ -305,7 +315,11 @@ mod tests {
             member: "a".into(),
             shard: ShardId(shard),
             epoch: group.leases[&ShardId(shard)].epoch,
-            checkpoint: Checkpoint { sequence_number: "9".into(), shard_end: true, ..Default::default() },
+            checkpoint: Checkpoint {
+                sequence_number: stream.sequence_number(ShardId(shard), shoal_types::RecordPosition::START).to_string(),
+                shard_end: true,
+                ..Default::default()
+            },
         };
         group.apply(end(0, &group), &stream, 1).unwrap();
         assert_eq!(group.leases.keys().copied().collect::<Vec<_>>(), [ShardId(1), ShardId(2)]);
