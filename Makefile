@@ -11,7 +11,7 @@ VENV ?= /var/tmp/shoal-venv
 SDK_TARGET_DIR ?= /var/tmp/shoal-sdk-target
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps pydeps build run test lint fmt clean image cluster-up cluster-down test-compose bench-compare
+.PHONY: deps pydeps build run test lint fmt clean image cluster-up cluster-up-tls cluster-down test-compose test-compose-tls bench-compare
 
 IMAGE ?= shoal:local
 COMPOSE := docker-compose -f deploy/docker-compose.yml
@@ -70,6 +70,15 @@ cluster-up: image
 cluster-down:
 	$(COMPOSE) down -v
 
+## cluster-up-tls: the same cluster with TLS on (deploy/docker-compose.tls.yml),
+## certificates made in deploy/tls by `shoal tls generate` if absent
+cluster-up-tls: image deploy/tls/ca.pem
+	SHOAL_IMAGE=$(IMAGE) $(COMPOSE) -f deploy/docker-compose.tls.yml up -d
+	@echo "gRPC 127.0.0.1:50051-50053 (--tls-ca deploy/tls/ca.pem), AWS API https://127.0.0.1:4567-4569"
+
+deploy/tls/ca.pem:
+	$(SHOAL) tls generate --out deploy/tls --node node-1 --node node-2 --node node-3
+
 ## test-compose: kill, cut off, pause and restart nodes of a compose cluster
 ## under load; fails if an acknowledged record is lost, doubled or reordered
 test-compose: image pydeps
@@ -78,6 +87,16 @@ test-compose: image pydeps
 	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python tests/compose/fault_test.py --project shoal-faults --shoal $(SHOAL) \
 		|| { $(COMPOSE) -p shoal-faults logs --tail 50; $(COMPOSE) -p shoal-faults down -v; exit 1; }
 	$(COMPOSE) -p shoal-faults down -v
+	$(MAKE) test-compose-tls
+
+## test-compose-tls: the TLS variant of the compose cluster, used over TLS by the
+## shoal CLI and boto3; plain and untrusting clients must be refused
+test-compose-tls: image pydeps deploy/tls/ca.pem
+	$(COMPOSE) -f deploy/docker-compose.tls.yml -p shoal-tls down -v >/dev/null 2>&1 || true
+	SHOAL_IMAGE=$(IMAGE) $(COMPOSE) -f deploy/docker-compose.tls.yml -p shoal-tls up -d
+	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python tests/compose/tls_test.py --shoal $(SHOAL) --ca deploy/tls/ca.pem \
+		|| { $(COMPOSE) -f deploy/docker-compose.tls.yml -p shoal-tls logs --tail 50; $(COMPOSE) -f deploy/docker-compose.tls.yml -p shoal-tls down -v; exit 1; }
+	$(COMPOSE) -f deploy/docker-compose.tls.yml -p shoal-tls down -v
 
 ## bench-compare: Shoal (three `shoal node` processes, release build) against a
 ## three-server NATS JetStream cluster, bench/workloads.toml on both, one table

@@ -82,6 +82,19 @@ def short_iterator_dev():
 
 
 @pytest.fixture(scope="session")
+def tls_dev():
+    """A cluster serving gRPC and the AWS API over TLS only (certificates made by
+    `shoal dev --tls-dir`), its nodes talking to each other over mutual TLS."""
+    tls_dir = tempfile.TemporaryDirectory(prefix="shoal-tls-test-")
+    process, data, info = start_dev("--tls-dir", tls_dir.name)
+    info["endpoints"] = [e.replace("http://", "https://") for e in info["endpoints"]]
+    info["ca"] = os.path.join(tls_dir.name, "ca.pem")
+    yield info
+    stop_dev(process, data)
+    tls_dir.cleanup()
+
+
+@pytest.fixture(scope="session")
 def secured_dev():
     """A cluster that verifies SigV4 signatures against one access key."""
     process, data, info = start_dev("--aws-credential", f"{SECURED_KEY[0]}:{SECURED_KEY[1]}")

@@ -44,6 +44,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let credentials =
         node.config.aws_credentials.iter().map(|c| (c.access_key_id.clone(), c.secret_access_key.clone())).collect();
+    let tls = node.tls.clone();
     let service = Arc::new(AwsService { kinesis: Arc::new(KinesisApi::new(node)), credentials });
     let app = Router::new()
         .route("/", post(dispatch))
@@ -51,7 +52,14 @@ pub async fn serve(
         // Records reach 10 MiB, base64-encoded in JSON: allow the largest call.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(service);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    // Same port either way: HTTPS when the node has TLS on, plain HTTP otherwise.
+    match tls {
+        Some(tls) => {
+            let listener = shoal_tls::TlsListener::new(listener, tls.http_acceptor()?)?;
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await?,
+    }
     Ok(())
 }
 

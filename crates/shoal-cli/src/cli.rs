@@ -23,8 +23,28 @@ pub struct Cli {
     #[arg(long, short = 'e', global = true, env = "SHOAL_ENDPOINT", default_value = "127.0.0.1:50051")]
     pub endpoint: String,
 
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// TLS files. For client commands: trust the cluster's CA (and present a client
+/// certificate where the cluster requires one). For `shoal node`: the node's own
+/// certificate and key, and the CA its peers' certificates are checked against
+/// (the `[tls]` keys of the configuration file).
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// The cluster's CA certificate (PEM). Client commands then connect with TLS.
+    #[arg(long, global = true, env = "SHOAL_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// A certificate to present (PEM): a node's own, or a client's.
+    #[arg(long, global = true, env = "SHOAL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, global = true, env = "SHOAL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 // Parsed once per process: the size of the largest variant does not matter.
@@ -53,6 +73,32 @@ pub enum Command {
     /// Consumer applications: run a member that prints records, or describe a group.
     #[command(subcommand)]
     Consumer(ConsumerCommand),
+    /// Transport security: make certificates for a cluster.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Write a new CA (ca.pem, ca-key.pem), a certificate per node (NODE.pem,
+    /// NODE-key.pem; valid for NODE, localhost, 127.0.0.1 and any --name) and a
+    /// client certificate (client.pem, client-key.pem) into a directory.
+    ///
+    ///   shoal tls generate --out deploy/tls --node node-1 --node node-2 --node node-3
+    Generate {
+        /// Directory to write into (created if missing).
+        #[arg(long, short = 'o', default_value = "shoal-tls")]
+        out: PathBuf,
+        /// A node's host name, as peers and clients address it; repeat per node.
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+        /// Another DNS name or IP address every node certificate should carry.
+        #[arg(long = "name")]
+        extra_names: Vec<String>,
+        /// Replace certificates already in the directory.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +198,10 @@ pub struct NodeArgs {
     /// the outcome, and exit without starting the node.
     #[arg(long)]
     pub check_config: bool,
+    /// With TLS on, refuse gRPC clients that present no certificate signed by the
+    /// cluster's CA (`tls.require_client_cert`). Peers always present one.
+    #[arg(long, env = "SHOAL_TLS_REQUIRE_CLIENT_CERT")]
+    pub tls_require_client_cert: bool,
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +234,11 @@ pub struct DevArgs {
     /// How long shard iterators stay valid, in milliseconds (tests shorten it).
     #[arg(long, hide = true, default_value_t = shoal_types::limits::SHARD_ITERATOR_TTL_MILLIS)]
     pub iterator_ttl_millis: u64,
+    /// Serve gRPC and the AWS API over TLS, with mutual TLS between the nodes, using
+    /// certificates in this directory (made there by `shoal tls generate` if absent).
+    /// Clients then need `--tls-ca DIR/ca.pem`.
+    #[arg(long, env = "SHOAL_DEV_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,8 +8,9 @@ use shoal_proto::v1::cluster_client::ClusterClient;
 use shoal_proto::v1::consumer_groups_client::ConsumerGroupsClient;
 use shoal_proto::v1::records_client::RecordsClient;
 use shoal_proto::v1::stream_control_client::StreamControlClient;
+use shoal_tls::Dialer;
 use shoal_types::{ShoalError, ShoalResult};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::status::from_status;
 
@@ -39,11 +40,17 @@ pub struct ShoalClient {
 }
 
 impl ShoalClient {
-    /// Connects to `addr` (`host:port` or `http://host:port`).
+    /// Connects to `addr` (`host:port` or `http://host:port`) without TLS.
     pub async fn connect(addr: &str) -> ShoalResult<ShoalClient> {
-        let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
-        let endpoint = Endpoint::from_shared(uri)
-            .map_err(|e| ShoalError::invalid_argument(format!("invalid address {addr}: {e}")))?
+        Self::connect_with(addr, &Dialer::plain()).await
+    }
+
+    /// Connects to `addr` as `dialer` says: plain, or TLS trusting the cluster's CA
+    /// (presenting a client certificate where the cluster requires one).
+    pub async fn connect_with(addr: &str, dialer: &Dialer) -> ShoalResult<ShoalClient> {
+        let endpoint = dialer
+            .endpoint(addr)
+            .map_err(|e| ShoalError::invalid_argument(e.to_string()))?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true);
         let channel =

@@ -13,4 +13,5 @@ mod client;
 
 pub use client::{Record, ShoalClient, StoredRecord};
 pub use shoal_proto::v1 as proto;
+pub use shoal_tls::Dialer;
 pub use shoal_types::{ErrorCode, ShoalError, ShoalResult};

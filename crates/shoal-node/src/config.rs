@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub retention_hour_millis: u64,
     /// How ON_DEMAND streams scale with their load.
     pub autoscaler: crate::autoscaler::AutoscalerConfig,
+    /// TLS for the gRPC and AWS endpoints and mutual TLS between nodes (off by default).
+    pub tls: shoal_tls::TlsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +91,7 @@ impl Default for NodeConfig {
             retention_check_secs: 30,
             retention_hour_millis: 3_600_000,
             autoscaler: Default::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -126,6 +129,7 @@ impl NodeConfig {
             self.raft.election_timeout_millis > self.raft.heartbeat_millis,
             "raft.election_timeout_millis must exceed raft.heartbeat_millis"
         );
+        self.tls.validate()?;
         let scaler = &self.autoscaler;
         anyhow::ensure!(
             scaler.scale_down_at < scaler.scale_up_at,

@@ -19,6 +19,7 @@ use shoal_raft::{
     GroupLogStore, GroupRaft, GroupStateMachine, MetaState, NetworkFaults, PeerNetwork, StateWatch, raft_config,
 };
 use shoal_storage::NodeDb;
+use shoal_tls::NodeTls;
 use shoal_types::stream::META_GROUP_ID;
 use shoal_types::{NodeId, NodeInfo, ShoalError, ShoalResult, Stream, StreamStatus};
 use tokio::net::TcpListener;
@@ -43,6 +44,8 @@ pub struct Node {
     pub meta_state: watch::Receiver<Arc<MetaState>>,
     pub peers: PeerChannels,
     pub raft_config: Arc<openraft::Config>,
+    /// TLS for the node's endpoints and towards its peers; `None` when off.
+    pub tls: Option<NodeTls>,
 }
 
 impl Node {
@@ -51,7 +54,9 @@ impl Node {
     pub async fn open(config: NodeConfig, faults: Arc<NetworkFaults>) -> anyhow::Result<Arc<Node>> {
         config.validate()?;
         let db = NodeDb::open(&config.data_dir).with_context(|| format!("opening {}", config.data_dir.display()))?;
-        let network = PeerNetwork::new(config.id, faults);
+        let tls = NodeTls::load(&config.tls).context("loading the [tls] files")?;
+        let dialer = tls.as_ref().map(NodeTls::peer_dialer).unwrap_or_default();
+        let network = PeerNetwork::new(config.id, faults, dialer.clone());
         let raft_config = raft_config(config.raft.heartbeat_millis, config.raft.election_timeout_millis)?;
         let (meta_tx, meta_state) = watch::channel(Arc::new(MetaState::default()));
         let meta_sm = GroupStateMachine::open(db.clone(), META_GROUP_ID, StateWatch::Meta(meta_tx))?;
@@ -83,8 +88,9 @@ impl Node {
             groups,
             meta,
             meta_state,
-            peers: PeerChannels::default(),
+            peers: PeerChannels::new(dialer),
             raft_config,
+            tls,
         }))
     }
 
@@ -211,7 +217,11 @@ pub async fn serve(
         tokio::spawn(crate::balancer::run(node.clone(), tasks_stopped.clone())),
         tokio::spawn(crate::autoscaler::run(node.clone(), tasks_stopped.clone())),
     ];
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &node.tls {
+        builder = builder.tls_config(tls.grpc_server()).context("configuring TLS for gRPC")?;
+    }
+    let server = builder
         .tcp_nodelay(true)
         .add_service(StreamControlServer::new(crate::control_service::ControlService::new(node.clone())))
         .add_service(

@@ -4,21 +4,28 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use shoal_tls::Dialer;
 use shoal_types::{ShoalError, ShoalResult};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-#[derive(Default)]
 pub struct PeerChannels {
     channels: Mutex<HashMap<String, Channel>>,
+    dialer: Dialer,
 }
 
 impl PeerChannels {
+    pub fn new(dialer: Dialer) -> Self {
+        PeerChannels { channels: Mutex::default(), dialer }
+    }
+
     pub fn channel(&self, addr: &str) -> ShoalResult<Channel> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = self
+            .dialer
+            .endpoint(addr)
             .map_err(|e| ShoalError::internal(format!("invalid peer address {addr}: {e}")))?
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(30))

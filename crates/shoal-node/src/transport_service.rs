@@ -29,6 +29,17 @@ impl TransportService {
         TransportService { node }
     }
 
+    /// With TLS on, only peers may use the node-to-node service: callers whose
+    /// certificate, signed by the cluster's CA, was verified in the handshake.
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if self.node.tls.is_some() && request.peer_certs().is_none_or(|certs| certs.is_empty()) {
+            return Err(Status::unauthenticated(
+                "the node-to-node service needs a certificate signed by the cluster's CA",
+            ));
+        }
+        Ok(())
+    }
+
     async fn deliver_one(&self, from: u64, group: u64, payload: &[u8]) -> RaftReply {
         let failed = |error: String| RaftReply { payload: Vec::new(), error };
         if !self.node.network.faults().passes(from, self.node.id) {
@@ -51,6 +62,7 @@ impl TransportService {
 #[tonic::async_trait]
 impl RaftTransport for TransportService {
     async fn deliver(&self, request: Request<RaftBatch>) -> Result<Response<RaftBatchReply>, Status> {
+        self.authorize(&request)?;
         let batch = request.into_inner();
         let from = batch.from_node;
         let replies = futures::future::join_all(
@@ -64,6 +76,7 @@ impl RaftTransport for TransportService {
         &self,
         request: Request<ShardAppendRequest>,
     ) -> Result<Response<ShardAppendReply>, Status> {
+        self.authorize(&request)?;
         let request = request.into_inner();
         let shard_id = ShardId(request.shard_index);
         // The caller may have applied a resharding this node has not seen yet:
@@ -107,6 +120,7 @@ impl RaftTransport for TransportService {
     }
 
     async fn propose_meta(&self, request: Request<MetaProposal>) -> Result<Response<MetaProposalReply>, Status> {
+        self.authorize(&request)?;
         let command: MetaCommand = bincode::deserialize(&request.into_inner().command)
             .map_err(|e| to_status(ShoalError::invalid_argument(format!("undecodable metadata command: {e}"))))?;
         let (response, log_index) =

@@ -20,6 +20,7 @@ use openraft::raft::{
 };
 use shoal_proto::v1::raft_transport_client::RaftTransportClient;
 use shoal_proto::v1::{RaftBatch, RaftMessage};
+use shoal_tls::Dialer;
 use shoal_types::{GroupId, NodeId, NodeInfo};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -51,6 +52,8 @@ pub struct PeerNetwork {
     local: NodeId,
     peers: Arc<Mutex<HashMap<NodeId, PeerLink>>>,
     faults: Arc<NetworkFaults>,
+    /// Plain, or mutual TLS with the cluster's CA and this node's certificate.
+    dialer: Dialer,
 }
 
 #[derive(Clone)]
@@ -60,8 +63,8 @@ struct PeerLink {
 }
 
 impl PeerNetwork {
-    pub fn new(local: NodeId, faults: Arc<NetworkFaults>) -> Self {
-        PeerNetwork { local, peers: Arc::default(), faults }
+    pub fn new(local: NodeId, faults: Arc<NetworkFaults>, dialer: Dialer) -> Self {
+        PeerNetwork { local, peers: Arc::default(), faults, dialer }
     }
 
     pub fn local(&self) -> NodeId {
@@ -83,7 +86,7 @@ impl PeerNetwork {
             return link.clone();
         }
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(run_sender(self.local, addr.to_string(), receiver));
+        tokio::spawn(run_sender(self.local, self.dialer.clone(), addr.to_string(), receiver));
         let link = PeerLink { addr: addr.to_string(), queue };
         peers.insert(target, link.clone());
         link
@@ -142,8 +145,8 @@ impl CallError {
 }
 
 /// Drains a peer's queue into batches until every group has dropped its handle.
-async fn run_sender(local: NodeId, addr: String, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
-    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+async fn run_sender(local: NodeId, dialer: Dialer, addr: String, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
+    let endpoint = match dialer.endpoint(&addr) {
         Ok(endpoint) => endpoint.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true),
         Err(error) => {
             tracing::error!(%addr, %error, "invalid peer address");

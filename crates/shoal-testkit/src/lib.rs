@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use shoal_client::ShoalClient;
+use shoal_client::{Dialer, ShoalClient};
 use shoal_node::{NodeConfig, NodeHandle, PeerConfig, RaftTiming};
 use shoal_raft::NetworkFaults;
 use shoal_raft::shard_state::{ReadRecord, read_records};
@@ -24,6 +24,8 @@ pub struct TestCluster {
     configs: BTreeMap<NodeId, NodeConfig>,
     nodes: BTreeMap<NodeId, NodeHandle>,
     pub faults: Arc<NetworkFaults>,
+    /// How [`TestCluster::client`] dials the nodes (TLS when they serve it).
+    dialer: Dialer,
     _data: tempfile::TempDir,
 }
 
@@ -47,6 +49,16 @@ impl TestCluster {
 
     /// Like [`TestCluster::start`], with each node's configuration adjusted first.
     pub async fn start_with(count: usize, configure: impl Fn(&mut NodeConfig)) -> anyhow::Result<TestCluster> {
+        Self::start_with_dialer(count, configure, Dialer::plain()).await
+    }
+
+    /// Like [`TestCluster::start_with`], with clients dialing as `dialer` says
+    /// (for nodes configured with TLS).
+    pub async fn start_with_dialer(
+        count: usize,
+        configure: impl Fn(&mut NodeConfig),
+        dialer: Dialer,
+    ) -> anyhow::Result<TestCluster> {
         init_logging();
         let data = tempfile::Builder::new().prefix("shoal-test-").tempdir()?;
         let mut listeners = Vec::new();
@@ -80,6 +92,7 @@ impl TestCluster {
                 retention_check_secs: 3600,
                 retention_hour_millis: 3_600_000,
                 autoscaler: Default::default(),
+                tls: Default::default(),
             };
             let mut config = config;
             configure(&mut config);
@@ -87,7 +100,7 @@ impl TestCluster {
             configs.insert(peer.id, config);
             nodes.insert(peer.id, handle);
         }
-        let cluster = TestCluster { configs, nodes, faults, _data: data };
+        let cluster = TestCluster { configs, nodes, faults, dialer, _data: data };
         cluster.client(1).await?.list_streams().await.context("cluster never became ready")?;
         Ok(cluster)
     }
@@ -102,7 +115,7 @@ impl TestCluster {
 
     /// A client talking to node `id`.
     pub async fn client(&self, id: NodeId) -> anyhow::Result<ShoalClient> {
-        Ok(ShoalClient::connect(&self.addr(id)).await?)
+        Ok(ShoalClient::connect_with(&self.addr(id), &self.dialer).await?)
     }
 
     /// The running node `id`, to drive it below the API (e.g. metadata commands).

@@ -16,7 +16,7 @@ pub struct ShoalDriver {
 
 impl ShoalDriver {
     pub async fn connect(endpoint: &str, stream: &str) -> anyhow::Result<ShoalDriver> {
-        Ok(ShoalDriver { client: ShoalClient::connect(endpoint).await?, stream: stream.into() })
+        Ok(ShoalDriver { client: crate::commands::connect::connect(endpoint).await?, stream: stream.into() })
     }
 
     /// A fresh stream with the workload's shards.

@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use shoal_client::ShoalClient;
-
 pub async fn add_node(endpoint: &str, id: u64, addr: &str, zone: &str) -> anyhow::Result<()> {
-    let client = ShoalClient::connect(endpoint).await?;
+    let client = super::connect::connect(endpoint).await?;
     let voter = client.add_node(id, addr, zone).await?;
     let role = if voter { "a metadata voter" } else { "a metadata learner" };
     println!("node {id} ({addr}, {zone}) joined as {role}; replicas in {zone} will move to it");
@@ -13,7 +11,7 @@ pub async fn add_node(endpoint: &str, id: u64, addr: &str, zone: &str) -> anyhow
 }
 
 pub async fn drain(endpoint: &str, id: u64, cancel: bool, wait: bool) -> anyhow::Result<()> {
-    let client = ShoalClient::connect(endpoint).await?;
+    let client = super::connect::connect(endpoint).await?;
     let mut left = client.drain_node(id, cancel).await?;
     if cancel {
         println!("node {id} accepts replicas again ({left} held)");
@@ -37,14 +35,14 @@ pub async fn drain(endpoint: &str, id: u64, cancel: bool, wait: bool) -> anyhow:
 }
 
 pub async fn remove_node(endpoint: &str, id: u64, timeout_secs: u64) -> anyhow::Result<()> {
-    let client = ShoalClient::connect(endpoint).await?;
+    let client = super::connect::connect(endpoint).await?;
     client.remove_node(id, Duration::from_secs(timeout_secs)).await?;
     println!("node {id} drained and removed from the cluster");
     Ok(())
 }
 
 pub async fn status(endpoint: &str) -> anyhow::Result<()> {
-    let client = ShoalClient::connect(endpoint).await?;
+    let client = super::connect::connect(endpoint).await?;
     let status = client.cluster_status().await?;
     println!("NODE\tZONE\tADDRESS\tREACHABLE\tROLE\tREPLICAS");
     for node in &status.nodes {

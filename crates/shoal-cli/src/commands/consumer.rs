@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::time::Duration;
 
-use shoal_client::ShoalClient;
 use shoal_client::consumer::{Batch, Checkpointer, Consumer, ConsumerConfig, ProcessResult, RecordProcessor};
 
 use crate::cli::ConsumerCommand;
@@ -40,7 +39,7 @@ impl RecordProcessor for PrintRecords {
 }
 
 pub async fn run(endpoint: &str, command: ConsumerCommand) -> anyhow::Result<()> {
-    let client = ShoalClient::connect(endpoint).await?;
+    let client = super::connect::connect(endpoint).await?;
     match command {
         ConsumerCommand::Run { stream, application, member, lease_timeout_secs, latest, push, verbose } => {
             let mut config = ConsumerConfig::new(&application);

@@ -29,6 +29,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .map(|(i, port)| PeerConfig { id: i as u64 + 1, zone: ZONES[i].into(), addr: format!("{}:{port}", args.host) })
         .collect();
     let faults = Arc::new(NetworkFaults::default());
+    let tls = match &args.tls_dir {
+        Some(dir) => Some(dev_certificates(dir, &args.host)?),
+        None => None,
+    };
     let credentials: Vec<shoal_node::AwsCredential> =
         args.aws_credentials.iter().map(|c| super::node::parse_credential(c)).collect::<anyhow::Result<_>>()?;
     let mut nodes = Vec::new();
@@ -55,6 +59,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             retention_check_secs: 30,
             retention_hour_millis: 3_600_000,
             autoscaler: Default::default(),
+            tls: match &args.tls_dir {
+                Some(dir) => shoal_tls::TlsConfig {
+                    cert: Some(dir.join(format!("node-{}.pem", peer.id))),
+                    key: Some(dir.join(format!("node-{}-key.pem", peer.id))),
+                    ca: Some(dir.join("ca.pem")),
+                    require_client_cert: false,
+                },
+                None => Default::default(),
+            },
         };
         let node = shoal_node::start(listener, config.clone(), faults.clone()).await?;
         if let Some(task) = super::aws::start(&node, &config.aws_listen).await? {
@@ -62,19 +75,24 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
         nodes.push(node);
     }
-    let client = shoal_client::ShoalClient::connect(&peers[0].addr).await?;
+    let dialer = tls.clone().unwrap_or_default();
+    let client = shoal_client::ShoalClient::connect_with(&peers[0].addr, &dialer).await?;
     client.list_streams().await.context("cluster did not become ready")?;
     super::metrics::serve(&args.metrics_addr, metrics, nodes.iter().map(|n| n.node.clone()).collect()).await?;
     println!("shoal dev: 3 nodes in zones az-a, az-b, az-c, ready in {:?}", started.elapsed());
     for peer in &peers {
         let aws = aws_addr(&args, peer.id);
-        let aws = if aws.is_empty() { String::new() } else { format!("  AWS Kinesis API http://{aws}") };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let aws = if aws.is_empty() { String::new() } else { format!("  AWS Kinesis API {scheme}://{aws}") };
         println!("  node {} ({}) gRPC {}{aws}", peer.id, peer.zone, peer.addr);
     }
     if !args.metrics_addr.is_empty() {
         println!("  metrics  http://{}/metrics", args.metrics_addr);
     }
     println!("  data     {}", data_dir.display());
+    if let Some(dir) = &args.tls_dir {
+        println!("  TLS on   clients: export SHOAL_TLS_CA={}", dir.join("ca.pem").display());
+    }
     println!("try: shoal stream create demo --shards 2 && seq 1 5 | shoal put demo && shoal get demo");
     super::shutdown_signal().await;
     eprintln!("shoal dev: stopping");
@@ -85,6 +103,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), node.stop()).await;
     }
     Ok(())
+}
+
+/// Certificates for the three dev nodes in `dir` (made if absent), and how a
+/// client of them dials: trusting the CA and presenting the client certificate.
+fn dev_certificates(dir: &std::path::Path, host: &str) -> anyhow::Result<shoal_client::Dialer> {
+    if !dir.join("ca.pem").exists() {
+        let nodes: Vec<String> = (1..=3).map(|id| format!("node-{id}")).collect();
+        shoal_tls::generate::write_cluster(dir, &nodes, &[host.to_string()])
+            .with_context(|| format!("writing dev certificates to {}", dir.display()))?;
+    }
+    Ok(shoal_client::Dialer::from_files(
+        Some(&dir.join("ca.pem")),
+        Some(&dir.join("client.pem")),
+        Some(&dir.join("client-key.pem")),
+    )?)
 }
 
 /// The AWS API address of dev node `id` (1-based), or empty when disabled.

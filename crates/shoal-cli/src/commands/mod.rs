@@ -2,6 +2,7 @@
 
 mod aws;
 mod cluster;
+pub mod connect;
 mod consumer;
 mod dev;
 mod metrics;
@@ -9,12 +10,19 @@ mod node;
 mod put;
 mod read;
 mod stream;
+mod tls;
 
-use crate::cli::{Cli, ClusterCommand, Command};
+use crate::cli::{Cli, ClusterCommand, Command, TlsCommand};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if !cli.command.is_server() {
+        connect::configure(&cli.tls)?;
+    }
     match cli.command {
-        Command::Node(args) => node::run(args).await,
+        Command::Node(args) => node::run(args, &cli.tls).await,
+        Command::Tls(TlsCommand::Generate { out, nodes, extra_names, force }) => {
+            tls::generate(&out, &nodes, &extra_names, force)
+        }
         Command::Dev(args) => dev::run(args).await,
         Command::Stream(command) => stream::run(&cli.endpoint, command).await,
         Command::Put(args) => put::run(&cli.endpoint, args).await,

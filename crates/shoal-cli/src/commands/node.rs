@@ -6,7 +6,7 @@ use anyhow::Context;
 use shoal_node::{NodeConfig, PeerConfig};
 use shoal_raft::NetworkFaults;
 
-use crate::cli::NodeArgs;
+use crate::cli::{NodeArgs, TlsArgs};
 
 /// Parses `ID=ZONE@HOST:PORT`.
 fn parse_peer(text: &str) -> anyhow::Result<PeerConfig> {
@@ -29,7 +29,7 @@ fn ordinal_of(host: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("host name {host:?} does not end with -ORDINAL (a StatefulSet pod name)"))
 }
 
-pub fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
+pub fn load_config(args: &NodeArgs, tls: &TlsArgs) -> anyhow::Result<NodeConfig> {
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -85,13 +85,27 @@ pub fn load_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
     if !args.peers.is_empty() {
         config.peers = args.peers.iter().map(|p| parse_peer(p)).collect::<anyhow::Result<_>>()?;
     }
+    if let Some(cert) = &tls.tls_cert {
+        config.tls.cert = Some(cert.clone());
+    }
+    if let Some(key) = &tls.tls_key {
+        config.tls.key = Some(key.clone());
+    }
+    if let Some(ca) = &tls.tls_ca {
+        config.tls.ca = Some(ca.clone());
+    }
+    if args.tls_require_client_cert {
+        config.tls.require_client_cert = true;
+    }
     config.validate()?;
     Ok(config)
 }
 
-pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let config = load_config(&args)?;
+pub async fn run(args: NodeArgs, tls: &TlsArgs) -> anyhow::Result<()> {
+    let config = load_config(&args, tls)?;
     if args.check_config {
+        // The TLS files are read and checked too: a node that would fail to start fails here.
+        shoal_tls::NodeTls::load(&config.tls)?;
         println!("configuration of node {} ({}) is valid", config.id, config.zone);
         return Ok(());
     }

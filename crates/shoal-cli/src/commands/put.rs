@@ -15,7 +15,7 @@ pub async fn run(endpoint: &str, args: PutArgs) -> anyhow::Result<()> {
         (1..=MAX_RECORDS_PER_PUT).contains(&args.batch),
         "--batch must be between 1 and {MAX_RECORDS_PER_PUT}"
     );
-    let client = ShoalClient::connect(endpoint).await?;
+    let client = super::connect::connect(endpoint).await?;
     let (reader, total_bytes): (Box<dyn BufRead>, Option<u64>) = match &args.file {
         Some(path) => {
             let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;

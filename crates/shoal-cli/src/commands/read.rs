@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use shoal_client::{ShoalClient, StoredRecord};
+use shoal_client::StoredRecord;
 
 use crate::cli::{GetArgs, TailArgs};
 
@@ -16,7 +16,7 @@ fn print(out: &mut impl Write, shard: &str, record: &StoredRecord, verbose: bool
 }
 
 pub async fn get(endpoint: &str, args: GetArgs) -> anyhow::Result<()> {
-    let client = ShoalClient::connect(endpoint).await?;
+    let client = super::connect::connect(endpoint).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for (shard, records) in client.read_stream(&args.stream).await? {
@@ -29,7 +29,7 @@ pub async fn get(endpoint: &str, args: GetArgs) -> anyhow::Result<()> {
 }
 
 pub async fn tail(endpoint: &str, args: TailArgs) -> anyhow::Result<()> {
-    let client = ShoalClient::connect(endpoint).await?;
+    let client = super::connect::connect(endpoint).await?;
     let start = if args.from_start { "TRIM_HORIZON" } else { "LATEST" };
     let mut cursors = Vec::new();
     for shard in client.list_shards(&args.stream).await? {

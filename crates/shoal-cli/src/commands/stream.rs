@@ -3,12 +3,11 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use shoal_client::ShoalClient;
 
 use crate::cli::StreamCommand;
 
 pub async fn run(endpoint: &str, command: StreamCommand) -> anyhow::Result<()> {
-    let client = ShoalClient::connect(endpoint).await?;
+    let client = super::connect::connect(endpoint).await?;
     match command {
         StreamCommand::Create { name, shards, on_demand } => {
             if on_demand {
