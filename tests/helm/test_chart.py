@@ -25,6 +25,7 @@ VALUE_SETS = {
         "--set", "persistence.storageClass=fast",
         "--set-json", 'awsCredentials=["AKID:secret"]',
     ],
+    "tls": ["--set", "tls.enabled=true", "--set", "tls.secretName=shoal-tls", "--set", "tls.requireClientCert=true"],
 }
 
 
@@ -88,3 +89,33 @@ def test_the_config_the_nodes_read_is_accepted_by_shoal(helm, tmp_path):
     checked = subprocess.run([SHOAL, "node", "--config", str(path), "--check-config"], env=env, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     assert "node 2 (az-b) is valid" in checked.stdout
+
+
+def test_tls_mounts_the_secret_and_the_node_accepts_it(helm, tmp_path):
+    docs = render(helm, VALUE_SETS["tls"])
+    statefulset = next(d for d in docs if d["kind"] == "StatefulSet")
+    spec = statefulset["spec"]["template"]["spec"]
+    assert {"name": "tls", "secret": {"secretName": "shoal-tls"}} in spec["volumes"]
+    env = env_of(statefulset)
+    assert env["SHOAL_TLS_CERT"] == "/etc/shoal-tls/tls.crt" and env["SHOAL_TLS_REQUIRE_CLIENT_CERT"] == "true"
+    # The Secret's files, as cert-manager names them, made by `shoal tls generate`.
+    made = subprocess.run([SHOAL, "tls", "generate", "--out", str(tmp_path), "--node", "demo-shoal-1.demo-shoal-headless.streams.svc"], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    files = {"tls.crt": "demo-shoal-1.demo-shoal-headless.streams.svc.pem", "tls.key": "demo-shoal-1.demo-shoal-headless.streams.svc-key.pem", "ca.crt": "ca.pem"}
+    mounted = {k: str(tmp_path / v) for k, v in files.items()}
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["node.toml"]
+    (tmp_path / "node.toml").write_text(config)
+    env = {k: v for k, v in env.items() if v is not None and "$(" not in v}
+    env.update(HOSTNAME="demo-shoal-1", SHOAL_ADVERTISE="demo-shoal-1.demo-shoal-headless.streams.svc:50051")
+    env.update(SHOAL_TLS_CERT=mounted["tls.crt"], SHOAL_TLS_KEY=mounted["tls.key"], SHOAL_TLS_CA=mounted["ca.crt"])
+    checked = subprocess.run([SHOAL, "node", "--config", str(tmp_path / "node.toml"), "--check-config"], env=env, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    # A key that does not belong to the certificate is caught before the node starts.
+    env.update(SHOAL_TLS_KEY=str(tmp_path / "client-key.pem"))
+    refused = subprocess.run([SHOAL, "node", "--config", str(tmp_path / "node.toml"), "--check-config"], env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "usable identity" in refused.stderr
+
+
+def test_tls_without_a_secret_is_refused_at_render_time(helm):
+    out = subprocess.run([helm, "template", "demo", CHART, "--set", "tls.enabled=true"], capture_output=True, text=True)
+    assert out.returncode != 0 and "tls.secretName is required" in out.stderr
