@@ -66,11 +66,14 @@ pub struct RaftTiming {
     pub heartbeat_millis: u64,
     /// Minimum election timeout; the maximum is twice this.
     pub election_timeout_millis: u64,
+    /// A shard group whose log has not moved for this long stops its heartbeats
+    /// and election timers until it is used again (0: never rest).
+    pub quiesce_after_millis: u64,
 }
 
 impl Default for RaftTiming {
     fn default() -> Self {
-        RaftTiming { heartbeat_millis: 100, election_timeout_millis: 500 }
+        RaftTiming { heartbeat_millis: 100, election_timeout_millis: 500, quiesce_after_millis: 2_000 }
     }
 }
 

@@ -30,6 +30,11 @@ pub struct GroupHandle {
     pub labels: (String, String),
     /// The leader this node last saw, to count leader changes.
     pub last_seen_leader: AtomicU64,
+    /// Whether the group's Raft ticker is stopped (see `quiescence.rs`).
+    resting: AtomicBool,
+    /// The last log index the quiescence pass saw, and when the log last moved.
+    seen_log_index: AtomicU64,
+    last_activity_millis: AtomicU64,
 }
 
 /// Counters of what a leader appended, read by the autoscaler as rates.
@@ -64,7 +69,48 @@ impl GroupHandle {
             load: AppendedLoad::default(),
             labels: (String::new(), String::new()),
             last_seen_leader: AtomicU64::new(0),
+            resting: AtomicBool::new(false),
+            seen_log_index: AtomicU64::new(0),
+            last_activity_millis: AtomicU64::new(shoal_types::now_millis()),
         }
+    }
+
+    /// Restarts the group's Raft ticker (heartbeats, election timer) if it was
+    /// resting, and counts now as activity. Call before proposing on the group.
+    pub fn wake(&self) {
+        self.last_activity_millis.fetch_max(shoal_types::now_millis(), Ordering::Relaxed);
+        self.resume();
+    }
+
+    /// Restarts the group's Raft ticker if it was resting (not counted as activity).
+    pub fn resume(&self) {
+        if self.resting.swap(false, Ordering::AcqRel) {
+            self.raft.runtime_config().tick(true);
+        }
+    }
+
+    /// Stops the group's Raft ticker: no heartbeats, no election timer.
+    pub fn rest(&self) {
+        if !self.resting.swap(true, Ordering::AcqRel) {
+            self.raft.runtime_config().tick(false);
+        }
+    }
+
+    pub fn is_resting(&self) -> bool {
+        self.resting.load(Ordering::Acquire)
+    }
+
+    pub fn last_activity_millis(&self) -> u64 {
+        self.last_activity_millis.load(Ordering::Relaxed)
+    }
+
+    /// Records the log's last index; true (and now counts as activity) if it moved.
+    pub fn note_log_index(&self, index: u64, now_millis: u64) -> bool {
+        let moved = self.seen_log_index.swap(index, Ordering::Relaxed) != index;
+        if moved {
+            self.last_activity_millis.fetch_max(now_millis, Ordering::Relaxed);
+        }
+        moved
     }
 
     /// Names the shard this group replicates, for its metrics.

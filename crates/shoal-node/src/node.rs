@@ -46,6 +46,8 @@ pub struct Node {
     pub raft_config: Arc<openraft::Config>,
     /// TLS for the node's endpoints and towards its peers; `None` when off.
     pub tls: Option<NodeTls>,
+    /// Which peers answered probes lately.
+    pub liveness: crate::liveness::Liveness,
 }
 
 impl Node {
@@ -91,6 +93,7 @@ impl Node {
             peers: PeerChannels::new(dialer),
             raft_config,
             tls,
+            liveness: Default::default(),
         }))
     }
 
@@ -216,6 +219,8 @@ pub async fn serve(
         tokio::spawn(crate::retention::run(node.clone(), tasks_stopped.clone())),
         tokio::spawn(crate::balancer::run(node.clone(), tasks_stopped.clone())),
         tokio::spawn(crate::autoscaler::run(node.clone(), tasks_stopped.clone())),
+        tokio::spawn(crate::liveness::run(node.clone(), tasks_stopped.clone())),
+        tokio::spawn(crate::quiescence::run(node.clone(), tasks_stopped.clone())),
     ];
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &node.tls {

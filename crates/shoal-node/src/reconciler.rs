@@ -150,6 +150,7 @@ async fn follow_placement(
             return;
         }
         let (handle, members, in_flight) = (handle.clone(), members.clone(), in_flight.clone());
+        handle.wake();
         tokio::spawn(async move {
             if let Err(error) = change_members(&handle, wanted, &members).await {
                 tracing::warn!(group = handle.group, %error, "replica move not finished; will retry");
@@ -169,6 +170,7 @@ async fn follow_placement(
     let last = handle.last_leader_transfer.load(Ordering::Relaxed);
     if preferred != node.id && caught_up && now.saturating_sub(last) > LEADER_TRANSFER_PAUSE_MILLIS {
         handle.last_leader_transfer.store(now, Ordering::Relaxed);
+        handle.wake();
         if let Err(error) = handle.raft.trigger().transfer_leader(preferred).await {
             tracing::warn!(group = handle.group, %error, "leader transfer refused");
         } else {

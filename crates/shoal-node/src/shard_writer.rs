@@ -52,6 +52,7 @@ pub async fn append_local(handle: &GroupHandle, records: Vec<Record>, origin: Ba
             "Rate exceeded for shard: more than its write limit (records or bytes per second).",
         ));
     }
+    handle.wake();
     let arrival_millis = handle.next_arrival(now_millis());
     let count = records.len();
     let started = std::time::Instant::now();
@@ -150,6 +151,7 @@ pub async fn seal_local(handle: &GroupHandle) -> ShoalResult<RecordPosition> {
     if !handle.raft.is_leader() {
         return Err(ShoalError::unavailable("this node is not the shard's leader; retry"));
     }
+    handle.wake();
     match handle.raft.client_write(Command::Seal).await {
         Ok(written) => match written.data {
             CommandResponse::Sealed { end } => Ok(end),

@@ -9,6 +9,7 @@ use shoal_proto::v1::raft_transport_server::RaftTransport;
 use shoal_proto::v1::{
     MetaProposal, MetaProposalReply, RaftBatch, RaftBatchReply, RaftReply, ShardAppendReply, ShardAppendRequest,
 };
+use shoal_raft::transport::PING_GROUP;
 use shoal_raft::wire::{RaftRequest, handle};
 use shoal_raft::{BatchOrigin, MetaCommand};
 use shoal_types::{Record, ShardId, ShoalError};
@@ -44,6 +45,9 @@ impl TransportService {
         let failed = |error: String| RaftReply { payload: Vec::new(), error };
         if !self.node.network.faults().passes(from, self.node.id) {
             return failed(format!("link {from} -> {} is cut", self.node.id));
+        }
+        if group == PING_GROUP {
+            return RaftReply { payload: Vec::new(), error: String::new() };
         }
         let Some(target) = self.node.groups.wait_for(group, GROUP_START_WAIT).await else {
             return failed(format!("group {group} is not running on node {}", self.node.id));

@@ -37,6 +37,9 @@ const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Batches in flight to one peer at a time.
 const MAX_IN_FLIGHT_BATCHES: usize = 4;
+/// The group id of a liveness probe: an empty message answered by the node
+/// itself, not by a group (no group ever gets this id).
+pub const PING_GROUP: GroupId = GroupId::MAX;
 
 type Reply = Result<Vec<u8>, String>;
 
@@ -90,6 +93,21 @@ impl PeerNetwork {
         let link = PeerLink { addr: addr.to_string(), queue };
         peers.insert(target, link.clone());
         link
+    }
+
+    /// Whether `target` answers an empty message within `timeout`, through the same
+    /// link (and the same faults) as Raft traffic: node-level liveness, one probe
+    /// per peer instead of a heartbeat per group.
+    pub async fn ping(&self, target: NodeId, node: &NodeInfo, timeout: Duration) -> bool {
+        if !self.faults.passes(self.local, target) {
+            return false;
+        }
+        let (reply, receiver) = oneshot::channel();
+        let link = self.link(target, &node.addr);
+        if link.queue.send(Outgoing { group: PING_GROUP, payload: Vec::new(), reply }).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(timeout, receiver).await, Ok(Ok(Ok(_)))) && self.faults.passes(target, self.local)
     }
 
     /// Sends one RPC of `group` to `target` and waits for its reply.

@@ -84,7 +84,7 @@ impl TestCluster {
                 advertise: Some(peer.addr.clone()),
                 data_dir: data.path().join(format!("node-{}", peer.id)),
                 peers: peers.clone(),
-                raft: RaftTiming { heartbeat_millis: 50, election_timeout_millis: 300 },
+                raft: RaftTiming { heartbeat_millis: 50, election_timeout_millis: 300, ..Default::default() },
                 aws_listen: String::new(),
                 aws_credentials: Vec::new(),
                 shard_iterator_ttl_millis: shoal_types::limits::SHARD_ITERATOR_TTL_MILLIS,

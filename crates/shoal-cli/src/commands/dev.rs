@@ -47,7 +47,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             advertise: Some(peer.addr.clone()),
             data_dir: data_dir.join(format!("node-{}", peer.id)),
             peers: peers.clone(),
-            raft: RaftTiming { heartbeat_millis: 100, election_timeout_millis: 800 },
+            raft: RaftTiming { heartbeat_millis: 100, election_timeout_millis: 800, ..Default::default() },
             aws_listen: aws_addr(&args, peer.id),
             aws_credentials: credentials.clone(),
             shard_iterator_ttl_millis: args.iterator_ttl_millis,
