@@ -18,6 +18,7 @@
 pub mod cbor;
 pub mod error;
 pub mod event_stream;
+pub mod firehose;
 pub mod kinesis;
 pub mod request;
 pub mod server;

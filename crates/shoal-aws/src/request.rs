@@ -26,7 +26,17 @@ impl WireFormat {
     }
 }
 
+/// Which AWS service a call is for (its `X-Amz-Target` prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsApi {
+    /// `Kinesis_20131202.*`
+    Kinesis,
+    /// `Firehose_20150804.*`
+    Firehose,
+}
+
 pub struct AwsRequest {
+    pub api: AwsApi,
     pub operation: String,
     pub body: Value,
     pub scope: CallerScope,

@@ -21,17 +21,20 @@ use tokio::net::TcpListener;
 
 use crate::cbor::{KINESIS_BLOB_FIELDS, KINESIS_TIMESTAMP_FIELDS, cbor_to_json, json_to_cbor};
 use crate::error::AwsError;
+use crate::firehose::FirehoseApi;
 use crate::kinesis::{self, KinesisApi};
-use crate::request::{AwsRequest, WireFormat};
+use crate::request::{AwsApi, AwsRequest, WireFormat};
 use crate::sigv4::caller_scope;
 use crate::sigv4_verify::{SignedRequest, verify};
 
 const KINESIS_TARGET_PREFIX: &str = "Kinesis_20131202.";
+const FIREHOSE_TARGET_PREFIX: &str = "Firehose_20150804.";
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// What every call shares: the operations and the accepted credentials.
 pub struct AwsService {
     pub(crate) kinesis: Arc<KinesisApi>,
+    firehose: Arc<FirehoseApi>,
     /// Secrets by access key id; empty means any credentials are accepted.
     credentials: HashMap<String, String>,
 }
@@ -45,7 +48,11 @@ pub async fn serve(
     let credentials =
         node.config.aws_credentials.iter().map(|c| (c.access_key_id.clone(), c.secret_access_key.clone())).collect();
     let tls = node.tls.clone();
-    let service = Arc::new(AwsService { kinesis: Arc::new(KinesisApi::new(node)), credentials });
+    let service = Arc::new(AwsService {
+        kinesis: Arc::new(KinesisApi::new(node.clone())),
+        firehose: Arc::new(FirehoseApi::new(node)),
+        credentials,
+    });
     let app = Router::new()
         .route("/", post(dispatch))
         .route("/health", get(|| async { "ok" }))
@@ -95,7 +102,10 @@ async fn answer(service: Arc<AwsService>, method: Method, uri: Uri, headers: Hea
                         Err(error) => error_response(error, format),
                     };
                 }
-                kinesis::handle(&service.kinesis, &request).await
+                match request.api {
+                    AwsApi::Kinesis => kinesis::handle(&service.kinesis, &request).await,
+                    AwsApi::Firehose => crate::firehose::handle(&service.firehose, &request).await,
+                }
             }
             Err(error) => Err(error),
         },
@@ -144,7 +154,11 @@ fn authenticate(
 
 fn parse(headers: &HeaderMap, body: &[u8], format: WireFormat) -> Result<AwsRequest, AwsError> {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let Some(operation) = target.strip_prefix(KINESIS_TARGET_PREFIX) else {
+    let (api, operation) = if let Some(operation) = target.strip_prefix(KINESIS_TARGET_PREFIX) {
+        (AwsApi::Kinesis, operation)
+    } else if let Some(operation) = target.strip_prefix(FIREHOSE_TARGET_PREFIX) {
+        (AwsApi::Firehose, operation)
+    } else {
         return Err(AwsError::unknown_operation(if target.is_empty() { "(missing X-Amz-Target)" } else { target }));
     };
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
@@ -161,7 +175,7 @@ fn parse(headers: &HeaderMap, body: &[u8], format: WireFormat) -> Result<AwsRequ
         return Err(AwsError::serialization("Request body must be an object"));
     }
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    Ok(AwsRequest { operation: operation.to_string(), body, scope: caller_scope(authorization), format })
+    Ok(AwsRequest { api, operation: operation.to_string(), body, scope: caller_scope(authorization), format })
 }
 
 /// Encodes `value` in the wire format of the call.

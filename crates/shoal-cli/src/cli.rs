@@ -202,6 +202,8 @@ pub struct NodeArgs {
     /// cluster's CA (`tls.require_client_cert`). Peers always present one.
     #[arg(long, env = "SHOAL_TLS_REQUIRE_CLIENT_CERT")]
     pub tls_require_client_cert: bool,
+    #[command(flatten)]
+    pub firehose: FirehoseArgs,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +241,8 @@ pub struct DevArgs {
     /// Clients then need `--tls-ca DIR/ca.pem`.
     #[arg(long, env = "SHOAL_DEV_TLS_DIR")]
     pub tls_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub firehose: FirehoseArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -415,5 +419,54 @@ impl BenchArgs {
             ($($field:ident),*) => {$( if let Some(value) = self.$field.clone() { workload.$field = value; } )*};
         }
         set!(shards, record_bytes, keys, producers, rate, in_flight, batch, consumers, duration_secs, warmup_secs);
+    }
+}
+
+/// Where Firehose delivers (for `shoal node` and `shoal dev`): an S3-compatible
+/// server, or a directory with one subdirectory per bucket.
+#[derive(Debug, Args, Default)]
+pub struct FirehoseArgs {
+    /// S3-compatible endpoint for delivery streams' buckets (`firehose.s3_endpoint`).
+    #[arg(long, env = "SHOAL_FIREHOSE_S3_ENDPOINT")]
+    pub firehose_s3_endpoint: Option<String>,
+    /// Region to sign S3 requests for (`firehose.s3_region`, default us-east-1).
+    #[arg(long, env = "SHOAL_FIREHOSE_S3_REGION")]
+    pub firehose_s3_region: Option<String>,
+    /// Access key for the S3 endpoint (`firehose.s3_access_key_id`).
+    #[arg(long, env = "SHOAL_FIREHOSE_S3_ACCESS_KEY_ID")]
+    pub firehose_s3_access_key_id: Option<String>,
+    /// Secret key for the S3 endpoint (`firehose.s3_secret_access_key`).
+    #[arg(long, env = "SHOAL_FIREHOSE_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub firehose_s3_secret_access_key: Option<String>,
+    /// Without an S3 endpoint: deliver into this directory, a subdirectory per bucket
+    /// (`firehose.local_dir`).
+    #[arg(long, env = "SHOAL_FIREHOSE_LOCAL_DIR")]
+    pub firehose_local_dir: Option<PathBuf>,
+    /// Do not run a delivery worker in this process (`firehose.worker = false`).
+    #[arg(long, env = "SHOAL_FIREHOSE_NO_WORKER")]
+    pub no_firehose_worker: bool,
+}
+
+impl FirehoseArgs {
+    /// Applies the flags given over `config`.
+    pub fn apply(&self, config: &mut shoal_firehose::FirehoseConfig) {
+        if let Some(v) = &self.firehose_s3_endpoint {
+            config.s3_endpoint = v.clone();
+        }
+        if let Some(v) = &self.firehose_s3_region {
+            config.s3_region = v.clone();
+        }
+        if let Some(v) = &self.firehose_s3_access_key_id {
+            config.s3_access_key_id = v.clone();
+        }
+        if let Some(v) = &self.firehose_s3_secret_access_key {
+            config.s3_secret_access_key = v.clone();
+        }
+        if let Some(v) = &self.firehose_local_dir {
+            config.local_dir = Some(v.clone());
+        }
+        if self.no_firehose_worker {
+            config.worker = false;
+        }
     }
 }

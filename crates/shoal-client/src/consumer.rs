@@ -52,6 +52,15 @@ pub trait RecordProcessor: Send + Sync + 'static {
     /// stops reading the shard; the lease goes back and the records after the
     /// last checkpoint are read again (by this member or another).
     fn process(&self, batch: Batch, checkpointer: Checkpointer) -> impl Future<Output = ProcessResult> + Send;
+
+    /// Called before the member checkpoints a shard on its own: at a closed
+    /// shard's end, and when the member stops. A processor that holds records back
+    /// (buffers them) must make them safe here, or that checkpoint would pass them.
+    /// An error leaves the checkpoint where it was.
+    fn flush(&self, shard_id: &str) -> impl Future<Output = ProcessResult> + Send {
+        let _ = shard_id;
+        async { Ok(()) }
+    }
 }
 
 /// Records of one shard, in sequence-number order.
@@ -134,6 +143,11 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
+    /// The shard this checkpointer records progress of.
+    pub fn shard_id(&self) -> &str {
+        &self.shard_id
+    }
+
     /// Checkpoints after the last record of the batch.
     pub async fn checkpoint(&self) -> ShoalResult<()> {
         match &self.last_in_batch {
@@ -401,6 +415,9 @@ impl<P: RecordProcessor> ShardReader<P> {
 
     /// A closed shard read to its end: checkpoint there so its children can be leased.
     async fn finish(&self) -> ShoalResult<()> {
+        if let Err(error) = self.processor.flush(&self.lease.shard_id).await {
+            return Err(ShoalError::internal(format!("the record processor failed to flush: {error}")));
+        }
         let processed = lock(&self.state).processed.clone().unwrap_or_default();
         self.checkpointer(None).send(&processed, 0, true).await?;
         tracing::debug!(shard = %self.lease.shard_id, "shard finished");
@@ -489,6 +506,10 @@ impl<P: RecordProcessor> ShardReader<P> {
 
     /// On a clean stop: checkpoint what was processed but not yet checkpointed.
     async fn final_checkpoint(&self) -> ShoalResult<()> {
+        if let Err(error) = self.processor.flush(&self.lease.shard_id).await {
+            tracing::warn!(shard = %self.lease.shard_id, %error, "records held back by the processor are not safe; not checkpointing");
+            return Ok(());
+        }
         let (processed, checkpointed) = {
             let state = lock(&self.state);
             (state.processed.clone(), state.checkpointed.clone())

@@ -14,6 +14,7 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         ErrorCode::InvalidArgument | ErrorCode::Validation => Code::InvalidArgument,
         ErrorCode::ResourceNotFound => Code::NotFound,
         ErrorCode::ResourceInUse => Code::FailedPrecondition,
+        ErrorCode::ConcurrentModification => Code::Aborted,
         ErrorCode::LimitExceeded | ErrorCode::ProvisionedThroughputExceeded => Code::ResourceExhausted,
         ErrorCode::ExpiredIterator | ErrorCode::ExpiredNextToken => Code::OutOfRange,
         ErrorCode::Unavailable => Code::Unavailable,

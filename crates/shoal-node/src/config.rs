@@ -41,6 +41,8 @@ pub struct NodeConfig {
     pub autoscaler: crate::autoscaler::AutoscalerConfig,
     /// TLS for the gRPC and AWS endpoints and mutual TLS between nodes (off by default).
     pub tls: shoal_tls::TlsConfig,
+    /// Firehose delivery: the worker in this node and where buckets are.
+    pub firehose: shoal_firehose::FirehoseConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +97,7 @@ impl Default for NodeConfig {
             retention_hour_millis: 3_600_000,
             autoscaler: Default::default(),
             tls: Default::default(),
+            firehose: Default::default(),
         }
     }
 }

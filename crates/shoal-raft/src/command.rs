@@ -184,6 +184,12 @@ pub enum MetaCommand {
     UndrainNode {
         node: NodeId,
     },
+    /// A change to the Firehose delivery stream `name`.
+    DeliveryStream {
+        name: String,
+        now_millis: u64,
+        command: crate::delivery_stream::DeliveryStreamCommand,
+    },
     /// A change to the consumer group of `application` on `stream`, at the time
     /// the proposer stamped (lease expiry is judged by it).
     Group {
@@ -200,6 +206,7 @@ pub enum MetaResponse {
     Stream(Stream),
     Consumer(Consumer),
     Group(ConsumerGroup),
+    DeliveryStream(Option<crate::delivery_stream::DeliveryStream>),
     Error(ShoalError),
 }
 

@@ -14,6 +14,7 @@
 
 pub mod command;
 pub mod consumer_group;
+pub mod delivery_stream;
 pub mod faults;
 pub mod log_store;
 pub mod meta_state;

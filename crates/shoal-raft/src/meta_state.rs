@@ -16,6 +16,9 @@ use shoal_types::{
 
 use crate::command::{MetaCommand, MetaResponse};
 use crate::consumer_group::{ConsumerGroup, DEFAULT_LEASE_TIMEOUT_MILLIS, GroupCommand, validate_application};
+use crate::delivery_stream::{
+    DIRECT_PUT_RETENTION_HOURS, DIRECT_PUT_SHARDS, DeliveryStream, DeliveryStreamCommand, direct_put_stream,
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -31,6 +34,8 @@ pub struct MetaState {
     pub draining: BTreeSet<NodeId>,
     /// Consumer groups by `stream/application`.
     pub consumer_groups: BTreeMap<String, ConsumerGroup>,
+    /// Firehose delivery streams by name.
+    pub delivery_streams: BTreeMap<String, DeliveryStream>,
 }
 
 /// The key of a consumer group in [`MetaState::consumer_groups`].
@@ -346,6 +351,38 @@ impl MetaState {
                 group.apply(command, &entry, now_millis)?;
                 self.consumer_groups.insert(key, group.clone());
                 Ok(MetaResponse::Group(group))
+            }
+            MetaCommand::DeliveryStream { name, now_millis, command } => {
+                let created_direct_put =
+                    matches!(&command, DeliveryStreamCommand::Create { kind, .. } if kind == "DirectPut");
+                let deleted = matches!(command, DeliveryStreamCommand::Delete);
+                if created_direct_put && self.streams.contains_key(&direct_put_stream(&name)) {
+                    return Err(ShoalError::in_use(format!("Firehose {name} already exists.")));
+                }
+                if let DeliveryStreamCommand::Create { kind, source_stream: Some(source), .. } = &command
+                    && kind == "KinesisStreamAsSource"
+                {
+                    self.stream(source)?;
+                }
+                let response = crate::delivery_stream::apply(&mut self.delivery_streams, &name, command, now_millis)?;
+                // A DirectPut delivery stream's records live in its own stream,
+                // created and removed in the same entry as the delivery stream.
+                if created_direct_put {
+                    let create = MetaCommand::CreateStream {
+                        name: direct_put_stream(&name),
+                        shard_count: DIRECT_PUT_SHARDS,
+                        retention_hours: DIRECT_PUT_RETENTION_HOURS,
+                        now_millis,
+                    };
+                    if let Err(error) = self.try_apply(create, nodes) {
+                        self.delivery_streams.remove(&name);
+                        return Err(error);
+                    }
+                }
+                if deleted && let Some(stream) = self.streams.get_mut(&direct_put_stream(&name)) {
+                    stream.status = StreamStatus::Deleting;
+                }
+                Ok(MetaResponse::DeliveryStream(response))
             }
             MetaCommand::DrainNode { node } => {
                 self.draining.insert(node);

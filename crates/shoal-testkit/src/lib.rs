@@ -93,6 +93,7 @@ impl TestCluster {
                 retention_hour_millis: 3_600_000,
                 autoscaler: Default::default(),
                 tls: Default::default(),
+                firehose: Default::default(),
             };
             let mut config = config;
             configure(&mut config);

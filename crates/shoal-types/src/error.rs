@@ -17,6 +17,9 @@ pub enum ErrorCode {
     ExpiredNextToken,
     ProvisionedThroughputExceeded,
     Validation,
+    /// A version check failed: the resource changed since it was read (Firehose's
+    /// `UpdateDestination`).
+    ConcurrentModification,
     /// The cluster cannot serve the call right now (no leader, node shutting
     /// down); retrying soon is expected to work.
     Unavailable,
@@ -35,6 +38,7 @@ impl ErrorCode {
             ErrorCode::ExpiredNextToken => "ExpiredNextTokenException",
             ErrorCode::ProvisionedThroughputExceeded => "ProvisionedThroughputExceededException",
             ErrorCode::Validation => "ValidationException",
+            ErrorCode::ConcurrentModification => "ConcurrentModificationException",
             ErrorCode::Unavailable => "ServiceUnavailableException",
             ErrorCode::InternalFailure => "InternalFailure",
         }
@@ -59,7 +63,7 @@ impl ErrorCode {
     }
 }
 
-const ALL_CODES: [ErrorCode; 10] = [
+const ALL_CODES: [ErrorCode; 11] = [
     ErrorCode::InvalidArgument,
     ErrorCode::ResourceNotFound,
     ErrorCode::ResourceInUse,
@@ -68,6 +72,7 @@ const ALL_CODES: [ErrorCode; 10] = [
     ErrorCode::ExpiredNextToken,
     ErrorCode::ProvisionedThroughputExceeded,
     ErrorCode::Validation,
+    ErrorCode::ConcurrentModification,
     ErrorCode::Unavailable,
     ErrorCode::InternalFailure,
 ];
@@ -94,6 +99,9 @@ impl ShoalError {
     }
     pub fn in_use(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::ResourceInUse, message)
+    }
+    pub fn limit_exceeded(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::LimitExceeded, message)
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unavailable, message)

@@ -4,7 +4,7 @@
 mod consumers;
 mod records;
 mod settings;
-mod shapes;
+pub(crate) mod shapes;
 mod streams;
 pub mod subscribe;
 

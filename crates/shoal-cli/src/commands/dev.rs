@@ -37,6 +37,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.aws_credentials.iter().map(|c| super::node::parse_credential(c)).collect::<anyhow::Result<_>>()?;
     let mut nodes = Vec::new();
     let mut aws_tasks = Vec::new();
+    let mut workers = Vec::new();
     for peer in &peers {
         let listener =
             tokio::net::TcpListener::bind(&peer.addr).await.with_context(|| format!("binding {}", peer.addr))?;
@@ -68,11 +69,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 },
                 None => Default::default(),
             },
+            firehose: {
+                // One directory for the buckets of all three nodes' workers.
+                let mut firehose =
+                    shoal_firehose::FirehoseConfig { local_dir: Some(data_dir.join("firehose")), ..Default::default() };
+                args.firehose.apply(&mut firehose);
+                firehose
+            },
         };
         let node = shoal_node::start(listener, config.clone(), faults.clone()).await?;
         if let Some(task) = super::aws::start(&node, &config.aws_listen).await? {
             aws_tasks.push(task);
         }
+        workers.extend(super::firehose::start(&node));
         nodes.push(node);
     }
     let dialer = tls.clone().unwrap_or_default();
@@ -90,12 +99,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("  metrics  http://{}/metrics", args.metrics_addr);
     }
     println!("  data     {}", data_dir.display());
+    match (&args.firehose.firehose_s3_endpoint, &args.firehose.firehose_local_dir) {
+        (Some(endpoint), _) => println!("  firehose delivers to S3 at {endpoint}"),
+        (None, Some(dir)) => println!("  firehose delivers to {}/BUCKET", dir.display()),
+        (None, None) => println!("  firehose delivers to {}/BUCKET", data_dir.join("firehose").display()),
+    }
     if let Some(dir) = &args.tls_dir {
         println!("  TLS on   clients: export SHOAL_TLS_CA={}", dir.join("ca.pem").display());
     }
     println!("try: shoal stream create demo --shards 2 && seq 1 5 | shoal put demo && shoal get demo");
     super::shutdown_signal().await;
     eprintln!("shoal dev: stopping");
+    for worker in workers {
+        worker.stop().await;
+    }
     for task in aws_tasks {
         task.abort();
     }

@@ -5,6 +5,7 @@ mod cluster;
 pub mod connect;
 mod consumer;
 mod dev;
+mod firehose;
 mod metrics;
 mod node;
 mod put;

@@ -97,6 +97,7 @@ pub fn load_config(args: &NodeArgs, tls: &TlsArgs) -> anyhow::Result<NodeConfig>
     if args.tls_require_client_cert {
         config.tls.require_client_cert = true;
     }
+    args.firehose.apply(&mut config.firehose);
     config.validate()?;
     Ok(config)
 }
@@ -115,9 +116,13 @@ pub async fn run(args: NodeArgs, tls: &TlsArgs) -> anyhow::Result<()> {
     eprintln!("shoal node {} ({}) serving gRPC on {}", config.id, config.zone, listener.local_addr()?);
     let node = shoal_node::start(listener, config.clone(), Arc::new(NetworkFaults::default())).await?;
     let aws = super::aws::start(&node, &config.aws_listen).await?;
+    let worker = super::firehose::start(&node);
     super::metrics::serve(&args.metrics_addr, metrics, vec![node.node.clone()]).await?;
     super::shutdown_signal().await;
     eprintln!("shoal node {}: stopping", config.id);
+    if let Some(worker) = worker {
+        worker.stop().await;
+    }
     if let Some(aws) = aws {
         aws.abort();
     }

@@ -1,0 +1,176 @@
+//! One delivery stream's record processor: per-shard buffers, flushed to one
+//! object each when the buffering hints say so, and a checkpoint only after the
+//! store has acknowledged the object.
+//!
+//! * Size: a buffer is flushed when it reaches `SizeInMBs` (checked as records
+//!   arrive, so objects end at the same record on every run).
+//! * Interval: a ticker flushes buffers older than `IntervalInSeconds`.
+//! * Failures: a put is retried with backoff (doubling to 30 s) until it works;
+//!   meanwhile the shard is not read further — back-pressure, not loss. The
+//!   records stay in the stream (a week for DirectPut), so nothing is dropped.
+//! * Order: one flush at a time per shard, so objects and checkpoints of a shard
+//!   follow record order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use object_store::ObjectStore;
+use object_store::path::Path;
+use shoal_client::consumer::{Batch, Checkpointer, ProcessResult, RecordProcessor};
+use tokio::sync::Mutex;
+
+use crate::S3Destination;
+use crate::compression::compress;
+use crate::naming::ObjectOrigin;
+
+/// Records of one shard waiting to be written.
+struct ShardBuffer {
+    data: Vec<u8>,
+    records: u64,
+    first_sequence_number: String,
+    last_sequence_number: String,
+    last_sub_sequence_number: u64,
+    oldest_arrival_millis: u64,
+    opened: Instant,
+    checkpointer: Checkpointer,
+}
+
+/// Cheap to clone: the worker keeps one to flush by interval.
+#[derive(Clone)]
+pub struct DeliveryProcessor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    version: u64,
+    destination: S3Destination,
+    store: Arc<dyn ObjectStore>,
+    /// Per shard: the buffer being filled (one flush at a time: the lock is held
+    /// across the put).
+    shards: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<ShardBuffer>>>>>,
+}
+
+impl DeliveryProcessor {
+    pub fn new(name: &str, version: u64, destination: S3Destination, store: Arc<dyn ObjectStore>) -> Self {
+        let inner = Inner { name: name.into(), version, destination, store, shards: Default::default() };
+        DeliveryProcessor { inner: Arc::new(inner) }
+    }
+
+    /// Flushes buffers older than the interval; the worker calls this every second.
+    pub async fn flush_due(&self) {
+        let interval = Duration::from_secs(self.inner.destination.interval_secs);
+        for (shard, slot) in self.inner.slots() {
+            let mut buffer = slot.lock().await;
+            if buffer.as_ref().is_some_and(|b| b.opened.elapsed() >= interval)
+                && let Err(error) = self.inner.flush(&mut buffer).await
+            {
+                tracing::warn!(delivery_stream = %self.inner.name, %shard, %error, "checkpoint after delivery failed");
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn slot(&self, shard: &str) -> Arc<Mutex<Option<ShardBuffer>>> {
+        let mut shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        shards.entry(shard.to_string()).or_default().clone()
+    }
+
+    fn slots(&self) -> Vec<(String, Arc<Mutex<Option<ShardBuffer>>>)> {
+        let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        shards.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Writes the buffer as one object (retrying until the store takes it), then
+    /// checkpoints after its last record.
+    async fn flush(&self, buffer: &mut Option<ShardBuffer>) -> ProcessResult {
+        let Some(full) = buffer.take() else { return Ok(()) };
+        let origin = ObjectOrigin {
+            delivery_stream: &self.name,
+            version: self.version,
+            shard_id: shard_of(&full.checkpointer),
+            first_sequence_number: &full.first_sequence_number,
+            oldest_arrival_millis: full.oldest_arrival_millis,
+        };
+        let key = origin.key(
+            &self.destination.prefix,
+            self.destination.compression,
+            self.destination.file_extension.as_deref(),
+        );
+        let body = compress(&full.data, self.destination.compression)?;
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let started = Instant::now();
+            match self.store.put(&Path::from(key.as_str()), body.clone().into()).await {
+                Ok(_) => {
+                    let labels = [("delivery_stream", self.name.clone())];
+                    metrics::counter!("shoal_firehose_delivery_to_s3_records_total", &labels).increment(full.records);
+                    metrics::counter!("shoal_firehose_delivery_to_s3_bytes_total", &labels)
+                        .increment(full.data.len() as u64);
+                    metrics::counter!("shoal_firehose_delivery_to_s3_success_total", &labels).increment(1);
+                    metrics::histogram!("shoal_firehose_delivery_to_s3_seconds", &labels)
+                        .record(started.elapsed().as_secs_f64());
+                    let freshness = shoal_types::now_millis().saturating_sub(full.oldest_arrival_millis);
+                    metrics::gauge!("shoal_firehose_data_freshness_seconds", &labels).set(freshness as f64 / 1000.0);
+                    tracing::debug!(delivery_stream = %self.name, %key, records = full.records, "delivered");
+                    break;
+                }
+                Err(error) => {
+                    metrics::counter!("shoal_firehose_delivery_to_s3_failures_total", "delivery_stream" => self.name.clone())
+                        .increment(1);
+                    tracing::warn!(delivery_stream = %self.name, %key, %error, retry_in = ?pause, "delivery failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        full.checkpointer.checkpoint_at(&full.last_sequence_number, full.last_sub_sequence_number).await?;
+        Ok(())
+    }
+}
+
+/// The shard a checkpointer belongs to (kept with the buffer for naming).
+fn shard_of(checkpointer: &Checkpointer) -> &str {
+    checkpointer.shard_id()
+}
+
+impl RecordProcessor for DeliveryProcessor {
+    async fn process(&self, batch: Batch, checkpointer: Checkpointer) -> ProcessResult {
+        let slot = self.inner.slot(&batch.shard_id);
+        let mut buffer = slot.lock().await;
+        for record in batch.user_records() {
+            let entry = buffer.get_or_insert_with(|| ShardBuffer {
+                data: Vec::new(),
+                records: 0,
+                first_sequence_number: record.sequence_number.clone(),
+                last_sequence_number: record.sequence_number.clone(),
+                last_sub_sequence_number: record.sub_sequence_number,
+                oldest_arrival_millis: record.approximate_arrival_timestamp_millis,
+                opened: Instant::now(),
+                checkpointer: checkpointer.clone(),
+            });
+            entry.data.extend_from_slice(&record.data);
+            entry.records += 1;
+            entry.last_sequence_number = record.sequence_number.clone();
+            entry.last_sub_sequence_number = record.sub_sequence_number;
+            entry.oldest_arrival_millis = entry.oldest_arrival_millis.min(record.approximate_arrival_timestamp_millis);
+            // The newest lease's checkpointer (a re-leased shard has a new epoch).
+            entry.checkpointer = checkpointer.clone();
+            if entry.data.len() as u64 >= self.inner.destination.size_bytes {
+                self.inner.flush(&mut buffer).await?;
+            }
+        }
+        if self.inner.destination.interval_secs == 0 {
+            self.inner.flush(&mut buffer).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&self, shard_id: &str) -> ProcessResult {
+        let slot = self.inner.slot(shard_id);
+        let mut buffer = slot.lock().await;
+        self.inner.flush(&mut buffer).await
+    }
+}

@@ -1,0 +1,245 @@
+//! The S3 destination of a delivery stream, read from the AWS JSON shapes
+//! (`ExtendedS3DestinationConfiguration` or the older `S3DestinationConfiguration`),
+//! checked against Firehose's limits.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Firehose's buffering defaults: 5 MiB or 300 seconds, whichever comes first.
+pub const DEFAULT_SIZE_MB: u64 = 5;
+pub const DEFAULT_INTERVAL_SECS: u64 = 300;
+
+/// The destination keys the Firehose API knows, and whether Shoal delivers there yet.
+pub const DESTINATION_KEYS: [(&str, bool); 10] = [
+    ("ExtendedS3DestinationConfiguration", true),
+    ("S3DestinationConfiguration", true),
+    ("RedshiftDestinationConfiguration", false),
+    ("ElasticsearchDestinationConfiguration", false),
+    ("AmazonopensearchserviceDestinationConfiguration", false),
+    ("AmazonOpenSearchServerlessDestinationConfiguration", false),
+    ("SplunkDestinationConfiguration", false),
+    ("HttpEndpointDestinationConfiguration", false),
+    ("SnowflakeDestinationConfiguration", false),
+    ("IcebergDestinationConfiguration", false),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Compression {
+    #[serde(rename = "UNCOMPRESSED")]
+    Uncompressed,
+    #[serde(rename = "GZIP")]
+    Gzip,
+    #[serde(rename = "ZIP")]
+    Zip,
+    #[serde(rename = "Snappy")]
+    Snappy,
+    #[serde(rename = "HADOOP_SNAPPY")]
+    HadoopSnappy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BufferingHints {
+    #[serde(rename = "SizeInMBs")]
+    pub size_in_mbs: Option<u64>,
+    pub interval_in_seconds: Option<u64>,
+}
+
+/// What the worker needs to deliver to S3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Destination {
+    pub role_arn: String,
+    pub bucket_arn: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub error_output_prefix: String,
+    pub size_bytes: u64,
+    pub interval_secs: u64,
+    pub compression: Compression,
+    /// Overrides the extension that follows from the compression.
+    pub file_extension: Option<String>,
+}
+
+fn field<'a>(config: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    config.get(name).filter(|v| !v.is_null())
+}
+
+fn string_field(config: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
+    match field(config, name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{name} must be a string.")),
+    }
+}
+
+/// The bucket of `arn:aws:s3:::bucket`.
+pub fn bucket_of(arn: &str) -> Result<String, String> {
+    let bucket = arn
+        .strip_prefix("arn:aws:s3:::")
+        .or_else(|| arn.strip_prefix("arn:aws-cn:s3:::"))
+        .or_else(|| arn.strip_prefix("arn:aws-us-gov:s3:::"))
+        .ok_or_else(|| format!("BucketARN {arn} is not an S3 bucket ARN (arn:aws:s3:::BUCKET)."))?;
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if !valid {
+        return Err(format!("Bucket name {bucket:?} is not a valid S3 bucket name."));
+    }
+    Ok(bucket.to_string())
+}
+
+impl S3Destination {
+    /// Reads and checks a destination from `{"ExtendedS3DestinationConfiguration": {…}}`
+    /// (or `S3DestinationConfiguration`), as stored in the metadata.
+    pub fn from_stored(destination: &Value) -> Result<S3Destination, String> {
+        let config = ["ExtendedS3DestinationConfiguration", "S3DestinationConfiguration"]
+            .iter()
+            .find_map(|key| destination.get(key).and_then(Value::as_object))
+            .ok_or("The delivery stream has no S3 destination.")?;
+        Self::from_config(config)
+    }
+
+    pub fn from_config(config: &Map<String, Value>) -> Result<S3Destination, String> {
+        let role_arn = string_field(config, "RoleARN")?.ok_or("RoleARN is required.")?;
+        let bucket_arn = string_field(config, "BucketARN")?.ok_or("BucketARN is required.")?;
+        let bucket = bucket_of(&bucket_arn)?;
+        let prefix = string_field(config, "Prefix")?.unwrap_or_default();
+        let error_output_prefix = string_field(config, "ErrorOutputPrefix")?.unwrap_or_default();
+        for (name, value) in [("Prefix", &prefix), ("ErrorOutputPrefix", &error_output_prefix)] {
+            if value.len() > 1024 {
+                return Err(format!("{name} is longer than 1024 characters."));
+            }
+        }
+        if prefix.contains("!{") && error_output_prefix.is_empty() {
+            return Err("ErrorOutputPrefix is required when Prefix contains expressions.".into());
+        }
+        crate::naming::check_prefix(&prefix)?;
+        let hints: Option<BufferingHints> = field(config, "BufferingHints")
+            .map(|v| serde_json::from_value(v.clone()))
+            .transpose()
+            .map_err(|e| format!("BufferingHints: {e}"))?;
+        let (size_mb, interval_secs) = match hints {
+            None => (DEFAULT_SIZE_MB, DEFAULT_INTERVAL_SECS),
+            Some(BufferingHints { size_in_mbs, interval_in_seconds }) => {
+                (size_in_mbs.unwrap_or(DEFAULT_SIZE_MB), interval_in_seconds.unwrap_or(DEFAULT_INTERVAL_SECS))
+            }
+        };
+        if !(1..=128).contains(&size_mb) {
+            return Err(format!("BufferingHints.SizeInMBs {size_mb} is outside 1..128."));
+        }
+        if interval_secs > 900 {
+            return Err(format!("BufferingHints.IntervalInSeconds {interval_secs} is outside 0..900."));
+        }
+        let compression = match field(config, "CompressionFormat") {
+            None => Compression::Uncompressed,
+            Some(value) => serde_json::from_value(value.clone()).map_err(|_| {
+                format!("CompressionFormat {value} is not one of UNCOMPRESSED, GZIP, ZIP, Snappy, HADOOP_SNAPPY.")
+            })?,
+        };
+        if compression == Compression::Zip {
+            return Err(
+                "CompressionFormat ZIP is not supported by Shoal yet (GZIP, Snappy and HADOOP_SNAPPY are).".into()
+            );
+        }
+        let file_extension = string_field(config, "FileExtension")?;
+        if let Some(ext) = &file_extension
+            && (!ext.starts_with('.') || ext.len() > 128)
+        {
+            return Err(format!("FileExtension {ext:?} must start with '.' and be at most 128 characters."));
+        }
+        Ok(S3Destination {
+            role_arn,
+            bucket_arn,
+            bucket,
+            prefix,
+            error_output_prefix,
+            size_bytes: size_mb * 1024 * 1024,
+            interval_secs,
+            compression,
+            file_extension,
+        })
+    }
+
+    /// The description DescribeDeliveryStream returns for this destination.
+    pub fn describe(&self, stored: &Value) -> Value {
+        let config = ["ExtendedS3DestinationConfiguration", "S3DestinationConfiguration"]
+            .iter()
+            .find_map(|key| stored.get(key).and_then(Value::as_object))
+            .cloned()
+            .unwrap_or_default();
+        let mut description = config;
+        description.insert(
+            "BufferingHints".into(),
+            serde_json::json!({
+                "SizeInMBs": self.size_bytes / (1024 * 1024),
+                "IntervalInSeconds": self.interval_secs,
+            }),
+        );
+        description.insert("CompressionFormat".into(), serde_json::to_value(self.compression).unwrap_or(Value::Null));
+        description
+            .entry("EncryptionConfiguration")
+            .or_insert_with(|| serde_json::json!({ "NoEncryptionConfig": "NoEncryption" }));
+        description.entry("S3BackupMode").or_insert_with(|| Value::String("Disabled".into()));
+        Value::Object(description)
+    }
+}
+
+/// Merges an `ExtendedS3DestinationUpdate` (or `S3DestinationUpdate`) into the
+/// stored destination: fields given replace, fields left out stay.
+pub fn apply_update(stored: &Value, update: &Map<String, Value>) -> Result<Value, String> {
+    let key = ["ExtendedS3DestinationConfiguration", "S3DestinationConfiguration"]
+        .into_iter()
+        .find(|key| stored.get(*key).is_some())
+        .ok_or("The delivery stream has no S3 destination to update.")?;
+    let mut config = stored.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
+    for (name, value) in update {
+        config.insert(name.clone(), value.clone());
+    }
+    S3Destination::from_config(&config)?;
+    Ok(serde_json::json!({ key: config }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn defaults_and_limits_follow_firehose() {
+        let base = json!({"RoleARN": "arn:aws:iam::1:role/r", "BucketARN": "arn:aws:s3:::logs"});
+        let parsed = S3Destination::from_config(&config(base.clone())).unwrap();
+        assert_eq!((parsed.bucket.as_str(), parsed.size_bytes, parsed.interval_secs), ("logs", 5 << 20, 300));
+        let mut big = base.clone();
+        big["BufferingHints"] = json!({"SizeInMBs": 129, "IntervalInSeconds": 60});
+        assert!(S3Destination::from_config(&config(big)).unwrap_err().contains("SizeInMBs"));
+        let mut slow = base.clone();
+        slow["BufferingHints"] = json!({"SizeInMBs": 1, "IntervalInSeconds": 901});
+        assert!(S3Destination::from_config(&config(slow)).is_err());
+        let mut odd = base.clone();
+        odd["CompressionFormat"] = json!("BROTLI");
+        assert!(S3Destination::from_config(&config(odd)).is_err());
+        let mut expressions = base;
+        expressions["Prefix"] = json!("data/!{timestamp:yyyy}/");
+        assert!(S3Destination::from_config(&config(expressions)).unwrap_err().contains("ErrorOutputPrefix"));
+    }
+
+    #[test]
+    fn bucket_arns_are_checked() {
+        assert_eq!(bucket_of("arn:aws:s3:::my-bucket").unwrap(), "my-bucket");
+        assert!(bucket_of("arn:aws:s3:::UPPER").is_err());
+        assert!(bucket_of("my-bucket").is_err());
+    }
+
+    #[test]
+    fn updates_merge_into_the_stored_destination() {
+        let stored = json!({"ExtendedS3DestinationConfiguration": {
+            "RoleARN": "arn:aws:iam::1:role/r", "BucketARN": "arn:aws:s3:::logs", "Prefix": "a/"}});
+        let updated = apply_update(&stored, &config(json!({"Prefix": "b/"}))).unwrap();
+        let parsed = S3Destination::from_stored(&updated).unwrap();
+        assert_eq!((parsed.prefix.as_str(), parsed.bucket.as_str()), ("b/", "logs"));
+        assert!(apply_update(&stored, &config(json!({"BucketARN": "nope"}))).is_err());
+    }
+}

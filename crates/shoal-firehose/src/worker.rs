@@ -1,0 +1,137 @@
+//! The delivery worker: one consumer per delivery stream, started and stopped as
+//! delivery streams come, change version and go.
+//!
+//! Workers on several nodes (or processes) share a delivery stream's shards
+//! through the consumer group `firehose-<name>`: a worker that dies loses its
+//! leases, another takes the shards over from their last checkpoint — which is
+//! never past a record the destination has not acknowledged.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use shoal_client::ShoalClient;
+use shoal_client::consumer::{Consumer, ConsumerConfig};
+use shoal_raft::delivery_stream::DeliveryStream;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::delivery::DeliveryProcessor;
+use crate::{S3Destination, StoreConfig};
+
+/// How often the worker looks for new, changed and deleted delivery streams.
+const RESCAN: Duration = Duration::from_secs(1);
+
+/// Where the worker learns the delivery streams (the metadata, in-process or
+/// through the API).
+pub trait DeliveryStreams: Send + Sync + 'static {
+    fn delivery_streams(&self) -> Vec<DeliveryStream>;
+}
+
+impl<F: Fn() -> Vec<DeliveryStream> + Send + Sync + 'static> DeliveryStreams for F {
+    fn delivery_streams(&self) -> Vec<DeliveryStream> {
+        self()
+    }
+}
+
+pub struct Worker {
+    client: ShoalClient,
+    stores: StoreConfig,
+    /// This worker's member name in every delivery stream's consumer group.
+    member: String,
+    lease_timeout: Duration,
+}
+
+struct Running {
+    version: u64,
+    consumer: Consumer,
+    ticker: JoinHandle<()>,
+}
+
+impl Worker {
+    pub fn new(client: ShoalClient, stores: StoreConfig, member: &str) -> Worker {
+        Worker { client, stores, member: member.into(), lease_timeout: Duration::from_secs(10) }
+    }
+
+    /// How long a silent worker keeps its shards before others take them.
+    pub fn with_lease_timeout(mut self, timeout: Duration) -> Worker {
+        self.lease_timeout = timeout;
+        self
+    }
+
+    /// Delivers until `stop` turns true; then flushes and checkpoints what it holds.
+    pub async fn run(self, source: impl DeliveryStreams, mut stop: watch::Receiver<bool>) {
+        let mut running: BTreeMap<String, Running> = BTreeMap::new();
+        let mut broken: BTreeMap<String, u64> = BTreeMap::new();
+        loop {
+            let wanted: BTreeMap<String, DeliveryStream> = source
+                .delivery_streams()
+                .into_iter()
+                .filter(|d| d.status == "ACTIVE")
+                .map(|d| (d.name.clone(), d))
+                .collect();
+            let gone: Vec<String> = running
+                .iter()
+                .filter(|(name, r)| wanted.get(*name).is_none_or(|d| d.version_id != r.version))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in gone {
+                if let Some(stopped) = running.remove(&name) {
+                    stop_one(&name, stopped).await;
+                }
+            }
+            for (name, stream) in &wanted {
+                if running.contains_key(name) || broken.get(name) == Some(&stream.version_id) {
+                    continue;
+                }
+                match self.start_one(stream).await {
+                    Ok(started) => {
+                        tracing::info!(delivery_stream = %name, version = stream.version_id, "delivering");
+                        running.insert(name.clone(), started);
+                    }
+                    Err(error) => {
+                        tracing::warn!(delivery_stream = %name, %error, "cannot deliver this version");
+                        broken.insert(name.clone(), stream.version_id);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RESCAN) => {}
+                _ = stop.changed() => break,
+            }
+        }
+        for (name, stopped) in running {
+            stop_one(&name, stopped).await;
+        }
+    }
+
+    async fn start_one(&self, stream: &DeliveryStream) -> Result<Running, String> {
+        let stored: Value =
+            serde_json::from_str(&stream.destination).map_err(|e| format!("stored destination: {e}"))?;
+        let destination = S3Destination::from_stored(&stored)?;
+        let store = self.stores.open(&destination.bucket)?;
+        let processor = DeliveryProcessor::new(&stream.name, stream.version_id, destination, store);
+        let mut config = ConsumerConfig::new(&format!("firehose-{}", stream.name));
+        config.member = self.member.clone();
+        config.lease_timeout = self.lease_timeout;
+        config.idle_poll = Duration::from_millis(100);
+        let consumer = Consumer::start(self.client.clone(), &stream.source_stream, config, processor.clone())
+            .await
+            .map_err(|e| format!("joining the consumer group: {e}"))?;
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                processor.flush_due().await;
+            }
+        });
+        Ok(Running { version: stream.version_id, consumer, ticker })
+    }
+}
+
+async fn stop_one(name: &str, running: Running) {
+    running.ticker.abort();
+    // Shutting the consumer down flushes every buffer and checkpoints.
+    if let Err(error) = running.consumer.shutdown().await {
+        tracing::warn!(delivery_stream = %name, %error, "delivery stopped uncleanly; records will be delivered again");
+    }
+}
