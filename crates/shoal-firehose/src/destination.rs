@@ -18,7 +18,7 @@ pub const DESTINATION_KEYS: [(&str, bool); 10] = [
     ("AmazonopensearchserviceDestinationConfiguration", false),
     ("AmazonOpenSearchServerlessDestinationConfiguration", false),
     ("SplunkDestinationConfiguration", false),
-    ("HttpEndpointDestinationConfiguration", false),
+    ("HttpEndpointDestinationConfiguration", true),
     ("SnowflakeDestinationConfiguration", false),
     ("IcebergDestinationConfiguration", false),
 ];
@@ -183,18 +183,118 @@ impl S3Destination {
     }
 }
 
-/// Merges an `ExtendedS3DestinationUpdate` (or `S3DestinationUpdate`) into the
-/// stored destination: fields given replace, fields left out stay.
-pub fn apply_update(stored: &Value, update: &Map<String, Value>) -> Result<Value, String> {
-    let key = ["ExtendedS3DestinationConfiguration", "S3DestinationConfiguration"]
-        .into_iter()
-        .find(|key| stored.get(*key).is_some())
-        .ok_or("The delivery stream has no S3 destination to update.")?;
-    let mut config = stored.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
-    for (name, value) in update {
-        config.insert(name.clone(), value.clone());
+/// A delivery stream's destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    S3(S3Destination),
+    Http(crate::http_endpoint::HttpDestination),
+}
+
+/// The update shape that goes with each stored configuration key.
+const UPDATE_KEYS: [(&str, &str); 3] = [
+    ("ExtendedS3DestinationConfiguration", "ExtendedS3DestinationUpdate"),
+    ("S3DestinationConfiguration", "S3DestinationUpdate"),
+    ("HttpEndpointDestinationConfiguration", "HttpEndpointDestinationUpdate"),
+];
+
+impl Destination {
+    /// Reads and checks the configuration given under `key` (a `…DestinationConfiguration`).
+    pub fn from_config(key: &str, config: &Map<String, Value>) -> Result<Destination, String> {
+        match key {
+            "ExtendedS3DestinationConfiguration" | "S3DestinationConfiguration" => {
+                Ok(Destination::S3(S3Destination::from_config(config)?))
+            }
+            "HttpEndpointDestinationConfiguration" => {
+                Ok(Destination::Http(crate::http_endpoint::HttpDestination::from_config(config)?))
+            }
+            other => Err(format!("{other} is not supported by Shoal yet.")),
+        }
     }
-    S3Destination::from_config(&config)?;
+
+    /// The stored `{"…DestinationConfiguration": {…}}` as key and configuration.
+    pub fn stored_parts(stored: &Value) -> Result<(&'static str, Map<String, Value>), String> {
+        UPDATE_KEYS
+            .iter()
+            .find_map(|(key, _)| stored.get(*key).and_then(Value::as_object).map(|c| (*key, c.clone())))
+            .ok_or_else(|| "The delivery stream has no supported destination.".to_string())
+    }
+
+    pub fn from_stored(stored: &Value) -> Result<Destination, String> {
+        let (key, config) = Self::stored_parts(stored)?;
+        Self::from_config(key, &config)
+    }
+
+    /// The bucket the worker writes to: the destination's, or the backup bucket
+    /// of an HTTP endpoint.
+    pub fn bucket(&self) -> &str {
+        match self {
+            Destination::S3(s3) => &s3.bucket,
+            Destination::Http(http) => &http.backup.bucket,
+        }
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        match self {
+            Destination::S3(s3) => s3.size_bytes,
+            Destination::Http(http) => http.size_bytes,
+        }
+    }
+
+    pub fn interval_secs(&self) -> u64 {
+        match self {
+            Destination::S3(s3) => s3.interval_secs,
+            Destination::Http(http) => http.interval_secs,
+        }
+    }
+
+    /// The `(key, description)` pairs of DescribeDeliveryStream's destination entry.
+    pub fn describe(&self, stored: &Value) -> Vec<(&'static str, Value)> {
+        match self {
+            Destination::S3(s3) => {
+                let described = s3.describe(stored);
+                vec![("ExtendedS3DestinationDescription", described.clone()), ("S3DestinationDescription", described)]
+            }
+            Destination::Http(http) => {
+                let config = Self::stored_parts(stored).map(|(_, c)| c).unwrap_or_default();
+                vec![("HttpEndpointDestinationDescription", http.describe(&config))]
+            }
+        }
+    }
+}
+
+/// Merges an update (`ExtendedS3DestinationUpdate`, `S3DestinationUpdate`,
+/// `HttpEndpointDestinationUpdate`) from `body` into the stored destination:
+/// fields given replace, fields left out stay. The update must match the
+/// destination's kind.
+pub fn apply_update(stored: &Value, body: &Map<String, Value>) -> Result<Value, String> {
+    let (key, mut config) = Destination::stored_parts(stored)?;
+    let update_key = UPDATE_KEYS.iter().find(|(k, _)| *k == key).map(|(_, u)| *u).unwrap_or_default();
+    let update = body
+        .get(update_key)
+        .or_else(|| {
+            if key.contains("S3") {
+                body.get("S3DestinationUpdate").or(body.get("ExtendedS3DestinationUpdate"))
+            } else {
+                None
+            }
+        })
+        .and_then(Value::as_object)
+        .ok_or_else(|| format!("This delivery stream's destination is updated with {update_key}."))?;
+    for (name, value) in update {
+        // An HTTP endpoint's S3 settings arrive as S3Update and are kept as S3Configuration.
+        let name = if name == "S3Update" { "S3Configuration".to_string() } else { name.clone() };
+        match (config.get_mut(&name), value) {
+            (Some(Value::Object(current)), Value::Object(changes)) => {
+                for (k, v) in changes {
+                    current.insert(k.clone(), v.clone());
+                }
+            }
+            _ => {
+                config.insert(name, value.clone());
+            }
+        }
+    }
+    Destination::from_config(key, &config)?;
     Ok(serde_json::json!({ key: config }))
 }
 
@@ -237,9 +337,10 @@ mod tests {
     fn updates_merge_into_the_stored_destination() {
         let stored = json!({"ExtendedS3DestinationConfiguration": {
             "RoleARN": "arn:aws:iam::1:role/r", "BucketARN": "arn:aws:s3:::logs", "Prefix": "a/"}});
-        let updated = apply_update(&stored, &config(json!({"Prefix": "b/"}))).unwrap();
+        let updated = apply_update(&stored, &config(json!({"ExtendedS3DestinationUpdate": {"Prefix": "b/"}}))).unwrap();
         let parsed = S3Destination::from_stored(&updated).unwrap();
         assert_eq!((parsed.prefix.as_str(), parsed.bucket.as_str()), ("b/", "logs"));
-        assert!(apply_update(&stored, &config(json!({"BucketARN": "nope"}))).is_err());
+        assert!(apply_update(&stored, &config(json!({"ExtendedS3DestinationUpdate": {"BucketARN": "nope"}}))).is_err());
+        assert!(apply_update(&stored, &config(json!({"HttpEndpointDestinationUpdate": {}}))).is_err());
     }
 }

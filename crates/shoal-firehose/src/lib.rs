@@ -21,10 +21,11 @@
 pub mod compression;
 pub mod delivery;
 pub mod destination;
+pub mod http_endpoint;
 pub mod naming;
 pub mod store;
 pub mod worker;
 
-pub use destination::S3Destination;
+pub use destination::{Destination, S3Destination};
 pub use store::{FirehoseConfig, StoreConfig};
 pub use worker::Worker;

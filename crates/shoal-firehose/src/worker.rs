@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::delivery::DeliveryProcessor;
-use crate::{S3Destination, StoreConfig};
+use crate::{Destination, StoreConfig};
 
 /// How often the worker looks for new, changed and deleted delivery streams.
 const RESCAN: Duration = Duration::from_secs(1);
@@ -75,16 +75,21 @@ impl Worker {
                 .filter(|(name, r)| wanted.get(*name).is_none_or(|d| d.version_id != r.version))
                 .map(|(name, _)| name.clone())
                 .collect();
+            // Stopping flushes and leaves the group, which can take a while (or,
+            // for a deleted stream, fail slowly): never hold up the others for it.
             for name in gone {
                 if let Some(stopped) = running.remove(&name) {
-                    stop_one(&name, stopped).await;
+                    tokio::spawn(async move { stop_one(&name, stopped).await });
                 }
             }
             for (name, stream) in &wanted {
                 if running.contains_key(name) || broken.get(name) == Some(&stream.version_id) {
                     continue;
                 }
-                match self.start_one(stream).await {
+                match tokio::time::timeout(STOP_TIMEOUT, self.start_one(stream))
+                    .await
+                    .unwrap_or_else(|_| Err("joining the consumer group timed out".into()))
+                {
                     Ok(started) => {
                         tracing::info!(delivery_stream = %name, version = stream.version_id, "delivering");
                         running.insert(name.clone(), started);
@@ -108,8 +113,8 @@ impl Worker {
     async fn start_one(&self, stream: &DeliveryStream) -> Result<Running, String> {
         let stored: Value =
             serde_json::from_str(&stream.destination).map_err(|e| format!("stored destination: {e}"))?;
-        let destination = S3Destination::from_stored(&stored)?;
-        let store = self.stores.open(&destination.bucket)?;
+        let destination = Destination::from_stored(&stored)?;
+        let store = self.stores.open(destination.bucket())?;
         let processor = DeliveryProcessor::new(&stream.name, stream.version_id, destination, store);
         let mut config = ConsumerConfig::new(&format!("firehose-{}", stream.name));
         config.member = self.member.clone();
@@ -128,10 +133,19 @@ impl Worker {
     }
 }
 
+/// How long stopping a delivery stream's consumer (flush, checkpoint, leave) may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn stop_one(name: &str, running: Running) {
     running.ticker.abort();
     // Shutting the consumer down flushes every buffer and checkpoints.
-    if let Err(error) = running.consumer.shutdown().await {
-        tracing::warn!(delivery_stream = %name, %error, "delivery stopped uncleanly; records will be delivered again");
+    match tokio::time::timeout(STOP_TIMEOUT, running.consumer.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(delivery_stream = %name, %error, "delivery stopped uncleanly; records will be delivered again")
+        }
+        Err(_) => {
+            tracing::warn!(delivery_stream = %name, "delivery did not stop in time; records will be delivered again")
+        }
     }
 }

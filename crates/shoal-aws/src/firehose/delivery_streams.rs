@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use shoal_firehose::S3Destination;
+use shoal_firehose::Destination;
 use shoal_firehose::destination::{DESTINATION_KEYS, apply_update};
 use shoal_raft::delivery_stream::{DeliveryStream, DeliveryStreamCommand};
 
@@ -68,10 +68,12 @@ pub async fn create(api: &FirehoseApi, request: &AwsRequest) -> Result<Value, Aw
         _ => return Err(AwsError::invalid_argument("Only one destination configuration may be given.")),
     };
     if !DESTINATION_KEYS.iter().any(|(k, supported)| *k == key && *supported) {
-        return Err(AwsError::invalid_argument(format!("{key} is not supported by Shoal yet; use an S3 destination.")));
+        return Err(AwsError::invalid_argument(format!(
+            "{key} is not supported by Shoal yet; use an S3 or HTTP endpoint destination."
+        )));
     }
     let config = body.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
-    S3Destination::from_config(&config).map_err(AwsError::invalid_argument)?;
+    Destination::from_config(key, &config).map_err(AwsError::invalid_argument)?;
     let destination = json!({ key: config }).to_string();
     let tags = tags_of(serde_json::from_value(body.get("Tags").cloned().unwrap_or(Value::Null)).ok().flatten())?;
     api.change(&name, DeliveryStreamCommand::Create { kind, source_stream, destination, tags }).await?;
@@ -87,12 +89,12 @@ pub async fn delete(api: &FirehoseApi, request: &AwsRequest) -> Result<Value, Aw
 fn description(api: &FirehoseApi, request: &AwsRequest, stream: &DeliveryStream) -> Result<Value, AwsError> {
     let stored: Value = serde_json::from_str(&stream.destination)
         .map_err(|e| AwsError::from(shoal_types::ShoalError::internal(format!("stored destination: {e}"))))?;
-    let destination = S3Destination::from_stored(&stored).map_err(AwsError::invalid_argument)?;
-    let described = destination.describe(&stored);
+    let destination = Destination::from_stored(&stored).map_err(AwsError::invalid_argument)?;
     let mut entry = Map::new();
     entry.insert("DestinationId".into(), json!("destinationId-000000000001"));
-    entry.insert("ExtendedS3DestinationDescription".into(), described.clone());
-    entry.insert("S3DestinationDescription".into(), described);
+    for (key, described) in destination.describe(&stored) {
+        entry.insert(key.into(), described);
+    }
     let encryption = match &stream.encryption {
         Some((key_type, key_arn)) => {
             let mut e = json!({ "Status": "ENABLED", "KeyType": key_type });
@@ -163,13 +165,9 @@ pub async fn update_destination(api: &FirehoseApi, request: &AwsRequest) -> Resu
     if destination_id != "destinationId-000000000001" {
         return Err(AwsError::invalid_argument(format!("Destination {destination_id} does not exist.")));
     }
-    let update = ["ExtendedS3DestinationUpdate", "S3DestinationUpdate"]
-        .iter()
-        .find_map(|k| body.get(*k).and_then(Value::as_object))
-        .ok_or_else(|| AwsError::invalid_argument("Only S3 destination updates are supported by Shoal yet."))?;
     let stream = api.delivery_stream(&name)?;
     let stored: Value = serde_json::from_str(&stream.destination).unwrap_or(Value::Null);
-    let updated = apply_update(&stored, update).map_err(AwsError::invalid_argument)?;
+    let updated = apply_update(&stored, &body).map_err(AwsError::invalid_argument)?;
     let command =
         DeliveryStreamCommand::UpdateDestination { expected_version: version, destination: updated.to_string() };
     api.change(&name, command).await?;
