@@ -9,12 +9,14 @@ use crate::state_machine::GroupStateMachine;
 
 openraft::declare_raft_types!(
     /// Raft types of every Shoal group: node ids are `u64`, nodes carry their
-    /// address and zone, entries carry [`Command`]s.
+    /// address and zone, entries carry [`Command`]s; tokio runs them, with a
+    /// random generator the simulation can seed.
     pub TypeConfig:
         D = Command,
         R = CommandResponse,
         NodeId = u64,
         Node = NodeInfo,
+        AsyncRuntime = crate::runtime::ShoalRuntime,
 );
 
 /// A running Raft group on this node.
