@@ -8,6 +8,10 @@
 //! draws from a per-thread [`StdRng`]: seeded from entropy unless the thread
 //! called [`seed_thread_rng`], which the simulation does on its single thread
 //! before it starts any group. Production never seeds it, so it behaves as before.
+//!
+//! Its watch channels wake their receivers in a fixed order (see
+//! [`ordered_watch`](crate::ordered_watch)); with tokio's, which receiver runs
+//! first is random, and replays of a simulated schedule diverged.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -82,7 +86,7 @@ impl AsyncRuntime for ShoalRuntime {
     }
 
     type Mpsc = <Tokio as AsyncRuntime>::Mpsc;
-    type Watch = <Tokio as AsyncRuntime>::Watch;
+    type Watch = crate::ordered_watch::OrderedWatch;
     type Oneshot = <Tokio as AsyncRuntime>::Oneshot;
     type Mutex<T: OptionalSend + 'static> = <Tokio as AsyncRuntime>::Mutex<T>;
 
