@@ -7,7 +7,8 @@
 //! * `SHOAL_SIM_SEED=n` replays seed `n` alone;
 //! * `SHOAL_SIM_SEEDS=k` runs `k` seeds (default [`DEFAULT_SEEDS`]),
 //!   from `SHOAL_SIM_FIRST_SEED` (default 1);
-//! * `SHOAL_SIM_FAULT_SECS=s` injects faults for `s` virtual seconds (default 30).
+//! * `SHOAL_SIM_FAULT_SECS=s` injects faults for `s` virtual seconds (default 30);
+//! * `SHOAL_SIM_TRACE=1` prints every event of the trace as it happens.
 
 mod sim;
 
@@ -82,7 +83,11 @@ fn random_schedules_keep_raft_and_client_guarantees() {
                 continue;
             }
             Ok(Ok(_)) => format!("a task panicked: {}", panics.join(" | ")),
-            Ok(Err(failure)) => format!("{}\n  trace before the failure:\n{}", failure.message, failure.trace_tail),
+            Ok(Err(failure)) => {
+                let panics =
+                    if panics.is_empty() { String::new() } else { format!("\n  panics: {}", panics.join(" | ")) };
+                format!("{}{panics}\n  trace before the failure:\n{}", failure.message, failure.trace_tail)
+            }
             Err(_) => format!("the simulation panicked: {}", panics.join(" | ")),
         };
         panic!("simulation seed {seed} failed: {failure}\n  replay it with: {}", replay_command(seed, fault_secs));
@@ -101,4 +106,21 @@ fn a_seed_replays_identically() {
     println!("{first}\n{second}");
     assert!(take_panics().is_empty(), "a task panicked during the replays");
     assert_eq!((first.digest, first.events), (second.digest, second.events), "two runs of seed {seed} diverged");
+}
+
+/// Regression for the divergence seed 8 found (see `sim::scenarios`): with
+/// openraft's leader restore on, a leader that lost its unsynced tail in a crash
+/// resumed its term and wrote a different entry under a committed entry's log id.
+#[test]
+fn a_restarted_leader_keeps_what_its_followers_committed() {
+    record_panics();
+    sim::scenarios::restarted_leader_keeps_what_followers_committed(false)
+        .unwrap_or_else(|e| panic!("with leader restore off: {e}"));
+    let restored = sim::scenarios::restarted_leader_keeps_what_followers_committed(true);
+    println!("with openraft's leader restore on: {restored:?}");
+    assert!(
+        restored.as_ref().is_err_and(|e| e.contains("state machine safety")),
+        "the scenario should reproduce the divergence with openraft's leader restore on, got {restored:?}"
+    );
+    take_panics();
 }

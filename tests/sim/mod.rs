@@ -17,6 +17,7 @@ mod checks;
 mod network;
 mod node;
 mod observer;
+pub mod scenarios;
 mod trace;
 mod workload;
 
@@ -178,7 +179,7 @@ async fn run(seed: u64, schedule: Schedule, trace: Trace) -> Result<Summary, Str
         }
         faults += 1;
         let node = NODES[rng.random_range(0..NODES.len())];
-        match rng.random_range(0..10u32) {
+        match rng.random_range(0..11u32) {
             0 | 1 => {
                 network.isolate(node, &NODES);
                 trace.record(format!("fault: node {node} isolated"));
@@ -199,19 +200,21 @@ async fn run(seed: u64, schedule: Schedule, trace: Trace) -> Result<Summary, Str
                 trace.record(format!("fault: latency up to {max} ms"));
             }
             5..=7 => {
-                let target = &mut nodes[index(node)];
-                if target.is_up() {
-                    let unsynced = target.unsynced_batches();
-                    let surviving = rng.random_range(0..=unsynced);
-                    target.crash(&network, surviving).await?;
-                    let downtime = Duration::from_millis(rng.random_range(200..6000));
-                    restarts.insert(node, Instant::now() + downtime);
+                if nodes[index(node)].is_up() {
+                    crash(&mut nodes[index(node)], &network, &trace, &mut rng, &mut restarts).await?;
                     crashes += 1;
-                    trace.record(format!(
-                        "fault: node {node} crashed, {surviving} of {unsynced} unsynced batches survive, down {downtime:?}"
-                    ));
                 } else {
                     faults -= 1;
+                }
+            }
+            8 => {
+                // A correlated failure (a rack's power): every node that is up dies at once.
+                trace.record("fault: every node crashes at once");
+                for node in &mut nodes {
+                    if node.is_up() {
+                        crash(node, &network, &trace, &mut rng, &mut restarts).await?;
+                        crashes += 1;
+                    }
                 }
             }
             _ => {
@@ -294,6 +297,27 @@ async fn run(seed: u64, schedule: Schedule, trace: Trace) -> Result<Summary, Str
         node.crash(&network, 0).await?;
     }
     Ok(summary)
+}
+
+/// Crashes `node` (keeping a random prefix of its unsynced writes) and schedules
+/// its restart after a random downtime.
+async fn crash(
+    node: &mut SimNode,
+    network: &SimNetwork,
+    trace: &Trace,
+    rng: &mut StdRng,
+    restarts: &mut BTreeMap<NodeId, Instant>,
+) -> Result<(), String> {
+    let unsynced = node.unsynced_batches();
+    let surviving = rng.random_range(0..=unsynced);
+    node.crash(network, surviving).await?;
+    let downtime = Duration::from_millis(rng.random_range(200..6000));
+    restarts.insert(node.id, Instant::now() + downtime);
+    trace.record(format!(
+        "fault: node {} crashed, {surviving} of {unsynced} unsynced batches survive, down {downtime:?}",
+        node.id
+    ));
+    Ok(())
 }
 
 fn index(node: NodeId) -> usize {

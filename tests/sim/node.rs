@@ -17,7 +17,7 @@ use super::network::SimNetwork;
 use super::observer::Observer;
 
 /// Virtual time a WAL sync takes: a crash in this window loses the append.
-const SYNC_DELAY: Duration = Duration::from_millis(2);
+const SYNC_DELAY: Duration = Duration::from_millis(5);
 
 pub struct SimNode {
     pub id: NodeId,
@@ -36,7 +36,12 @@ pub fn node_info(id: NodeId) -> NodeInfo {
 
 impl SimNode {
     pub fn new(id: NodeId) -> SimNode {
-        SimNode { id, db: NodeDb::in_memory(SYNC_DELAY), running: None }
+        SimNode::with_sync_delay(id, SYNC_DELAY)
+    }
+
+    /// A node whose WAL syncs take `sync_delay` (a slow disk).
+    pub fn with_sync_delay(id: NodeId, sync_delay: Duration) -> SimNode {
+        SimNode { id, db: NodeDb::in_memory(sync_delay), running: None }
     }
 
     pub fn is_up(&self) -> bool {

@@ -17,6 +17,8 @@ pub struct Trace {
 }
 
 struct Inner {
+    /// Print every event as it happens (`SHOAL_SIM_TRACE=1`).
+    print: bool,
     /// FNV-1a over every event, in order.
     digest: u64,
     events: u64,
@@ -25,7 +27,8 @@ struct Inner {
 
 impl Trace {
     pub fn new() -> Trace {
-        let inner = Inner { digest: 0xcbf2_9ce4_8422_2325, events: 0, tail: VecDeque::new() };
+        let print = std::env::var_os("SHOAL_SIM_TRACE").is_some();
+        let inner = Inner { print, digest: 0xcbf2_9ce4_8422_2325, events: 0, tail: VecDeque::new() };
         Trace { inner: Arc::new(Mutex::new(inner)), start: Instant::now() }
     }
 
@@ -41,6 +44,9 @@ impl Trace {
             inner.digest = (inner.digest ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
         }
         inner.events += 1;
+        if inner.print {
+            println!("  {event}");
+        }
         if inner.tail.len() == TAIL {
             inner.tail.pop_front();
         }
