@@ -112,12 +112,13 @@ impl MemoryDb {
         Ok(self.lock()?.live.0[cf.index()].get(key).cloned())
     }
 
-    /// The pairs in `[from, to)`, in key order, in reverse if `reverse`, at most `limit`.
-    /// Copies them out so the caller's visitor runs without the lock held.
+    /// Up to `limit` pairs with keys from `from` (inclusive, or exclusive with
+    /// `after`) to `to` (exclusive), in key order or in reverse. Copies them out so
+    /// the caller's visitor runs without the lock held.
     pub(crate) fn range(
         &self,
         cf: Cf,
-        from: &[u8],
+        (from, after): (&[u8], bool),
         to: &[u8],
         reverse: bool,
         limit: usize,
@@ -126,7 +127,8 @@ impl MemoryDb {
         if from >= to {
             return Ok(Vec::new());
         }
-        let range = state.live.0[cf.index()].range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)));
+        let start = if after { Bound::Excluded(from) } else { Bound::Included(from) };
+        let range = state.live.0[cf.index()].range::<[u8], _>((start, Bound::Excluded(to)));
         let copy = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), v.clone());
         Ok(if reverse { range.rev().take(limit).map(copy).collect() } else { range.take(limit).map(copy).collect() })
     }

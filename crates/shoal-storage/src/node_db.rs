@@ -12,6 +12,9 @@ use crate::column_family::Cf;
 use crate::memory_db::{MemoryDb, MemoryOp};
 use crate::wal_syncer::{self, Completion};
 
+/// Pairs an in-memory scan copies out at a time.
+const MEMORY_SCAN_CHUNK: usize = 64;
+
 /// A handle to the node's RocksDB; cheap to clone, shared by all groups.
 ///
 /// Simulations use an in-memory database instead ([`NodeDb::in_memory`]) that
@@ -150,10 +153,16 @@ impl NodeDb {
         let inner = match &self.backend {
             Backend::Rocks(inner) => inner,
             Backend::Memory(memory) => {
-                for (key, value) in memory.range(cf, from, to, false, usize::MAX)? {
-                    if !visit(&key, &value)? {
-                        break;
+                // In chunks, so a scan that stops early does not copy the whole range.
+                let mut chunk = memory.range(cf, (from, false), to, false, MEMORY_SCAN_CHUNK)?;
+                while !chunk.is_empty() {
+                    for (key, value) in &chunk {
+                        if !visit(key, value)? {
+                            return Ok(());
+                        }
                     }
+                    let Some(last) = chunk.last().map(|(key, _)| key.clone()) else { break };
+                    chunk = memory.range(cf, (&last, true), to, false, MEMORY_SCAN_CHUNK)?;
                 }
                 return Ok(());
             }
@@ -173,7 +182,7 @@ impl NodeDb {
     /// The first key-value pair in `[from, to)`.
     pub fn first(&self, cf: Cf, from: &[u8], to: &[u8]) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
         if let Backend::Memory(memory) = &self.backend {
-            return Ok(memory.range(cf, from, to, false, 1)?.pop());
+            return Ok(memory.range(cf, (from, false), to, false, 1)?.pop());
         }
         let mut found = None;
         self.scan(cf, from, to, |k, v| {
@@ -187,7 +196,7 @@ impl NodeDb {
     pub fn last(&self, cf: Cf, from: &[u8], to: &[u8]) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
         let inner = match &self.backend {
             Backend::Rocks(inner) => inner,
-            Backend::Memory(memory) => return Ok(memory.range(cf, from, to, true, 1)?.pop()),
+            Backend::Memory(memory) => return Ok(memory.range(cf, (from, false), to, true, 1)?.pop()),
         };
         let mut read_options = ReadOptions::default();
         read_options.set_iterate_lower_bound(from.to_vec());
@@ -476,6 +485,30 @@ mod tests {
         db.drop_group(1).unwrap();
         assert!(db.first(Cf::RaftLog, &keys::group_prefix(1), &keys::group_end(1)).unwrap().is_none());
         assert!(db.first(Cf::RaftLog, &keys::group_prefix(2), &keys::group_end(2)).unwrap().is_some());
+    }
+
+    #[test]
+    fn memory_scans_span_many_chunks_and_stop_early() {
+        let db = NodeDb::in_memory(Duration::ZERO);
+        let mut batch = db.batch();
+        for i in 0..500u64 {
+            batch.put(Cf::Records, &keys::group_u64(3, i), b"r").unwrap();
+        }
+        batch.commit().unwrap();
+        let mut seen = vec![];
+        db.scan(Cf::Records, &keys::group_u64(3, 10), &keys::group_u64(3, 400), |k, _| {
+            seen.push(keys::read_u64(k, 8).unwrap());
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(seen, (10..400).collect::<Vec<_>>());
+        let mut count = 0;
+        db.scan(Cf::Records, &keys::group_prefix(3), &keys::group_end(3), |_, _| {
+            count += 1;
+            Ok(count < 100)
+        })
+        .unwrap();
+        assert_eq!(count, 100);
     }
 
     #[test]
