@@ -11,6 +11,8 @@
 //! 5. [`transport`]: the network between nodes; messages of all groups bound for
 //!    the same peer travel in one batch, and [`faults`] can drop, delay or cut them.
 //! 6. [`wire`]: how Raft RPCs are encoded and handled on the receiving node.
+//! 7. [`runtime`]: tokio for openraft, with a random generator a simulation seeds
+//!    and watch channels that wake receivers in order ([`ordered_watch`]).
 
 pub mod command;
 pub mod consumer_group;
@@ -18,6 +20,8 @@ pub mod delivery_stream;
 pub mod faults;
 pub mod log_store;
 pub mod meta_state;
+pub mod ordered_watch;
+pub mod runtime;
 pub mod shard_state;
 pub mod state_machine;
 pub mod transport;

@@ -97,8 +97,10 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, std::io::Error> {
         let last_purged_log_id = self.read_state::<Option<LogId>>(PURGED)?.flatten();
         let last = self.db.last(Cf::RaftLog, &keys::group_prefix(self.group), &keys::group_end(self.group))?;
+        // Entries at or below the purge point are leftovers (a database written by
+        // a version that deleted them separately from recording the point).
         let last_log_id = match last {
-            Some((_, value)) => Some(decode::<Entry>(&value)?.log_id),
+            Some((_, value)) => Some(decode::<Entry>(&value)?.log_id).max(last_purged_log_id),
             None => last_purged_log_id,
         };
         Ok(LogState { last_purged_log_id, last_log_id })
@@ -151,15 +153,67 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), std::io::Error> {
-        // Record the purge point first: a crash in between leaves entries that are
-        // merely redundant, never a hole openraft does not know about.
-        self.write_state_synced(PURGED, &Some(log_id))?;
+        // The purge point and the deletion go in one atomic batch: a crash keeps
+        // both or neither. (Recorded first and deleted by a later unsynced write, a
+        // crash could keep the point and lose the deletion; when the log ended below
+        // the point — a follower that installed a snapshot — the restarted node saw
+        // its last entry before its purge point and refused to start.)
         let mut batch = self.db.batch();
+        batch.put(Cf::RaftState, &keys::group_named(self.group, PURGED), &encode(&Some(log_id))?)?;
         batch.delete_range(
             Cf::RaftLog,
             &keys::group_u64(self.group, 0),
             &keys::group_u64(self.group, log_id.index + 1),
         )?;
-        batch.commit()
+        batch.commit_synced()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use openraft::testing::{blank_ent, log_id};
+
+    use super::*;
+
+    fn store(db: &NodeDb) -> GroupLogStore {
+        GroupLogStore::new(db.clone(), 7)
+    }
+
+    fn write_entries(db: &NodeDb, indexes: std::ops::RangeInclusive<u64>) {
+        let mut batch = db.batch();
+        for i in indexes {
+            let entry: Entry = blank_ent::<TypeConfig>(1, 1, i);
+            batch.put(Cf::RaftLog, &keys::group_u64(7, i), &encode(&entry).unwrap()).unwrap();
+        }
+        batch.commit_synced().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_crash_after_purging_past_the_log_end_keeps_a_consistent_log() {
+        // A follower whose log ends at 5 installs a snapshot up to 10 and purges.
+        let db = NodeDb::in_memory(Duration::ZERO);
+        write_entries(&db, 1..=5);
+        store(&db).purge(log_id::<TypeConfig>(1, 1, 10)).await.unwrap();
+        let db = db.crash(0).unwrap();
+        let state = store(&db).get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id::<TypeConfig>(1, 1, 10)));
+        assert_eq!(state.last_log_id, state.last_purged_log_id);
+    }
+
+    #[tokio::test]
+    async fn leftover_entries_below_the_purge_point_do_not_end_the_log() {
+        // What an older version could leave: the point recorded, the deletion lost.
+        let db = NodeDb::in_memory(Duration::ZERO);
+        write_entries(&db, 1..=5);
+        db.put_synced(
+            Cf::RaftState,
+            &keys::group_named(7, PURGED),
+            &encode(&Some(log_id::<TypeConfig>(1, 1, 10))).unwrap(),
+        )
+        .unwrap();
+        let state = store(&db).get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(log_id::<TypeConfig>(1, 1, 10)));
     }
 }

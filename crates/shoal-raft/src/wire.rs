@@ -36,6 +36,12 @@ pub enum RaftResponse {
     TransferLeader(TransferLeaderResponse<TypeConfig>),
 }
 
+impl RaftResponse {
+    pub fn decode(bytes: &[u8]) -> std::io::Result<Self> {
+        decode(bytes)
+    }
+}
+
 /// Runs a received RPC against the local group and encodes its outcome.
 pub async fn handle(raft: &GroupRaft, request: RaftRequest) -> Result<Vec<u8>, String> {
     let response = match request {

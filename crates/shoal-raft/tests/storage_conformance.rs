@@ -1,7 +1,9 @@
 //! openraft's storage conformance suite against Shoal's RocksDB log store and both
-//! kinds of state machine (shard and metadata).
+//! kinds of state machine (shard and metadata), and the same on the in-memory
+//! database the simulation uses (so the simulation runs on storage that passes it).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::StorageError;
 use openraft::errors::ErrorSource;
@@ -24,14 +26,40 @@ impl StoreBuilder<TypeConfig, GroupLogStore, GroupStateMachine, tempfile::TempDi
         let to_storage_error = |e: std::io::Error| StorageError::read(BoxedErrorSource::from_error(&e));
         let dir = tempfile::tempdir().map_err(to_storage_error)?;
         let db = NodeDb::open(dir.path()).map_err(to_storage_error)?;
-        let group = 42;
-        let watch = match self.0 {
-            Kind::Shard => StateWatch::Shard(watch::channel(ShardProgress::default()).0),
-            Kind::Meta => StateWatch::Meta(watch::channel(Arc::new(MetaState::default())).0),
-        };
-        let state_machine = GroupStateMachine::open(db.clone(), group, watch).map_err(to_storage_error)?;
-        Ok((dir, GroupLogStore::new(db, group), state_machine))
+        let (log, state_machine) = open_groups(db, self.0).map_err(to_storage_error)?;
+        Ok((dir, log, state_machine))
     }
+}
+
+fn open_groups(db: NodeDb, kind: Kind) -> std::io::Result<(GroupLogStore, GroupStateMachine)> {
+    let group = 42;
+    let watch = match kind {
+        Kind::Shard => StateWatch::Shard(watch::channel(ShardProgress::default()).0),
+        Kind::Meta => StateWatch::Meta(watch::channel(Arc::new(MetaState::default())).0),
+    };
+    let state_machine = GroupStateMachine::open(db.clone(), group, watch)?;
+    Ok((GroupLogStore::new(db, group), state_machine))
+}
+
+struct MemoryStoreBuilder(Kind);
+
+impl StoreBuilder<TypeConfig, GroupLogStore, GroupStateMachine, ()> for MemoryStoreBuilder {
+    async fn build(&self) -> Result<((), GroupLogStore, GroupStateMachine), StorageError<TypeConfig>> {
+        let db = NodeDb::in_memory(Duration::from_millis(1));
+        let (log, state_machine) =
+            open_groups(db, self.0).map_err(|e| StorageError::read(BoxedErrorSource::from_error(&e)))?;
+        Ok(((), log, state_machine))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_with_shard_state_machine_passes_openraft_suite() -> Result<(), StorageError<TypeConfig>> {
+    Suite::test_all(MemoryStoreBuilder(Kind::Shard)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_with_meta_state_machine_passes_openraft_suite() -> Result<(), StorageError<TypeConfig>> {
+    Suite::test_all(MemoryStoreBuilder(Kind::Meta)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,11 @@ pub enum Cf {
 impl Cf {
     pub const ALL: [Cf; 5] = [Cf::RaftLog, Cf::RaftState, Cf::Records, Cf::Arrivals, Cf::StateMachine];
 
+    /// Position in [`Cf::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Cf::RaftLog => "raft_log",

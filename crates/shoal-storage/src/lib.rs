@@ -7,9 +7,12 @@
 //!   `WriteBatch` can cover many groups and one WAL serves them all;
 //! * [`WalSyncer`](wal_syncer): group commit — callers write without syncing and
 //!   queue a completion; one thread fsyncs the WAL once for everything queued and
-//!   then completes them all.
+//!   then completes them all;
+//! * an in-memory backend ([`NodeDb::in_memory`]) for deterministic simulation,
+//!   which loses on a simulated crash exactly the writes no sync covered.
 
 mod column_family;
+mod memory_db;
 mod node_db;
 mod wal_syncer;
 

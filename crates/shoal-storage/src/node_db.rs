@@ -9,12 +9,25 @@ use std::time::{Duration, Instant};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch};
 
 use crate::column_family::Cf;
+use crate::memory_db::{MemoryDb, MemoryOp};
 use crate::wal_syncer::{self, Completion};
 
+/// Pairs an in-memory scan copies out at a time.
+const MEMORY_SCAN_CHUNK: usize = 64;
+
 /// A handle to the node's RocksDB; cheap to clone, shared by all groups.
+///
+/// Simulations use an in-memory database instead ([`NodeDb::in_memory`]) that
+/// models what a crash keeps; every layer above sees the same interface.
 #[derive(Clone)]
 pub struct NodeDb {
-    inner: Arc<Inner>,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Rocks(Arc<Inner>),
+    Memory(Arc<MemoryDb>),
 }
 
 struct Inner {
@@ -67,27 +80,59 @@ impl NodeDb {
         let wal_syncs = Arc::new(AtomicU64::new(0));
         let (sender, thread) = wal_syncer::spawn(db.clone(), wal_syncs.clone())?;
         let inner = Inner { db, wal_sync: Mutex::new(Some(sender)), wal_thread: Mutex::new(Some(thread)), wal_syncs };
-        Ok(NodeDb { inner: Arc::new(inner) })
+        Ok(NodeDb { backend: Backend::Rocks(Arc::new(inner)) })
+    }
+
+    /// An empty in-memory database for simulations. A `when_durable` completion
+    /// runs after `sync_delay` of (tokio, possibly virtual) time on a spawned task,
+    /// like a WAL fsync; with a zero delay, or outside a tokio runtime, it syncs
+    /// and completes inline. See [`NodeDb::crash`] for what survives a crash.
+    pub fn in_memory(sync_delay: Duration) -> NodeDb {
+        NodeDb { backend: Backend::Memory(Arc::new(MemoryDb::new(sync_delay))) }
+    }
+
+    /// Simulates a crash of an in-memory database: this handle (and every clone)
+    /// fails all later operations, and the returned database holds what was durable
+    /// plus the oldest `surviving_unsynced` batches written without a sync (the
+    /// sequential WAL reached the disk up to some point). Fails on RocksDB.
+    pub fn crash(&self, surviving_unsynced: usize) -> std::io::Result<NodeDb> {
+        match &self.backend {
+            Backend::Memory(memory) => {
+                Ok(NodeDb { backend: Backend::Memory(Arc::new(memory.crash(surviving_unsynced)?)) })
+            }
+            Backend::Rocks(_) => Err(std::io::Error::other("only an in-memory database can simulate a crash")),
+        }
+    }
+
+    /// Batches written without a sync that a crash could lose (0 on RocksDB).
+    pub fn unsynced_batches(&self) -> usize {
+        match &self.backend {
+            Backend::Memory(memory) => memory.unsynced_batches(),
+            Backend::Rocks(_) => 0,
+        }
     }
 
     /// How many WAL fsyncs this database has done since it was opened.
     pub fn wal_syncs(&self) -> u64 {
-        self.inner.wal_syncs.load(Ordering::Relaxed)
-    }
-
-    fn cf(&self, cf: Cf) -> std::io::Result<&ColumnFamily> {
-        self.inner
-            .db
-            .cf_handle(cf.name())
-            .ok_or_else(|| std::io::Error::other(format!("column family {} missing", cf.name())))
+        match &self.backend {
+            Backend::Rocks(inner) => inner.wal_syncs.load(Ordering::Relaxed),
+            Backend::Memory(memory) => memory.syncs(),
+        }
     }
 
     pub fn batch(&self) -> Batch<'_> {
-        Batch { db: self, batch: WriteBatch::default(), error: None }
+        let writes = match &self.backend {
+            Backend::Rocks(_) => Writes::Rocks(WriteBatch::default()),
+            Backend::Memory(_) => Writes::Memory(Vec::new()),
+        };
+        Batch { db: self, writes, error: None }
     }
 
     pub fn get(&self, cf: Cf, key: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
-        self.inner.db.get_cf(self.cf(cf)?, key).map_err(io_error)
+        match &self.backend {
+            Backend::Rocks(inner) => inner.db.get_cf(inner.cf(cf)?, key).map_err(io_error),
+            Backend::Memory(memory) => memory.get(cf, key),
+        }
     }
 
     /// Writes a small value durably at once (votes, membership-critical state).
@@ -105,10 +150,26 @@ impl NodeDb {
         to: &[u8],
         mut visit: impl FnMut(&[u8], &[u8]) -> std::io::Result<bool>,
     ) -> std::io::Result<()> {
+        let inner = match &self.backend {
+            Backend::Rocks(inner) => inner,
+            Backend::Memory(memory) => {
+                // In chunks, so a scan that stops early does not copy the whole range.
+                let mut chunk = memory.range(cf, (from, false), to, false, MEMORY_SCAN_CHUNK)?;
+                while !chunk.is_empty() {
+                    for (key, value) in &chunk {
+                        if !visit(key, value)? {
+                            return Ok(());
+                        }
+                    }
+                    let Some(last) = chunk.last().map(|(key, _)| key.clone()) else { break };
+                    chunk = memory.range(cf, (&last, true), to, false, MEMORY_SCAN_CHUNK)?;
+                }
+                return Ok(());
+            }
+        };
         let mut read_options = ReadOptions::default();
         read_options.set_iterate_upper_bound(to.to_vec());
-        let iter =
-            self.inner.db.iterator_cf_opt(self.cf(cf)?, read_options, IteratorMode::From(from, Direction::Forward));
+        let iter = inner.db.iterator_cf_opt(inner.cf(cf)?, read_options, IteratorMode::From(from, Direction::Forward));
         for item in iter {
             let (key, value) = item.map_err(io_error)?;
             if !visit(&key, &value)? {
@@ -120,6 +181,9 @@ impl NodeDb {
 
     /// The first key-value pair in `[from, to)`.
     pub fn first(&self, cf: Cf, from: &[u8], to: &[u8]) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        if let Backend::Memory(memory) = &self.backend {
+            return Ok(memory.range(cf, (from, false), to, false, 1)?.pop());
+        }
         let mut found = None;
         self.scan(cf, from, to, |k, v| {
             found = Some((k.to_vec(), v.to_vec()));
@@ -130,10 +194,14 @@ impl NodeDb {
 
     /// The last key-value pair in `[from, to)`.
     pub fn last(&self, cf: Cf, from: &[u8], to: &[u8]) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let inner = match &self.backend {
+            Backend::Rocks(inner) => inner,
+            Backend::Memory(memory) => return Ok(memory.range(cf, (from, false), to, true, 1)?.pop()),
+        };
         let mut read_options = ReadOptions::default();
         read_options.set_iterate_lower_bound(from.to_vec());
         read_options.set_iterate_upper_bound(to.to_vec());
-        let mut iter = self.inner.db.iterator_cf_opt(self.cf(cf)?, read_options, IteratorMode::End);
+        let mut iter = inner.db.iterator_cf_opt(inner.cf(cf)?, read_options, IteratorMode::End);
         match iter.next() {
             Some(item) => {
                 let (key, value) = item.map_err(io_error)?;
@@ -146,7 +214,11 @@ impl NodeDb {
     /// Queues `done` to run once everything written so far is durable on disk.
     /// Appends of all groups share one fsync this way (group commit).
     pub fn when_durable(&self, done: impl FnOnce(std::io::Result<()>) + Send + 'static) {
-        let sender = match self.inner.wal_sync.lock() {
+        let inner = match &self.backend {
+            Backend::Rocks(inner) => inner,
+            Backend::Memory(memory) => return when_memory_durable(memory.clone(), done),
+        };
+        let sender = match inner.wal_sync.lock() {
             Ok(sender) => sender.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
@@ -178,6 +250,29 @@ impl NodeDb {
     }
 }
 
+/// A simulated WAL fsync: after the database's sync delay, everything written by
+/// then becomes durable and `done` runs (inline when there is no delay or runtime).
+fn when_memory_durable(memory: Arc<MemoryDb>, done: impl FnOnce(std::io::Result<()>) + Send + 'static) {
+    let delay = memory.sync_delay();
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if !delay.is_zero() => {
+            runtime.spawn(async move {
+                tokio::time::sleep(delay).await;
+                done(memory.sync());
+            });
+        }
+        _ => done(memory.sync()),
+    }
+}
+
+impl Inner {
+    fn cf(&self, cf: Cf) -> std::io::Result<&ColumnFamily> {
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| std::io::Error::other(format!("column family {} missing", cf.name())))
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // Closing the queue ends the thread; waiting for it leaves this handle the
@@ -197,48 +292,80 @@ impl Drop for Inner {
 /// A write batch: atomic across column families and groups.
 pub struct Batch<'a> {
     db: &'a NodeDb,
-    batch: WriteBatch,
+    writes: Writes,
     error: Option<std::io::Error>,
+}
+
+enum Writes {
+    Rocks(WriteBatch),
+    Memory(Vec<MemoryOp>),
 }
 
 impl Batch<'_> {
     pub fn put(&mut self, cf: Cf, key: &[u8], value: &[u8]) -> std::io::Result<()> {
-        self.batch.put_cf(self.db.cf(cf)?, key, value);
+        match (&mut self.writes, &self.db.backend) {
+            (Writes::Rocks(batch), Backend::Rocks(inner)) => batch.put_cf(inner.cf(cf)?, key, value),
+            (Writes::Memory(ops), _) => ops.push(MemoryOp::Put(cf, key.to_vec(), value.to_vec())),
+            _ => return Err(mismatched_batch()),
+        }
         Ok(())
     }
 
     pub fn delete(&mut self, cf: Cf, key: &[u8]) -> std::io::Result<()> {
-        self.batch.delete_cf(self.db.cf(cf)?, key);
+        match (&mut self.writes, &self.db.backend) {
+            (Writes::Rocks(batch), Backend::Rocks(inner)) => batch.delete_cf(inner.cf(cf)?, key),
+            (Writes::Memory(ops), _) => ops.push(MemoryOp::Delete(cf, key.to_vec())),
+            _ => return Err(mismatched_batch()),
+        }
         Ok(())
     }
 
     /// Deletes `[from, to)` with one range tombstone.
     pub fn delete_range(&mut self, cf: Cf, from: &[u8], to: &[u8]) -> std::io::Result<()> {
-        self.batch.delete_range_cf(self.db.cf(cf)?, from, to);
+        match (&mut self.writes, &self.db.backend) {
+            (Writes::Rocks(batch), Backend::Rocks(inner)) => batch.delete_range_cf(inner.cf(cf)?, from, to),
+            (Writes::Memory(ops), _) => ops.push(MemoryOp::DeleteRange(cf, from.to_vec(), to.to_vec())),
+            _ => return Err(mismatched_batch()),
+        }
         Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.batch.is_empty()
+        match &self.writes {
+            Writes::Rocks(batch) => batch.is_empty(),
+            Writes::Memory(ops) => ops.is_empty(),
+        }
     }
 
     /// Writes the batch to the memtable and the (not yet synced) WAL.
     pub fn commit(self) -> std::io::Result<()> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        self.db.inner.db.write(self.batch).map_err(io_error)
+        self.write(false)
     }
 
     /// Writes the batch and fsyncs the WAL before returning.
     pub fn commit_synced(self) -> std::io::Result<()> {
+        self.write(true)
+    }
+
+    fn write(self, sync: bool) -> std::io::Result<()> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let mut options = rocksdb::WriteOptions::default();
-        options.set_sync(true);
-        self.db.inner.db.write_opt(self.batch, &options).map_err(io_error)
+        match (self.writes, &self.db.backend) {
+            (Writes::Rocks(batch), Backend::Rocks(inner)) => {
+                let mut options = rocksdb::WriteOptions::default();
+                options.set_sync(sync);
+                inner.db.write_opt(batch, &options).map_err(io_error)
+            }
+            (Writes::Memory(ops), Backend::Memory(memory)) => memory.commit(ops, sync),
+            _ => Err(mismatched_batch()),
+        }
     }
+}
+
+/// A batch is always built for the backend of the database that created it.
+fn mismatched_batch() -> std::io::Error {
+    std::io::Error::other("write batch used with a database of another kind")
 }
 
 #[cfg(test)]
@@ -321,5 +448,126 @@ mod tests {
         }
         let db = NodeDb::open(dir.path()).unwrap();
         assert_eq!(db.get(Cf::StateMachine, b"k").unwrap(), Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn memory_backend_puts_gets_scans_and_deletes_ranges() {
+        let db = NodeDb::in_memory(Duration::ZERO);
+        let mut batch = db.batch();
+        for i in 0..10u64 {
+            batch.put(Cf::RaftLog, &keys::group_u64(1, i), &[i as u8]).unwrap();
+        }
+        batch.put(Cf::RaftLog, &keys::group_u64(2, 0), b"other group").unwrap();
+        batch.commit().unwrap();
+        assert_eq!(db.get(Cf::RaftLog, &keys::group_u64(1, 4)).unwrap(), Some(vec![4]));
+        assert_eq!(db.get(Cf::Records, &keys::group_u64(1, 4)).unwrap(), None, "column families are separate");
+        let mut seen = vec![];
+        db.scan(Cf::RaftLog, &keys::group_u64(1, 3), &keys::group_end(1), |k, _| {
+            seen.push(keys::read_u64(k, 8).unwrap());
+            Ok(seen.len() < 4)
+        })
+        .unwrap();
+        assert_eq!(seen, vec![3, 4, 5, 6]);
+        let (first, _) = db.first(Cf::RaftLog, &keys::group_prefix(1), &keys::group_end(1)).unwrap().unwrap();
+        let (last, _) = db.last(Cf::RaftLog, &keys::group_prefix(1), &keys::group_end(1)).unwrap().unwrap();
+        assert_eq!((keys::read_u64(&first, 8), keys::read_u64(&last, 8)), (Some(0), Some(9)));
+        let mut batch = db.batch();
+        batch.delete_range(Cf::RaftLog, &keys::group_u64(1, 5), &keys::group_end(1)).unwrap();
+        batch.delete(Cf::RaftLog, &keys::group_u64(1, 0)).unwrap();
+        batch.commit().unwrap();
+        let mut left = vec![];
+        db.scan(Cf::RaftLog, &keys::group_prefix(1), &keys::group_end(1), |k, _| {
+            left.push(keys::read_u64(k, 8).unwrap());
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(left, vec![1, 2, 3, 4]);
+        db.drop_group(1).unwrap();
+        assert!(db.first(Cf::RaftLog, &keys::group_prefix(1), &keys::group_end(1)).unwrap().is_none());
+        assert!(db.first(Cf::RaftLog, &keys::group_prefix(2), &keys::group_end(2)).unwrap().is_some());
+    }
+
+    #[test]
+    fn memory_scans_span_many_chunks_and_stop_early() {
+        let db = NodeDb::in_memory(Duration::ZERO);
+        let mut batch = db.batch();
+        for i in 0..500u64 {
+            batch.put(Cf::Records, &keys::group_u64(3, i), b"r").unwrap();
+        }
+        batch.commit().unwrap();
+        let mut seen = vec![];
+        db.scan(Cf::Records, &keys::group_u64(3, 10), &keys::group_u64(3, 400), |k, _| {
+            seen.push(keys::read_u64(k, 8).unwrap());
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(seen, (10..400).collect::<Vec<_>>());
+        let mut count = 0;
+        db.scan(Cf::Records, &keys::group_prefix(3), &keys::group_end(3), |_, _| {
+            count += 1;
+            Ok(count < 100)
+        })
+        .unwrap();
+        assert_eq!(count, 100);
+    }
+
+    #[test]
+    fn memory_crash_loses_exactly_the_unsynced_writes() {
+        let db = NodeDb::in_memory(Duration::ZERO);
+        db.put_synced(Cf::RaftState, b"vote", b"1").unwrap();
+        let mut batch = db.batch();
+        batch.put(Cf::RaftLog, b"a", b"applied but not synced").unwrap();
+        batch.commit().unwrap();
+        assert_eq!(db.unsynced_batches(), 1);
+        let recovered = db.crash(0).unwrap();
+        assert_eq!(recovered.get(Cf::RaftState, b"vote").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(recovered.get(Cf::RaftLog, b"a").unwrap(), None, "an unsynced write is lost");
+        assert!(db.get(Cf::RaftState, b"vote").is_err(), "the crashed handle is dead");
+        assert!(db.put_synced(Cf::RaftState, b"late", b"x").is_err());
+
+        // A synced write makes every earlier write durable too (one sequential WAL).
+        let mut batch = recovered.batch();
+        batch.put(Cf::RaftLog, b"b", b"1").unwrap();
+        batch.commit().unwrap();
+        recovered.put_synced(Cf::RaftState, b"vote", b"2").unwrap();
+        let mut batch = recovered.batch();
+        batch.put(Cf::RaftLog, b"c", b"1").unwrap();
+        batch.commit().unwrap();
+        let mut batch = recovered.batch();
+        batch.delete(Cf::RaftLog, b"b").unwrap();
+        batch.commit().unwrap();
+        // The WAL reached the disk up to the first of the two unsynced batches.
+        let again = recovered.crash(1).unwrap();
+        assert_eq!(again.get(Cf::RaftLog, b"b").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(again.get(Cf::RaftLog, b"c").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(again.get(Cf::RaftState, b"vote").unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn memory_when_durable_makes_earlier_writes_survive_a_crash() {
+        let db = NodeDb::in_memory(Duration::ZERO);
+        let mut batch = db.batch();
+        batch.put(Cf::RaftLog, b"entry", b"1").unwrap();
+        batch.commit().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        db.when_durable(move |r| tx.send(r.is_ok()).unwrap());
+        assert!(rx.recv().unwrap());
+        assert_eq!(db.crash(0).unwrap().get(Cf::RaftLog, b"entry").unwrap(), Some(b"1".to_vec()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn memory_when_durable_syncs_after_the_delay() {
+        let db = NodeDb::in_memory(Duration::from_millis(5));
+        let mut batch = db.batch();
+        batch.put(Cf::RaftLog, b"entry", b"1").unwrap();
+        batch.commit().unwrap();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        db.when_durable(move |r| tx.send(r.is_ok()).unwrap());
+        tokio::task::yield_now().await;
+        assert!(rx.try_recv().is_err(), "the sync takes its virtual time");
+        assert_eq!(db.unsynced_batches(), 1);
+        assert!(rx.await.unwrap());
+        assert_eq!(db.unsynced_batches(), 0);
+        assert_eq!(db.wal_syncs(), 1);
     }
 }
