@@ -409,3 +409,76 @@ def test_records_an_endpoint_refuses_go_to_the_backup_bucket(dev, bucket):
         fh.delete_delivery_stream(DeliveryStreamName="refused")
     finally:
         endpoint.close()
+
+
+class Function:
+    """A Lambda-compatible transformation function served by the test: upper-cases
+    records, drops those containing "drop", fails those containing "fail"."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.invocations = []
+        function = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                function.invocations.append(event)
+                records = []
+                for record in event["records"]:
+                    data = base64.b64decode(record["data"])
+                    if b"drop" in data:
+                        records.append({"recordId": record["recordId"], "result": "Dropped"})
+                    elif b"fail" in data:
+                        records.append({"recordId": record["recordId"], "result": "ProcessingFailed", "data": record["data"]})
+                    else:
+                        records.append({"recordId": record["recordId"], "result": "Ok",
+                                        "data": base64.b64encode(data.upper()).decode()})
+                answer = json.dumps({"records": records}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/transform"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_a_transformation_function_rewrites_drops_and_fails_records(dev, bucket):
+    function = Function()
+    try:
+        fh = dev.firehose()
+        processing = {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+            {"ParameterName": "LambdaArn", "ParameterValue": function.url}]}]}
+        fh.create_delivery_stream(DeliveryStreamName="transformed", ExtendedS3DestinationConfiguration=s3_destination(
+            bucket, Prefix="ok/", ErrorOutputPrefix="errors/!{firehose:error-output-type}/", ProcessingConfiguration=processing))
+        sent = [f"keep-{i}\n" for i in range(30)] + [f"drop-{i}\n" for i in range(10)] + [f"fail-{i}\n" for i in range(5)]
+        fh.put_record_batch(DeliveryStreamName="transformed", Records=[{"Data": s.encode()} for s in sent])
+        deadline = time.time() + 30
+        while True:
+            found = objects(dev.s3_endpoint, bucket)
+            kept = [line for key, body in found.items() if key.startswith("ok/") for line in body.splitlines()]
+            failed = [json.loads(line) for key, body in found.items() if key.startswith("errors/") for line in body.splitlines()]
+            if (len(kept) >= 30 and len(failed) >= 5) or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert sorted(kept) == sorted(f"KEEP-{i}".encode() for i in range(30))
+        assert sorted(base64.b64decode(f["rawData"]) for f in failed) == sorted(f"fail-{i}\n".encode() for i in range(5))
+        assert all(key.startswith("errors/processing-failed/") for key in found if key.startswith("errors/"))
+        assert {f["errorCode"] for f in failed} == {"Lambda.ProcessingFailed"} and failed[0]["lambdaArn"] == function.url
+        event = function.invocations[0]
+        assert event["deliveryStreamArn"].endswith(":deliverystream/transformed") and event["region"] == "us-east-1"
+        assert all({"recordId", "approximateArrivalTimestamp", "data"} <= set(r) for r in event["records"])
+        fh.delete_delivery_stream(DeliveryStreamName="transformed")
+    finally:
+        function.close()

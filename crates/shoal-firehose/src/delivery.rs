@@ -22,8 +22,8 @@ use tokio::sync::Mutex;
 
 use crate::compression::compress;
 use crate::destination::{Compression, Destination};
-use crate::http_endpoint;
 use crate::naming::ObjectOrigin;
+use crate::{http_endpoint, transform};
 
 /// Records of one shard waiting to be written.
 struct ShardBuffer {
@@ -52,8 +52,10 @@ struct Inner {
     /// The destination bucket, or an HTTP endpoint's backup bucket.
     store: Arc<dyn ObjectStore>,
     http: reqwest::Client,
-    /// The delivery stream's ARN, sent to HTTP endpoints.
+    /// The delivery stream's ARN, sent to HTTP endpoints and functions.
     source_arn: String,
+    /// Lambda ARN → URL of the function standing in for it.
+    functions: std::collections::BTreeMap<String, String>,
     /// Per shard: the buffer being filled (one flush at a time: the lock is held
     /// across the put).
     shards: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<ShardBuffer>>>>>,
@@ -72,9 +74,17 @@ impl DeliveryProcessor {
                 shoal_types::limits::DEFAULT_REGION,
                 shoal_types::limits::DEFAULT_ACCOUNT_ID
             ),
+            functions: Default::default(),
             shards: Default::default(),
         };
         DeliveryProcessor { inner: Arc::new(inner) }
+    }
+
+    pub fn with_functions(mut self, functions: std::collections::BTreeMap<String, String>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.functions = functions;
+        }
+        self
     }
 
     /// Flushes buffers older than the interval; the worker calls this every second.
@@ -116,19 +126,42 @@ impl Inner {
         match &self.destination {
             Destination::S3(s3) => {
                 let key = origin.key(&s3.prefix, s3.compression, s3.file_extension.as_deref());
-                self.put(&key, compress(&full.data, s3.compression)?, full.records, full.data.len()).await;
+                match &s3.transform {
+                    None => {
+                        self.put(&key, compress(&full.data, s3.compression)?, full.records, full.data.len()).await;
+                    }
+                    Some(transform) => {
+                        let url = self
+                            .functions
+                            .get(&transform.function)
+                            .cloned()
+                            .unwrap_or_else(|| transform.function.clone());
+                        let records: Vec<(&[u8], u64)> = full.records_with_arrival();
+                        let outcome =
+                            transform::run(&self.http, transform, &url, &self.source_arn, &origin.uuid(), &records)
+                                .await;
+                        if !outcome.failed.is_empty() {
+                            let lines: String = outcome
+                                .failed
+                                .iter()
+                                .map(|(data, arrival, code, message)| {
+                                    processing_failure_line(code, message, *arrival, data, &transform.function)
+                                })
+                                .collect();
+                            let prefix = error_prefix(&s3.error_output_prefix, "processing-failed");
+                            let failed_key = origin.key(&prefix, Compression::Uncompressed, None);
+                            self.put(&failed_key, lines.into_bytes(), outcome.failed.len() as u64, 0).await;
+                        }
+                        if !outcome.ok.is_empty() {
+                            let data: Vec<u8> = outcome.ok.iter().flat_map(|(d, _)| d.iter().copied()).collect();
+                            self.put(&key, compress(&data, s3.compression)?, outcome.ok.len() as u64, data.len()).await;
+                        }
+                    }
+                }
                 self.record_freshness(full.oldest_arrival_millis);
             }
             Destination::Http(http) => {
-                let records: Vec<&[u8]> = full
-                    .ends
-                    .iter()
-                    .scan(0usize, |start, (end, _)| {
-                        let record = &full.data[*start..*end];
-                        *start = *end;
-                        Some(record)
-                    })
-                    .collect();
+                let records: Vec<&[u8]> = full.records_with_arrival().into_iter().map(|(data, _)| data).collect();
                 let labels = [("delivery_stream", self.name.clone())];
                 match http_endpoint::deliver(&self.http, http, &self.source_arn, &origin.uuid(), &records).await {
                     Ok(_) => {
@@ -156,13 +189,7 @@ impl Inner {
                             .zip(records.iter())
                             .map(|((_, arrival), data)| http_endpoint::failure_line(&failure, *arrival, data))
                             .collect();
-                        let prefix = if http.backup.error_output_prefix.is_empty() {
-                            "http-endpoint-failed/".to_string()
-                        } else {
-                            http.backup
-                                .error_output_prefix
-                                .replace("!{firehose:error-output-type}", "http-endpoint-failed")
-                        };
+                        let prefix = error_prefix(&http.backup.error_output_prefix, "http-endpoint-failed");
                         let key = origin.key(&prefix, Compression::Uncompressed, None);
                         self.put(&key, lines.into_bytes(), full.records, full.data.len()).await;
                     }
@@ -204,6 +231,43 @@ impl Inner {
             }
         }
     }
+}
+
+impl ShardBuffer {
+    /// Each record's bytes and arrival time.
+    fn records_with_arrival(&self) -> Vec<(&[u8], u64)> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|(end, arrival)| {
+                let record = &self.data[start..*end];
+                start = *end;
+                (record, *arrival)
+            })
+            .collect()
+    }
+}
+
+/// The error prefix for `kind` (`processing-failed`, `http-endpoint-failed`):
+/// the configured one with `!{firehose:error-output-type}` filled in, or `kind/`.
+fn error_prefix(configured: &str, kind: &str) -> String {
+    if configured.is_empty() { format!("{kind}/") } else { configured.replace("!{firehose:error-output-type}", kind) }
+}
+
+/// Firehose's record of a failed transformation, one JSON line.
+fn processing_failure_line(code: &str, message: &str, arrival_millis: u64, data: &[u8], lambda_arn: &str) -> String {
+    use base64::Engine;
+    serde_json::json!({
+        "attemptsMade": 1,
+        "arrivalTimestamp": arrival_millis,
+        "errorCode": code,
+        "errorMessage": message,
+        "attemptEndingTimestamp": shoal_types::now_millis(),
+        "rawData": base64::engine::general_purpose::STANDARD.encode(data),
+        "lambdaArn": lambda_arn,
+    })
+    .to_string()
+        + "\n"
 }
 
 /// The shard a checkpointer belongs to (kept with the buffer for naming).

@@ -58,6 +58,8 @@ pub struct S3Destination {
     pub compression: Compression,
     /// Overrides the extension that follows from the compression.
     pub file_extension: Option<String>,
+    /// A Lambda-compatible function the records go through first.
+    pub transform: Option<crate::transform::Transform>,
 }
 
 fn field<'a>(config: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
@@ -146,7 +148,9 @@ impl S3Destination {
         {
             return Err(format!("FileExtension {ext:?} must start with '.' and be at most 128 characters."));
         }
+        let transform = crate::transform::Transform::from_config(config)?;
         Ok(S3Destination {
+            transform,
             role_arn,
             bucket_arn,
             bucket,

@@ -24,6 +24,7 @@ pub mod destination;
 pub mod http_endpoint;
 pub mod naming;
 pub mod store;
+pub mod transform;
 pub mod worker;
 
 pub use destination::{Destination, S3Destination};

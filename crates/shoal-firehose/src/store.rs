@@ -25,6 +25,9 @@ pub struct FirehoseConfig {
     pub s3_secret_access_key: String,
     /// Buckets as directories below this one, when there is no S3 endpoint.
     pub local_dir: Option<PathBuf>,
+    /// Lambda ARNs (as `ProcessingConfiguration` names them) and the HTTP URL of
+    /// the function that stands in for each.
+    pub functions: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for FirehoseConfig {
@@ -36,6 +39,7 @@ impl Default for FirehoseConfig {
             s3_access_key_id: String::new(),
             s3_secret_access_key: String::new(),
             local_dir: None,
+            functions: Default::default(),
         }
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::delivery::DeliveryProcessor;
-use crate::{Destination, StoreConfig};
+use crate::{Destination, S3Destination, StoreConfig};
 
 /// How often the worker looks for new, changed and deleted delivery streams.
 const RESCAN: Duration = Duration::from_secs(1);
@@ -40,6 +40,8 @@ pub struct Worker {
     /// This worker's member name in every delivery stream's consumer group.
     member: String,
     lease_timeout: Duration,
+    /// Lambda ARN → URL of the HTTP function standing in for it.
+    functions: BTreeMap<String, String>,
 }
 
 struct Running {
@@ -50,7 +52,19 @@ struct Running {
 
 impl Worker {
     pub fn new(client: ShoalClient, stores: StoreConfig, member: &str) -> Worker {
-        Worker { client, stores, member: member.into(), lease_timeout: Duration::from_secs(10) }
+        Worker {
+            client,
+            stores,
+            member: member.into(),
+            lease_timeout: Duration::from_secs(10),
+            functions: BTreeMap::new(),
+        }
+    }
+
+    /// The HTTP functions that stand in for Lambda ARNs in transformations.
+    pub fn with_functions(mut self, functions: BTreeMap<String, String>) -> Worker {
+        self.functions = functions;
+        self
     }
 
     /// How long a silent worker keeps its shards before others take them.
@@ -115,7 +129,14 @@ impl Worker {
             serde_json::from_str(&stream.destination).map_err(|e| format!("stored destination: {e}"))?;
         let destination = Destination::from_stored(&stored)?;
         let store = self.stores.open(destination.bucket())?;
-        let processor = DeliveryProcessor::new(&stream.name, stream.version_id, destination, store);
+        if let Destination::S3(S3Destination { transform: Some(transform), .. }) = &destination
+            && !transform.function.starts_with("http")
+            && !self.functions.contains_key(&transform.function)
+        {
+            return Err(format!("no [firehose.functions] entry gives a URL for {}", transform.function));
+        }
+        let processor = DeliveryProcessor::new(&stream.name, stream.version_id, destination, store)
+            .with_functions(self.functions.clone());
         let mut config = ConsumerConfig::new(&format!("firehose-{}", stream.name));
         config.member = self.member.clone();
         config.lease_timeout = self.lease_timeout;

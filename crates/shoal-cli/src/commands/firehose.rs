@@ -39,7 +39,10 @@ pub fn start(handle: &NodeHandle) -> Option<RunningWorker> {
         };
         let member = format!("node-{}", node.id);
         let source = move || node.meta_snapshot().delivery_streams.values().cloned().collect::<Vec<_>>();
-        Worker::new(client, config.stores(), &member).run(source, stopped).await;
+        Worker::new(client, config.stores(), &member)
+            .with_functions(config.functions.clone())
+            .run(source, stopped)
+            .await;
     });
     Some(RunningWorker { stop, task })
 }
