@@ -36,7 +36,9 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     if node.config.raft.quiesce_after_millis == 0 {
         return;
     }
-    let every = Duration::from_millis(node.config.raft.heartbeat_millis.clamp(10, 250));
+    // Resting decisions need no haste: a follower that must wake for a dead
+    // leader waits two election timeouts anyway.
+    let every = Duration::from_millis(node.config.raft.heartbeat_millis.saturating_mul(2).clamp(20, 250));
     loop {
         pass(&node);
         tokio::select! {

@@ -24,6 +24,10 @@ use crate::meta_writer;
 use crate::node::Node;
 
 const TICK: Duration = Duration::from_millis(250);
+/// The pause between passes when nothing is under way (every shard ready, no
+/// replica moving, no stream being created or deleted): a thousand idle shards
+/// should cost next to nothing.
+const SETTLED_TICK: Duration = Duration::from_secs(1);
 const HEALTH_EVERY: Duration = Duration::from_secs(2);
 /// A leader hands leadership to the preferred leader at most this often per group.
 const LEADER_TRANSFER_PAUSE_MILLIS: u64 = 5_000;
@@ -39,12 +43,21 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             last_health = tokio::time::Instant::now();
         }
         reconcile(&node, &in_flight, record_health).await;
+        let pause = if settled(&node, &in_flight).await { SETTLED_TICK } else { TICK };
         tokio::select! {
             _ = meta.changed() => {}
-            _ = tokio::time::sleep(TICK) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Whether nothing is under way that the next pass would have to push on.
+async fn settled(node: &Node, in_flight: &Mutex<HashSet<String>>) -> bool {
+    let meta = node.meta_snapshot();
+    in_flight.lock().await.is_empty()
+        && meta.streams.values().all(|s| s.status == StreamStatus::Active)
+        && meta.shard_groups().all(|(_, shard)| shard.ready && shard.retiring.is_empty())
 }
 
 async fn reconcile(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>, record_health: bool) {
