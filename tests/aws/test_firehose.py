@@ -482,3 +482,121 @@ def test_a_transformation_function_rewrites_drops_and_fails_records(dev, bucket)
         fh.delete_delivery_stream(DeliveryStreamName="transformed")
     finally:
         function.close()
+
+
+class Recorder:
+    """An HTTP server that records every POST and answers with `answer(path, headers, body)`."""
+
+    def __init__(self, answer):
+        import http.server
+        import threading
+
+        self.requests = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                recorder.requests.append((self.path, headers, body))
+                status, reply = answer(self.path, headers, body)
+                reply = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def bulk_answer(path, headers, body):
+    """An OpenSearch `_bulk` endpoint that refuses documents with "reject" in them."""
+    lines = body.decode().splitlines()
+    items = []
+    for action, document in zip(lines[0::2], lines[1::2]):
+        status = 400 if "reject" in document else 201
+        items.append({"index": {"_index": json.loads(action)["index"]["_index"], "status": status}})
+    return 200, {"took": 1, "errors": any(i["index"]["status"] >= 300 for i in items), "items": items}
+
+
+def wait_until(condition, timeout=30):
+    deadline = time.time() + timeout
+    while not condition() and time.time() < deadline:
+        time.sleep(0.3)
+    return condition()
+
+
+def test_opensearch_gets_bulk_requests_with_rotated_indexes_and_stable_ids(dev, bucket):
+    cluster = Recorder(bulk_answer)
+    try:
+        fh = dev.firehose()
+        fh.create_delivery_stream(DeliveryStreamName="to-search", AmazonopensearchserviceDestinationConfiguration={
+            "RoleARN": ROLE, "ClusterEndpoint": cluster.url, "IndexName": "events", "IndexRotationPeriod": "OneDay",
+            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1}, "RetryOptions": {"DurationInSeconds": 10},
+            "S3Configuration": s3_destination(bucket)})
+        docs = [{"n": i} for i in range(40)] + [{"n": "reject-me"}]
+        fh.put_record_batch(DeliveryStreamName="to-search", Records=[{"Data": json.dumps(d).encode()} for d in docs])
+        indexed = lambda: [json.loads(doc) for _, _, body in cluster.requests
+                           for doc in body.decode().splitlines()[1::2] if "reject" not in doc]
+        # A re-delivered document carries the same _id, so the index holds it once.
+        assert wait_until(lambda: {d["n"] for d in indexed()} == set(range(40)))
+        ids = {}
+        for _, _, body in cluster.requests:
+            lines = body.decode().splitlines()
+            for action, document in zip(lines[0::2], lines[1::2]):
+                ids.setdefault(document, set()).add(json.loads(action)["index"]["_id"])
+        assert all(len(v) == 1 for v in ids.values()), "a document was sent under two ids"
+        path, headers, body = cluster.requests[0]
+        assert path == "/_bulk" and headers["content-type"] == "application/x-ndjson"
+        action = json.loads(body.decode().splitlines()[0])["index"]
+        assert action["_index"] == "events-" + time.strftime("%Y-%m-%d", time.gmtime()) and action["_id"].startswith("to-search-shardId-")
+        # The refused document lands in the backup bucket as a failure record.
+        found, lines = wait_for_lines(dev.s3_endpoint, bucket, 1)
+        assert all(key.startswith("AmazonOpenSearchService-failed/") for key in found)
+        assert json.loads(base64.b64decode(json.loads(lines[0])["rawData"])) == {"n": "reject-me"}
+        fh.delete_delivery_stream(DeliveryStreamName="to-search")
+    finally:
+        cluster.close()
+
+
+def test_splunk_gets_hec_events_with_the_token(dev, bucket):
+    hec = Recorder(lambda path, headers, body: (200, {"text": "Success", "code": 0}))
+    try:
+        fh = dev.firehose()
+        fh.create_delivery_stream(DeliveryStreamName="to-splunk", SplunkDestinationConfiguration={
+            "HECEndpoint": hec.url, "HECEndpointType": "Event", "HECToken": "hec-secret",
+            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
+            "S3Configuration": s3_destination(bucket)})
+        described = fh.describe_delivery_stream(DeliveryStreamName="to-splunk")["DeliveryStreamDescription"]
+        assert "HECToken" not in described["Destinations"][0]["SplunkDestinationDescription"]
+        sent = [{"user": i} for i in range(25)] + ["not json"]
+        fh.put_record_batch(DeliveryStreamName="to-splunk",
+                            Records=[{"Data": (json.dumps(s) if isinstance(s, dict) else s).encode()} for s in sent])
+
+        def events():
+            out = []
+            for _, _, body in hec.requests:
+                decoder, text, at = json.JSONDecoder(), body.decode(), 0
+                while at < len(text):
+                    event, at = decoder.raw_decode(text, at)
+                    out.append(event["event"])
+            return out
+
+        assert wait_until(lambda: {json.dumps(e) for e in events()} == {json.dumps(s) for s in sent})
+        # At least once: a shard whose lease moved while its events were in flight
+        # may send them again (a HEC endpoint has no request ids to drop repeats).
+        assert {json.dumps(e) for e in events()} == {json.dumps(s) for s in sent}
+        path, headers, _ = hec.requests[0]
+        assert path == "/services/collector/event" and headers["authorization"] == "Splunk hec-secret"
+        fh.delete_delivery_stream(DeliveryStreamName="to-splunk")
+    finally:
+        hec.close()

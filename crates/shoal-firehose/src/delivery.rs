@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 use crate::compression::compress;
 use crate::destination::{Compression, Destination};
 use crate::naming::ObjectOrigin;
-use crate::{http_endpoint, transform};
+use crate::{http_endpoint, search, splunk, transform};
 
 /// Records of one shard waiting to be written.
 struct ShardBuffer {
@@ -195,6 +195,59 @@ impl Inner {
                     }
                 }
             }
+            Destination::Search(search) => {
+                let shard = shard_of(&full.checkpointer).to_string();
+                let records = full.records_with_arrival();
+                let documents: Vec<search::Document> = records
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (data, arrival))| search::Document {
+                        data,
+                        arrival_millis: *arrival,
+                        // Stable ids: a re-delivery overwrites the same documents.
+                        id: format!("{}-{shard}-{}-{i}", self.name, full.first_sequence_number),
+                    })
+                    .collect();
+                let failed = search::deliver(&self.http, search, &documents).await;
+                self.record_freshness(full.oldest_arrival_millis);
+                if !failed.is_empty() {
+                    let lines: String = failed
+                        .iter()
+                        .map(|(i, code, message)| {
+                            let (data, arrival) = records[*i];
+                            delivery_failure_line(code, message, arrival, data)
+                        })
+                        .collect();
+                    let prefix = error_prefix(&search.backup.error_output_prefix, "AmazonOpenSearchService-failed");
+                    let key = origin.key(&prefix, Compression::Uncompressed, None);
+                    self.put(&key, lines.into_bytes(), failed.len() as u64, 0).await;
+                }
+                if search.backup_all {
+                    let key = origin.key(&search.backup.prefix, search.backup.compression, None);
+                    self.put(&key, compress(&full.data, search.backup.compression)?, full.records, full.data.len())
+                        .await;
+                }
+            }
+            Destination::Splunk(splunk) => {
+                let records = full.records_with_arrival();
+                match splunk::deliver(&self.http, splunk, &records).await {
+                    Ok(()) => self.record_freshness(full.oldest_arrival_millis),
+                    Err((code, message)) => {
+                        let lines: String = records
+                            .iter()
+                            .map(|(data, arrival)| delivery_failure_line(&code, &message, *arrival, data))
+                            .collect();
+                        let prefix = error_prefix(&splunk.backup.error_output_prefix, "splunk-failed");
+                        let key = origin.key(&prefix, Compression::Uncompressed, None);
+                        self.put(&key, lines.into_bytes(), full.records, 0).await;
+                    }
+                }
+                if splunk.backup_all {
+                    let key = origin.key(&splunk.backup.prefix, splunk.backup.compression, None);
+                    self.put(&key, compress(&full.data, splunk.backup.compression)?, full.records, full.data.len())
+                        .await;
+                }
+            }
         }
         full.checkpointer.checkpoint_at(&full.last_sequence_number, full.last_sub_sequence_number).await?;
         Ok(())
@@ -252,6 +305,21 @@ impl ShardBuffer {
 /// the configured one with `!{firehose:error-output-type}` filled in, or `kind/`.
 fn error_prefix(configured: &str, kind: &str) -> String {
     if configured.is_empty() { format!("{kind}/") } else { configured.replace("!{firehose:error-output-type}", kind) }
+}
+
+/// Firehose's record of a record a destination did not take, one JSON line.
+fn delivery_failure_line(code: &str, message: &str, arrival_millis: u64, data: &[u8]) -> String {
+    use base64::Engine;
+    serde_json::json!({
+        "attemptsMade": 1,
+        "arrivalTimestamp": arrival_millis,
+        "errorCode": code,
+        "errorMessage": message,
+        "attemptEndingTimestamp": shoal_types::now_millis(),
+        "rawData": base64::engine::general_purpose::STANDARD.encode(data),
+    })
+    .to_string()
+        + "\n"
 }
 
 /// Firehose's record of a failed transformation, one JSON line.

@@ -14,10 +14,10 @@ pub const DESTINATION_KEYS: [(&str, bool); 10] = [
     ("ExtendedS3DestinationConfiguration", true),
     ("S3DestinationConfiguration", true),
     ("RedshiftDestinationConfiguration", false),
-    ("ElasticsearchDestinationConfiguration", false),
-    ("AmazonopensearchserviceDestinationConfiguration", false),
+    ("ElasticsearchDestinationConfiguration", true),
+    ("AmazonopensearchserviceDestinationConfiguration", true),
     ("AmazonOpenSearchServerlessDestinationConfiguration", false),
-    ("SplunkDestinationConfiguration", false),
+    ("SplunkDestinationConfiguration", true),
     ("HttpEndpointDestinationConfiguration", true),
     ("SnowflakeDestinationConfiguration", false),
     ("IcebergDestinationConfiguration", false),
@@ -192,13 +192,19 @@ impl S3Destination {
 pub enum Destination {
     S3(S3Destination),
     Http(crate::http_endpoint::HttpDestination),
+    /// OpenSearch or Elasticsearch `_bulk`.
+    Search(crate::search::SearchDestination),
+    Splunk(crate::splunk::SplunkDestination),
 }
 
 /// The update shape that goes with each stored configuration key.
-const UPDATE_KEYS: [(&str, &str); 3] = [
+const UPDATE_KEYS: [(&str, &str); 6] = [
     ("ExtendedS3DestinationConfiguration", "ExtendedS3DestinationUpdate"),
     ("S3DestinationConfiguration", "S3DestinationUpdate"),
     ("HttpEndpointDestinationConfiguration", "HttpEndpointDestinationUpdate"),
+    ("AmazonopensearchserviceDestinationConfiguration", "AmazonopensearchserviceDestinationUpdate"),
+    ("ElasticsearchDestinationConfiguration", "ElasticsearchDestinationUpdate"),
+    ("SplunkDestinationConfiguration", "SplunkDestinationUpdate"),
 ];
 
 impl Destination {
@@ -210,6 +216,12 @@ impl Destination {
             }
             "HttpEndpointDestinationConfiguration" => {
                 Ok(Destination::Http(crate::http_endpoint::HttpDestination::from_config(config)?))
+            }
+            "AmazonopensearchserviceDestinationConfiguration" | "ElasticsearchDestinationConfiguration" => {
+                Ok(Destination::Search(crate::search::SearchDestination::from_config(config)?))
+            }
+            "SplunkDestinationConfiguration" => {
+                Ok(Destination::Splunk(crate::splunk::SplunkDestination::from_config(config)?))
             }
             other => Err(format!("{other} is not supported by Shoal yet.")),
         }
@@ -234,6 +246,8 @@ impl Destination {
         match self {
             Destination::S3(s3) => &s3.bucket,
             Destination::Http(http) => &http.backup.bucket,
+            Destination::Search(search) => &search.backup.bucket,
+            Destination::Splunk(splunk) => &splunk.backup.bucket,
         }
     }
 
@@ -241,6 +255,8 @@ impl Destination {
         match self {
             Destination::S3(s3) => s3.size_bytes,
             Destination::Http(http) => http.size_bytes,
+            Destination::Search(search) => search.size_bytes,
+            Destination::Splunk(splunk) => splunk.size_bytes,
         }
     }
 
@@ -248,6 +264,8 @@ impl Destination {
         match self {
             Destination::S3(s3) => s3.interval_secs,
             Destination::Http(http) => http.interval_secs,
+            Destination::Search(search) => search.interval_secs,
+            Destination::Splunk(splunk) => splunk.interval_secs,
         }
     }
 
@@ -261,6 +279,19 @@ impl Destination {
             Destination::Http(http) => {
                 let config = Self::stored_parts(stored).map(|(_, c)| c).unwrap_or_default();
                 vec![("HttpEndpointDestinationDescription", http.describe(&config))]
+            }
+            Destination::Search(search) => {
+                let (key, config) = Self::stored_parts(stored).unwrap_or(("", Map::new()));
+                let name = if key.starts_with("Elasticsearch") {
+                    "ElasticsearchDestinationDescription"
+                } else {
+                    "AmazonopensearchserviceDestinationDescription"
+                };
+                vec![(name, search.describe(&config))]
+            }
+            Destination::Splunk(splunk) => {
+                let config = Self::stored_parts(stored).map(|(_, c)| c).unwrap_or_default();
+                vec![("SplunkDestinationDescription", splunk.describe(&config))]
             }
         }
     }

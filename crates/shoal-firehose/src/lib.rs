@@ -23,6 +23,8 @@ pub mod delivery;
 pub mod destination;
 pub mod http_endpoint;
 pub mod naming;
+pub mod search;
+pub mod splunk;
 pub mod store;
 pub mod transform;
 pub mod worker;
