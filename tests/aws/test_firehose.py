@@ -600,3 +600,24 @@ def test_splunk_gets_hec_events_with_the_token(dev, bucket):
         fh.delete_delivery_stream(DeliveryStreamName="to-splunk")
     finally:
         hec.close()
+
+
+def test_zip_objects_open_with_an_unzip_tool(dev, bucket):
+    import io
+    import zipfile
+
+    fh = dev.firehose()
+    fh.create_delivery_stream(DeliveryStreamName="zipped",
+                              ExtendedS3DestinationConfiguration=s3_destination(bucket, CompressionFormat="ZIP"))
+    sent = [f"zip-{i}\n".encode() for i in range(50)]
+    fh.put_record_batch(DeliveryStreamName="zipped", Records=[{"Data": d} for d in sent])
+
+    def unzip(body):
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            assert archive.testzip() is None
+            return b"".join(archive.read(name) for name in archive.namelist())
+
+    found, lines = wait_for_lines(dev.s3_endpoint, bucket, len(sent), decode=unzip)
+    assert sorted(lines) == sorted(d.rstrip(b"\n") for d in sent)
+    assert all(key.endswith(".zip") for key in found)
+    fh.delete_delivery_stream(DeliveryStreamName="zipped")

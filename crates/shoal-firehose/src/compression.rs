@@ -38,8 +38,59 @@ pub fn compress(data: &[u8], compression: Compression) -> std::io::Result<Vec<u8
             }
             Ok(out)
         }
-        Compression::Zip => Err(std::io::Error::other("ZIP compression is not supported yet")),
+        Compression::Zip => zip(data, "records"),
     }
+}
+
+/// A ZIP archive holding `data` as one deflated entry named `name` — what
+/// Firehose writes for `ZIP` (any unzip tool opens it).
+fn zip(data: &[u8], name: &str) -> std::io::Result<Vec<u8>> {
+    let mut deflater = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    deflater.write_all(data)?;
+    let deflated = deflater.finish()?;
+    let crc = crc32fast::hash(data);
+    let too_big = || std::io::Error::other("an object over 4 GiB needs ZIP64, which is not written");
+    let (compressed, uncompressed) =
+        (u32::try_from(deflated.len()).map_err(|_| too_big())?, u32::try_from(data.len()).map_err(|_| too_big())?);
+    let name = name.as_bytes();
+    let mut out = Vec::with_capacity(deflated.len() + 128);
+    // Local file header: version 2.0, no flags, deflate, no time.
+    out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+    for field in [20u16, 0, 8, 0, 0x21] {
+        out.extend_from_slice(&field.to_le_bytes());
+    }
+    for field in [crc, compressed, uncompressed] {
+        out.extend_from_slice(&field.to_le_bytes());
+    }
+    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(name);
+    out.extend_from_slice(&deflated);
+    let central = out.len() as u32;
+    // Central directory entry for the one file, at offset 0.
+    out.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+    for field in [20u16, 20, 0, 8, 0, 0x21] {
+        out.extend_from_slice(&field.to_le_bytes());
+    }
+    for field in [crc, compressed, uncompressed] {
+        out.extend_from_slice(&field.to_le_bytes());
+    }
+    for field in [name.len() as u16, 0, 0, 0, 0] {
+        out.extend_from_slice(&field.to_le_bytes());
+    }
+    out.extend_from_slice(&0u32.to_le_bytes()); // external attributes
+    out.extend_from_slice(&0u32.to_le_bytes()); // offset of the local header
+    out.extend_from_slice(name);
+    let central_size = out.len() as u32 - central;
+    // End of central directory.
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    for field in [0u16, 0, 1, 1] {
+        out.extend_from_slice(&field.to_le_bytes());
+    }
+    out.extend_from_slice(&central_size.to_le_bytes());
+    out.extend_from_slice(&central.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -74,5 +125,16 @@ mod tests {
         }
         assert_eq!(back, data);
         assert!(compress(&data, Compression::Uncompressed).unwrap() == data);
+
+        // ZIP: one deflated entry, with the sizes and CRC an unzip tool checks.
+        let zipped = compress(&data, Compression::Zip).unwrap();
+        assert_eq!(&zipped[0..4], b"PK\x03\x04");
+        let name_len = u16::from_le_bytes([zipped[26], zipped[27]]) as usize;
+        let size = u32::from_le_bytes(zipped[18..22].try_into().unwrap()) as usize;
+        let start = 30 + name_len;
+        let mut back = Vec::new();
+        flate2::read::DeflateDecoder::new(&zipped[start..start + size]).read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+        assert_eq!(u32::from_le_bytes(zipped[14..18].try_into().unwrap()), crc32fast::hash(&data));
     }
 }

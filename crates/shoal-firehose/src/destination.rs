@@ -137,11 +137,6 @@ impl S3Destination {
                 format!("CompressionFormat {value} is not one of UNCOMPRESSED, GZIP, ZIP, Snappy, HADOOP_SNAPPY.")
             })?,
         };
-        if compression == Compression::Zip {
-            return Err(
-                "CompressionFormat ZIP is not supported by Shoal yet (GZIP, Snappy and HADOOP_SNAPPY are).".into()
-            );
-        }
         let file_extension = string_field(config, "FileExtension")?;
         if let Some(ext) = &file_extension
             && (!ext.starts_with('.') || ext.len() > 128)
