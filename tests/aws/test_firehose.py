@@ -621,3 +621,32 @@ def test_zip_objects_open_with_an_unzip_tool(dev, bucket):
     assert sorted(lines) == sorted(d.rstrip(b"\n") for d in sent)
     assert all(key.endswith(".zip") for key in found)
     fh.delete_delivery_stream(DeliveryStreamName="zipped")
+
+
+def test_the_shoal_cli_manages_delivery_streams(dev, bucket):
+    aws = ["--aws-endpoint", f"http://127.0.0.1:{dev.aws_port}"]
+    run = lambda *args, **kw: subprocess.run([SHOAL, "firehose", *aws, *args], capture_output=True, text=True, timeout=60, **kw)
+    created = run("create", "from-cli", "--bucket", bucket, "--buffer-mb", "1", "--interval-secs", "1", "--compression", "GZIP")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip().endswith(":deliverystream/from-cli")
+    assert "from-cli" in run("list").stdout.split()
+    assert json.loads(run("describe", "from-cli").stdout)["DeliveryStreamStatus"] == "ACTIVE"
+    put = run("put", "from-cli", input="".join(f"line-{i}\n" for i in range(700)))
+    assert put.returncode == 0 and "put 700 records" in put.stdout, put.stderr
+    _, lines = wait_for_lines(dev.s3_endpoint, bucket, 700, decode=gzip.decompress)
+    assert sorted(set(lines)) == sorted(f"line-{i}".encode() for i in range(700))
+    again = run("create", "from-cli", "--bucket", bucket)
+    assert again.returncode != 0 and "ResourceInUseException" in again.stderr
+    assert run("delete", "from-cli").returncode == 0
+
+
+def test_the_shoal_cli_signs_its_calls(secured_dev):
+    from conftest import SECURED_KEY
+
+    endpoint = secured_dev["endpoints"][0]
+    base = [SHOAL, "firehose", "--aws-endpoint", endpoint, "list"]
+    good = dict(os.environ, AWS_ACCESS_KEY_ID=SECURED_KEY[0], AWS_SECRET_ACCESS_KEY=SECURED_KEY[1])
+    assert subprocess.run(base, capture_output=True, text=True, env=good, timeout=30).returncode == 0
+    bad = dict(good, AWS_SECRET_ACCESS_KEY="wrong")
+    refused = subprocess.run(base, capture_output=True, text=True, env=bad, timeout=30)
+    assert refused.returncode != 0 and "Signature" in refused.stderr

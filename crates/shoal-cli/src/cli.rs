@@ -76,6 +76,52 @@ pub enum Command {
     /// Transport security: make certificates for a cluster.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Firehose delivery streams (through a node's AWS API): create, list,
+    /// describe, put lines from stdin, delete.
+    Firehose {
+        /// A node's AWS API, e.g. http://127.0.0.1:4567 (https with --tls-ca).
+        #[arg(long, env = "SHOAL_AWS_ENDPOINT", default_value = "http://127.0.0.1:4567")]
+        aws_endpoint: String,
+        #[command(subcommand)]
+        command: FirehoseCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FirehoseCommand {
+    /// Create a delivery stream into an S3 bucket (DirectPut, or from --source-stream).
+    Create {
+        name: String,
+        /// The bucket (as configured for the nodes: an S3 endpoint or a directory).
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix; may use !{timestamp:yyyy/MM/dd}.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Prefix for records that could not be delivered.
+        #[arg(long)]
+        error_prefix: Option<String>,
+        /// Deliver when a shard's buffer holds this many MiB (1–128)…
+        #[arg(long, default_value_t = 5)]
+        buffer_mb: u64,
+        /// …or after this many seconds (0–900), whichever comes first.
+        #[arg(long, default_value_t = 300)]
+        interval_secs: u64,
+        /// UNCOMPRESSED, GZIP, ZIP, Snappy or HADOOP_SNAPPY.
+        #[arg(long, default_value = "UNCOMPRESSED")]
+        compression: String,
+        /// Read an existing stream instead of taking PutRecord calls.
+        #[arg(long)]
+        source_stream: Option<String>,
+    },
+    /// Names of every delivery stream.
+    List,
+    /// The delivery stream's description (JSON).
+    Describe { name: String },
+    /// Put each line of stdin as one record (a newline is kept at its end).
+    Put { name: String },
+    /// Delete a delivery stream (and, for DirectPut, its records).
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@ mod aws;
 mod cluster;
 pub mod connect;
 mod consumer;
+mod delivery_streams;
 mod dev;
 mod firehose;
 mod metrics;
@@ -21,6 +22,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Node(args) => node::run(args, &cli.tls).await,
+        Command::Firehose { aws_endpoint, command } => delivery_streams::run(&aws_endpoint, &cli.tls, command).await,
         Command::Tls(TlsCommand::Generate { out, nodes, extra_names, force }) => {
             tls::generate(&out, &nodes, &extra_names, force)
         }
