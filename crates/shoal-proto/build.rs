@@ -1,11 +1,12 @@
 //! Compiles `proto/shoal/v1/*.proto` (and the KPL's aggregation message) with a
 //! vendored `protoc`, so a fresh machine needs no system protobuf compiler.
 
-const PROTOS: [&str; 6] = [
+const PROTOS: [&str; 7] = [
     "shoal/v1/streams",
     "shoal/v1/records",
     "shoal/v1/cluster",
     "shoal/v1/consumers",
+    "shoal/v1/firehose",
     "shoal/v1/raft",
     "kpl/aggregation",
 ];

@@ -85,8 +85,9 @@ def s3_server():
 class Dev:
     """A `shoal dev` delivering to `s3_endpoint`, restartable on the same data."""
 
-    def __init__(self, s3_endpoint):
+    def __init__(self, s3_endpoint, *extra):
         self.s3_endpoint = s3_endpoint
+        self.extra = list(extra)
         self.grpc_port = free_port_block(3)
         self.aws_port = free_port_block(3)
         self.data = tempfile.TemporaryDirectory(prefix="shoal-firehose-test-")
@@ -96,7 +97,7 @@ class Dev:
         self.process = subprocess.Popen(
             [SHOAL, "dev", "--port", str(self.grpc_port), "--aws-port", str(self.aws_port), "--metrics-addr", "",
              "--data-dir", self.data.name, "--firehose-s3-endpoint", self.s3_endpoint,
-             "--firehose-s3-access-key-id", "AKIDFIREHOSE", "--firehose-s3-secret-access-key", "secret"],
+             "--firehose-s3-access-key-id", "AKIDFIREHOSE", "--firehose-s3-secret-access-key", "secret", *self.extra],
             stdout=subprocess.PIPE, stderr=open(os.environ.get("SHOAL_DEV_LOG") or os.devnull, "a"), text=True,
         )
         for line in self.process.stdout:
@@ -650,3 +651,47 @@ def test_the_shoal_cli_signs_its_calls(secured_dev):
     bad = dict(good, AWS_SECRET_ACCESS_KEY="wrong")
     refused = subprocess.run(base, capture_output=True, text=True, env=bad, timeout=30)
     assert refused.returncode != 0 and "Signature" in refused.stderr
+
+
+def test_a_worker_process_of_its_own_killed_mid_delivery_loses_and_duplicates_nothing(s3_server, bucket):
+    """Nodes without workers; one `shoal firehose worker` process, killed with
+    SIGKILL while delivering and started again: every acknowledged record is in
+    exactly one object."""
+    dev = Dev(s3_server, "--no-firehose-worker").start()
+    worker = None
+
+    def start_worker():
+        return subprocess.Popen(
+            [SHOAL, "--endpoint", f"127.0.0.1:{dev.grpc_port}", "firehose", "worker", "--member", "standalone",
+             "--lease-timeout-secs", "2", "--firehose-s3-endpoint", s3_server,
+             "--firehose-s3-access-key-id", "AKIDFIREHOSE", "--firehose-s3-secret-access-key", "secret"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    try:
+        fh = dev.firehose()
+        fh.create_delivery_stream(DeliveryStreamName="standalone", ExtendedS3DestinationConfiguration=s3_destination(bucket))
+        worker = start_worker()
+        acked = []
+        for round_ in range(2):
+            for batch in range(8):
+                records = [f"s{round_}-{batch}-{i}" for i in range(100)]
+                result = fh.put_record_batch(DeliveryStreamName="standalone", Records=[{"Data": (r + "\n").encode()} for r in records])
+                acked += [r for r, answer in zip(records, result["RequestResponses"]) if "RecordId" in answer]
+                time.sleep(0.2)
+            if round_ == 0:
+                assert wait_until(lambda: objects(s3_server, bucket), timeout=30), "the worker delivered nothing"
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(timeout=10)
+                worker = start_worker()
+        _, lines = wait_for_lines(s3_server, bucket, len(acked), timeout=60)
+        delivered = [line.decode() for line in lines]
+        missing = set(acked) - set(delivered)
+        duplicated = {r for r in delivered if delivered.count(r) > 1}
+        print(json.dumps({"acknowledged": len(acked), "delivered": len(delivered), "lost": len(missing), "duplicated": len(duplicated)}))
+        assert not missing and not duplicated
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        dev.stop()
+        dev.data.cleanup()

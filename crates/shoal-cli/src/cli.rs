@@ -122,6 +122,19 @@ pub enum FirehoseCommand {
     Put { name: String },
     /// Delete a delivery stream (and, for DirectPut, its records).
     Delete { name: String },
+    /// Run a delivery worker as a process of its own, against the cluster at
+    /// --endpoint (gRPC). Workers share delivery streams' shards with the nodes'
+    /// own workers (start nodes with --no-firehose-worker to leave it all here).
+    Worker {
+        /// This worker's name in the consumer groups (default: host and process id).
+        #[arg(long)]
+        member: Option<String>,
+        /// Seconds without a heartbeat after which this worker's shards move.
+        #[arg(long, default_value_t = 10)]
+        lease_timeout_secs: u64,
+        #[command(flatten)]
+        stores: FirehoseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use shoal_proto::v1 as proto;
 use shoal_proto::v1::cluster_client::ClusterClient;
 use shoal_proto::v1::consumer_groups_client::ConsumerGroupsClient;
+use shoal_proto::v1::firehose_client::FirehoseClient;
 use shoal_proto::v1::records_client::RecordsClient;
 use shoal_proto::v1::stream_control_client::StreamControlClient;
 use shoal_tls::Dialer;
@@ -35,6 +36,7 @@ pub struct ShoalClient {
     records: RecordsClient<Channel>,
     cluster: ClusterClient<Channel>,
     groups: ConsumerGroupsClient<Channel>,
+    firehose: FirehoseClient<Channel>,
     /// How long calls answered with `Unavailable` are retried.
     retry_for: Duration,
 }
@@ -66,7 +68,8 @@ impl ShoalClient {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             cluster: ClusterClient::new(channel.clone()),
-            groups: ConsumerGroupsClient::new(channel),
+            groups: ConsumerGroupsClient::new(channel.clone()),
+            firehose: FirehoseClient::new(channel).max_encoding_message_size(MAX_MESSAGE_BYTES),
             retry_for: Duration::from_secs(10),
         }
     }
@@ -99,6 +102,33 @@ impl ShoalClient {
                 }
             }
         }
+    }
+
+    /// Every Firehose delivery stream with its stored destination (for delivery workers).
+    pub async fn list_delivery_streams(&self) -> ShoalResult<Vec<proto::DeliveryStreamRecord>> {
+        let request = proto::ListDeliveryStreamsRequest {};
+        self.retry(|| call!(self.firehose, list_delivery_streams, request)).await.map(|r| r.delivery_streams)
+    }
+
+    /// Creates a delivery stream from the AWS `CreateDeliveryStream` input (JSON).
+    pub async fn create_delivery_stream(&self, request_json: &str) -> ShoalResult<()> {
+        let request = proto::CreateDeliveryStreamRequest { request_json: request_json.into() };
+        self.retry(|| call!(self.firehose, create_delivery_stream, request)).await.map(|_| ())
+    }
+
+    pub async fn delete_delivery_stream(&self, name: &str) -> ShoalResult<()> {
+        let request = proto::DeleteDeliveryStreamRequest { delivery_stream_name: name.into() };
+        self.retry(|| call!(self.firehose, delete_delivery_stream, request)).await.map(|_| ())
+    }
+
+    /// Puts up to 500 records into a DirectPut delivery stream.
+    pub async fn put_record_batch(
+        &self,
+        name: &str,
+        records: Vec<Vec<u8>>,
+    ) -> ShoalResult<proto::PutRecordBatchResponse> {
+        let request = proto::PutRecordBatchRequest { delivery_stream_name: name.into(), records };
+        self.retry(|| call!(self.firehose, put_record_batch, request)).await
     }
 
     pub async fn create_stream(&self, name: &str, shard_count: u32) -> ShoalResult<()> {

@@ -22,15 +22,50 @@ use crate::{Destination, S3Destination, StoreConfig};
 /// How often the worker looks for new, changed and deleted delivery streams.
 const RESCAN: Duration = Duration::from_secs(1);
 
-/// Where the worker learns the delivery streams (the metadata, in-process or
-/// through the API).
+/// Where the worker learns the delivery streams: the node's own metadata
+/// ([`Local`]) or, for a worker of its own, the cluster's gRPC API ([`Remote`]).
+/// `None` means "could not tell now" (nothing is stopped for it).
 pub trait DeliveryStreams: Send + Sync + 'static {
-    fn delivery_streams(&self) -> Vec<DeliveryStream>;
+    fn delivery_streams(&self) -> impl std::future::Future<Output = Option<Vec<DeliveryStream>>> + Send;
 }
 
-impl<F: Fn() -> Vec<DeliveryStream> + Send + Sync + 'static> DeliveryStreams for F {
-    fn delivery_streams(&self) -> Vec<DeliveryStream> {
-        self()
+/// Delivery streams read in-process.
+pub struct Local<F>(pub F);
+
+impl<F: Fn() -> Vec<DeliveryStream> + Send + Sync + 'static> DeliveryStreams for Local<F> {
+    async fn delivery_streams(&self) -> Option<Vec<DeliveryStream>> {
+        Some((self.0)())
+    }
+}
+
+/// Delivery streams asked of the cluster (`Firehose.ListDeliveryStreams`).
+pub struct Remote(pub ShoalClient);
+
+impl DeliveryStreams for Remote {
+    async fn delivery_streams(&self) -> Option<Vec<DeliveryStream>> {
+        match self.0.list_delivery_streams().await {
+            Ok(records) => Some(
+                records
+                    .into_iter()
+                    .map(|r| DeliveryStream {
+                        name: r.name,
+                        kind: r.kind,
+                        source_stream: r.source_stream,
+                        status: r.status,
+                        version_id: r.version_id,
+                        created_millis: 0,
+                        updated_millis: 0,
+                        destination: r.destination_json,
+                        tags: Default::default(),
+                        encryption: None,
+                    })
+                    .collect(),
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "cannot list delivery streams; keeping the current ones");
+                None
+            }
+        }
     }
 }
 
@@ -78,12 +113,14 @@ impl Worker {
         let mut running: BTreeMap<String, Running> = BTreeMap::new();
         let mut broken: BTreeMap<String, u64> = BTreeMap::new();
         loop {
-            let wanted: BTreeMap<String, DeliveryStream> = source
-                .delivery_streams()
-                .into_iter()
-                .filter(|d| d.status == "ACTIVE")
-                .map(|d| (d.name.clone(), d))
-                .collect();
+            let Some(listed) = source.delivery_streams().await else {
+                tokio::select! {
+                    _ = tokio::time::sleep(RESCAN) => continue,
+                    _ = stop.changed() => break,
+                }
+            };
+            let wanted: BTreeMap<String, DeliveryStream> =
+                listed.into_iter().filter(|d| d.status == "ACTIVE").map(|d| (d.name.clone(), d)).collect();
             let gone: Vec<String> = running
                 .iter()
                 .filter(|(name, r)| wanted.get(*name).is_none_or(|d| d.version_id != r.version))

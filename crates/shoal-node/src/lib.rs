@@ -24,6 +24,7 @@ pub mod config;
 pub mod consumer_service;
 pub mod control_service;
 pub mod data_service;
+pub mod firehose_service;
 pub mod groups;
 pub mod liveness;
 pub mod membership;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use shoal_proto::v1::cluster_server::ClusterServer;
 use shoal_proto::v1::consumer_groups_server::ConsumerGroupsServer;
+use shoal_proto::v1::firehose_server::FirehoseServer;
 use shoal_proto::v1::raft_transport_server::RaftTransportServer;
 use shoal_proto::v1::records_server::RecordsServer;
 use shoal_proto::v1::stream_control_server::StreamControlServer;
@@ -236,6 +237,10 @@ pub async fn serve(
         )
         .add_service(ClusterServer::new(crate::cluster_service::ClusterService::new(node.clone())))
         .add_service(ConsumerGroupsServer::new(crate::consumer_service::ConsumerGroupService::new(node.clone())))
+        .add_service(
+            FirehoseServer::new(crate::firehose_service::FirehoseService::new(node.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .add_service(
             RaftTransportServer::new(crate::transport_service::TransportService::new(node.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -4,7 +4,8 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use shoal_firehose::Destination;
-use shoal_firehose::destination::{DESTINATION_KEYS, apply_update};
+use shoal_firehose::destination::apply_update;
+use shoal_firehose::request::{InputError, create_command};
 use shoal_raft::delivery_stream::{DeliveryStream, DeliveryStreamCommand};
 
 use super::{FirehoseApi, check_name, delivery_stream_arn};
@@ -40,44 +41,18 @@ fn name_of(request: &AwsRequest) -> Result<String, AwsError> {
 }
 
 pub async fn create(api: &FirehoseApi, request: &AwsRequest) -> Result<Value, AwsError> {
-    let name = name_of(request)?;
-    let body = request.body.as_object().cloned().unwrap_or_default();
-    let kind = body.get("DeliveryStreamType").and_then(Value::as_str).unwrap_or("DirectPut").to_string();
-    let source_stream = match kind.as_str() {
-        "DirectPut" => None,
-        "KinesisStreamAsSource" => {
-            let arn = body
-                .get("KinesisStreamSourceConfiguration")
-                .and_then(|c| c.get("KinesisStreamARN"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    AwsError::invalid_argument("KinesisStreamSourceConfiguration.KinesisStreamARN is required.")
-                })?;
-            Some(stream_of_arn(&request.scope, arn)?)
-        }
-        other => {
-            return Err(AwsError::invalid_argument(format!(
-                "DeliveryStreamType {other} is not supported (DirectPut, KinesisStreamAsSource)."
-            )));
-        }
-    };
-    let given: Vec<&str> = DESTINATION_KEYS.iter().map(|(k, _)| *k).filter(|k| body.contains_key(*k)).collect();
-    let key = match given.as_slice() {
-        [one] => *one,
-        [] => return Err(AwsError::invalid_argument("A destination configuration is required.")),
-        _ => return Err(AwsError::invalid_argument("Only one destination configuration may be given.")),
-    };
-    if !DESTINATION_KEYS.iter().any(|(k, supported)| *k == key && *supported) {
-        return Err(AwsError::invalid_argument(format!(
-            "{key} is not supported by Shoal yet; use an S3 or HTTP endpoint destination."
-        )));
-    }
-    let config = body.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
-    Destination::from_config(key, &config).map_err(AwsError::invalid_argument)?;
-    let destination = json!({ key: config }).to_string();
-    let tags = tags_of(serde_json::from_value(body.get("Tags").cloned().unwrap_or(Value::Null)).ok().flatten())?;
-    api.change(&name, DeliveryStreamCommand::Create { kind, source_stream, destination, tags }).await?;
+    let input = request.body.as_object().cloned().unwrap_or_default();
+    let (name, command) =
+        create_command(&input, |arn| stream_of_arn(&request.scope, arn).map_err(|e| e.message)).map_err(input_error)?;
+    api.change(&name, command).await?;
     Ok(json!({ "DeliveryStreamARN": delivery_stream_arn(request, &name) }))
+}
+
+pub(crate) fn input_error(error: InputError) -> AwsError {
+    match error {
+        InputError::Validation(message) => AwsError::validation(message),
+        InputError::InvalidArgument(message) => AwsError::invalid_argument(message),
+    }
 }
 
 pub async fn delete(api: &FirehoseApi, request: &AwsRequest) -> Result<Value, AwsError> {

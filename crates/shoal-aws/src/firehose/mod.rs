@@ -77,12 +77,5 @@ pub(crate) fn delivery_stream_arn(request: &AwsRequest, name: &str) -> String {
 
 /// Delivery stream names: 1–64 of `[a-zA-Z0-9_.-]`.
 pub(crate) fn check_name(name: &str) -> Result<(), AwsError> {
-    let valid = (1..=64).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !valid {
-        return Err(AwsError::validation(format!(
-            "1 validation error detected: Value '{name}' at 'deliveryStreamName' failed to satisfy constraint: Member must have length between 1 and 64 and match pattern [a-zA-Z0-9_.-]+"
-        )));
-    }
-    Ok(())
+    shoal_firehose::request::check_name(name).map_err(delivery_streams::input_error)
 }

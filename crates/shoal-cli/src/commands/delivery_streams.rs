@@ -151,6 +151,7 @@ pub async fn run(aws_endpoint: &str, tls: &TlsArgs, command: FirehoseCommand) ->
             println!("put {} records into {name} ({failed} failed)", sent);
             anyhow::ensure!(failed == 0, "{failed} records were not accepted");
         }
+        FirehoseCommand::Worker { .. } => anyhow::bail!("the worker runs through commands::firehose"),
     }
     Ok(())
 }

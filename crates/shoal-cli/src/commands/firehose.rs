@@ -38,7 +38,9 @@ pub fn start(handle: &NodeHandle) -> Option<RunningWorker> {
             }
         };
         let member = format!("node-{}", node.id);
-        let source = move || node.meta_snapshot().delivery_streams.values().cloned().collect::<Vec<_>>();
+        let source = shoal_firehose::worker::Local(move || {
+            node.meta_snapshot().delivery_streams.values().cloned().collect::<Vec<_>>()
+        });
         Worker::new(client, config.stores(), &member)
             .with_functions(config.functions.clone())
             .run(source, stopped)
@@ -57,4 +59,36 @@ impl RunningWorker {
             task.abort();
         }
     }
+}
+
+/// `shoal firehose worker`: a delivery worker of its own, reading delivery
+/// streams and records through the cluster's gRPC API until Ctrl-C or SIGTERM,
+/// then flushing what it holds.
+pub async fn run_standalone(
+    endpoint: &str,
+    member: Option<String>,
+    lease_timeout_secs: u64,
+    args: &crate::cli::FirehoseArgs,
+) -> anyhow::Result<()> {
+    let mut config = shoal_firehose::FirehoseConfig::default();
+    args.apply(&mut config);
+    anyhow::ensure!(
+        !config.s3_endpoint.is_empty() || config.local_dir.is_some(),
+        "say where buckets are: --firehose-s3-endpoint URL or --firehose-local-dir DIR"
+    );
+    let client = super::connect::connect(endpoint).await?;
+    let member = member.unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+        format!("{host}-{}", std::process::id())
+    });
+    eprintln!("shoal firehose worker {member}: delivering for the cluster at {endpoint}");
+    let worker = Worker::new(client.clone(), config.stores(), &member)
+        .with_functions(config.functions.clone())
+        .with_lease_timeout(Duration::from_secs(lease_timeout_secs.max(1)));
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(worker.run(shoal_firehose::worker::Remote(client), stopped));
+    super::shutdown_signal().await;
+    eprintln!("shoal firehose worker {member}: flushing and stopping");
+    RunningWorker { stop, task }.stop().await;
+    Ok(())
 }

@@ -14,7 +14,7 @@ mod read;
 mod stream;
 mod tls;
 
-use crate::cli::{Cli, ClusterCommand, Command, TlsCommand};
+use crate::cli::{Cli, ClusterCommand, Command, FirehoseCommand, TlsCommand};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if !cli.command.is_server() {
@@ -22,6 +22,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Node(args) => node::run(args, &cli.tls).await,
+        Command::Firehose { command: FirehoseCommand::Worker { member, lease_timeout_secs, stores }, .. } => {
+            firehose::run_standalone(&cli.endpoint, member, lease_timeout_secs, &stores).await
+        }
         Command::Firehose { aws_endpoint, command } => delivery_streams::run(&aws_endpoint, &cli.tls, command).await,
         Command::Tls(TlsCommand::Generate { out, nodes, extra_names, force }) => {
             tls::generate(&out, &nodes, &extra_names, force)
