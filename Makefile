@@ -11,7 +11,7 @@ VENV ?= /var/tmp/shoal-venv
 SDK_TARGET_DIR ?= /var/tmp/shoal-sdk-target
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps pydeps build run test lint fmt clean image cluster-up cluster-up-tls cluster-down test-compose test-compose-tls bench-compare
+.PHONY: deps pydeps pgdeps build run test lint fmt clean image cluster-up cluster-up-tls cluster-down test-compose test-compose-tls bench-compare
 
 IMAGE ?= shoal:local
 COMPOSE := docker-compose -f deploy/docker-compose.yml
@@ -33,6 +33,12 @@ pydeps:
 	@cmp -s tests/aws/requirements.txt $(VENV)/requirements.txt || \
 		( $(VENV)/bin/pip install -q -r tests/aws/requirements.txt && cp tests/aws/requirements.txt $(VENV)/requirements.txt )
 
+## pgdeps: PostgreSQL's server (Debian's package) for the Firehose PostgreSQL test
+pgdeps:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+		echo "installing postgresql (the Firehose PostgreSQL destination test runs a server)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
+
 ## build: compile the shoal binary, every crate and every test (one feature set,
 ## so RocksDB is built once)
 build: deps
@@ -45,7 +51,7 @@ run: build
 ## test: unit, storage-conformance, in-process cluster and binary tests, then
 ## boto3, the aws CLI and the Rust AWS SDK against a real `shoal dev`, the Helm
 ## chart (real helm, offline schema validation), and the compose fault test
-test: build pydeps
+test: build pydeps pgdeps
 	cargo test --workspace --no-fail-fast -- --test-threads=2
 	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python -m pytest -q tests/aws tests/helm
 	cd tests/aws-sdk-rust && CARGO_TARGET_DIR=$(SDK_TARGET_DIR) SHOAL_BIN=$(SHOAL) cargo test

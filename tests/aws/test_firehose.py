@@ -695,3 +695,57 @@ def test_a_worker_process_of_its_own_killed_mid_delivery_loses_and_duplicates_no
             worker.wait(timeout=30)
         dev.stop()
         dev.data.cleanup()
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    """A PostgreSQL server (Debian's package) on loopback, run as user postgres."""
+    import glob
+    import shutil
+
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    assert binaries, "PostgreSQL is not installed (make pgdeps)"
+    bin_dir = binaries[-1]
+    data = tempfile.mkdtemp(prefix="shoal-pg-")
+    shutil.chown(data, user="postgres")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(as_postgres + [f"{bin_dir}/initdb", "-D", f"{data}/db", "-U", "postgres", "--auth=trust"],
+                   check=True, capture_output=True)
+    port = free_port_block(1)
+    server = subprocess.Popen(as_postgres + [f"{bin_dir}/postgres", "-D", f"{data}/db", "-p", str(port), "-k", data,
+                                             "-h", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    psql = ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-tA", "-c"]
+    deadline = time.time() + 30
+    while subprocess.run(psql + ["select 1"], capture_output=True).returncode != 0:
+        assert time.time() < deadline, "PostgreSQL did not start"
+        time.sleep(0.3)
+    yield {"port": port, "psql": psql}
+    server.terminate()
+    server.wait(timeout=30)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def test_postgresql_stands_in_for_redshift_and_loads_rows_once(dev, bucket, postgres_server):
+    psql = postgres_server["psql"]
+    subprocess.run(psql + ["create table events (id integer, name text, score double precision)"], check=True, capture_output=True)
+    fh = dev.firehose()
+    fh.create_delivery_stream(DeliveryStreamName="to-postgres", RedshiftDestinationConfiguration={
+        "RoleARN": ROLE, "ClusterJDBCURL": f"jdbc:postgresql://127.0.0.1:{postgres_server['port']}/postgres",
+        "CopyCommand": {"DataTableName": "events", "DataTableColumns": "id,name,score", "CopyOptions": "json 'auto'"},
+        "Username": "postgres", "Password": "unused",
+        "S3Configuration": s3_destination(bucket, Prefix="staging/")})
+    described = fh.describe_delivery_stream(DeliveryStreamName="to-postgres")["DeliveryStreamDescription"]
+    assert "Password" not in described["Destinations"][0]["RedshiftDestinationDescription"]
+    rows = [{"id": i, "name": f"name, {i}", "score": i / 2} for i in range(300)]
+    for start in range(0, 300, 100):
+        fh.put_record_batch(DeliveryStreamName="to-postgres",
+                            Records=[{"Data": json.dumps(r).encode()} for r in rows[start:start + 100]])
+    count = lambda: int(subprocess.run(psql + ["select count(*) from events"], capture_output=True, text=True).stdout.strip() or 0)
+    assert wait_until(lambda: count() >= 300, timeout=40), f"{count()} rows"
+    time.sleep(2)
+    assert count() == 300, "a load ran twice"
+    got = subprocess.run(psql + ["select id, name, score from events order by id"], capture_output=True, text=True).stdout
+    assert got.splitlines()[7] == "7|name, 7|3.5"
+    # The staged objects are in the intermediate bucket, as Firehose leaves them.
+    assert all(key.startswith("staging/") for key in objects(dev.s3_endpoint, bucket))
+    fh.delete_delivery_stream(DeliveryStreamName="to-postgres")

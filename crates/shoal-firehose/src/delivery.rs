@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 use crate::compression::compress;
 use crate::destination::{Compression, Destination};
 use crate::naming::ObjectOrigin;
-use crate::{http_endpoint, search, splunk, transform};
+use crate::{http_endpoint, postgres, search, splunk, transform};
 
 /// Records of one shard waiting to be written.
 struct ShardBuffer {
@@ -226,6 +226,33 @@ impl Inner {
                     let key = origin.key(&search.backup.prefix, search.backup.compression, None);
                     self.put(&key, compress(&full.data, search.backup.compression)?, full.records, full.data.len())
                         .await;
+                }
+            }
+            Destination::Postgres(pg) => {
+                // The intermediate object first (as Firehose stages Redshift loads in S3),
+                // then COPY; its key makes the load happen once.
+                let key = origin.key(&pg.intermediate.prefix, pg.intermediate.compression, None);
+                self.put(&key, compress(&full.data, pg.intermediate.compression)?, full.records, full.data.len()).await;
+                let records: Vec<&[u8]> = full.records_with_arrival().into_iter().map(|(data, _)| data).collect();
+                let labels = [("delivery_stream", self.name.clone())];
+                match postgres::load(pg, &key, &records).await {
+                    Ok(loaded) => {
+                        if loaded {
+                            metrics::counter!("shoal_firehose_delivery_to_postgres_records_total", &labels)
+                                .increment(full.records);
+                        }
+                        self.record_freshness(full.oldest_arrival_millis);
+                    }
+                    Err(error) => {
+                        tracing::warn!(delivery_stream = %self.name, %error, "COPY failed for good; a manifest goes under errors/");
+                        metrics::counter!("shoal_firehose_delivery_to_postgres_failures_total", &labels).increment(1);
+                        let manifest = serde_json::json!({
+                            "entries": [{ "url": format!("s3://{}/{key}", pg.intermediate.bucket), "mandatory": true }],
+                            "error": error,
+                        });
+                        let error_key = origin.key("errors/", Compression::Uncompressed, Some(".manifest"));
+                        self.put(&error_key, manifest.to_string().into_bytes(), 0, 0).await;
+                    }
                 }
             }
             Destination::Splunk(splunk) => {

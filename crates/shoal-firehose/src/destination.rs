@@ -13,7 +13,7 @@ pub const DEFAULT_INTERVAL_SECS: u64 = 300;
 pub const DESTINATION_KEYS: [(&str, bool); 10] = [
     ("ExtendedS3DestinationConfiguration", true),
     ("S3DestinationConfiguration", true),
-    ("RedshiftDestinationConfiguration", false),
+    ("RedshiftDestinationConfiguration", true),
     ("ElasticsearchDestinationConfiguration", true),
     ("AmazonopensearchserviceDestinationConfiguration", true),
     ("AmazonOpenSearchServerlessDestinationConfiguration", false),
@@ -190,10 +190,13 @@ pub enum Destination {
     /// OpenSearch or Elasticsearch `_bulk`.
     Search(crate::search::SearchDestination),
     Splunk(crate::splunk::SplunkDestination),
+    /// PostgreSQL, standing in for Redshift.
+    Postgres(crate::postgres::PostgresDestination),
 }
 
 /// The update shape that goes with each stored configuration key.
-const UPDATE_KEYS: [(&str, &str); 6] = [
+const UPDATE_KEYS: [(&str, &str); 7] = [
+    ("RedshiftDestinationConfiguration", "RedshiftDestinationUpdate"),
     ("ExtendedS3DestinationConfiguration", "ExtendedS3DestinationUpdate"),
     ("S3DestinationConfiguration", "S3DestinationUpdate"),
     ("HttpEndpointDestinationConfiguration", "HttpEndpointDestinationUpdate"),
@@ -217,6 +220,9 @@ impl Destination {
             }
             "SplunkDestinationConfiguration" => {
                 Ok(Destination::Splunk(crate::splunk::SplunkDestination::from_config(config)?))
+            }
+            "RedshiftDestinationConfiguration" => {
+                Ok(Destination::Postgres(crate::postgres::PostgresDestination::from_config(config)?))
             }
             other => Err(format!("{other} is not supported by Shoal yet.")),
         }
@@ -243,6 +249,7 @@ impl Destination {
             Destination::Http(http) => &http.backup.bucket,
             Destination::Search(search) => &search.backup.bucket,
             Destination::Splunk(splunk) => &splunk.backup.bucket,
+            Destination::Postgres(pg) => &pg.intermediate.bucket,
         }
     }
 
@@ -252,6 +259,7 @@ impl Destination {
             Destination::Http(http) => http.size_bytes,
             Destination::Search(search) => search.size_bytes,
             Destination::Splunk(splunk) => splunk.size_bytes,
+            Destination::Postgres(pg) => pg.intermediate.size_bytes,
         }
     }
 
@@ -261,6 +269,7 @@ impl Destination {
             Destination::Http(http) => http.interval_secs,
             Destination::Search(search) => search.interval_secs,
             Destination::Splunk(splunk) => splunk.interval_secs,
+            Destination::Postgres(pg) => pg.intermediate.interval_secs,
         }
     }
 
@@ -287,6 +296,10 @@ impl Destination {
             Destination::Splunk(splunk) => {
                 let config = Self::stored_parts(stored).map(|(_, c)| c).unwrap_or_default();
                 vec![("SplunkDestinationDescription", splunk.describe(&config))]
+            }
+            Destination::Postgres(pg) => {
+                let config = Self::stored_parts(stored).map(|(_, c)| c).unwrap_or_default();
+                vec![("RedshiftDestinationDescription", pg.describe(&config))]
             }
         }
     }

@@ -23,6 +23,7 @@ pub mod delivery;
 pub mod destination;
 pub mod http_endpoint;
 pub mod naming;
+pub mod postgres;
 pub mod request;
 pub mod search;
 pub mod splunk;
