@@ -749,3 +749,26 @@ def test_postgresql_stands_in_for_redshift_and_loads_rows_once(dev, bucket, post
     # The staged objects are in the intermediate bucket, as Firehose leaves them.
     assert all(key.startswith("staging/") for key in objects(dev.s3_endpoint, bucket))
     fh.delete_delivery_stream(DeliveryStreamName="to-postgres")
+
+
+def test_a_kinesis_source_is_followed_across_a_reshard(dev, bucket):
+    kinesis = dev.kinesis()
+    kinesis.create_stream(StreamName="resharded", ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName="resharded", WaiterConfig={"Delay": 0.2})
+    arn = kinesis.describe_stream_summary(StreamName="resharded")["StreamDescriptionSummary"]["StreamARN"]
+    fh = dev.firehose()
+    fh.create_delivery_stream(DeliveryStreamName="lineage", DeliveryStreamType="KinesisStreamAsSource",
+                              KinesisStreamSourceConfiguration={"KinesisStreamARN": arn, "RoleARN": ROLE},
+                              ExtendedS3DestinationConfiguration=s3_destination(bucket))
+    before = [f"before-{i}\n".encode() for i in range(40)]
+    kinesis.put_records(StreamName="resharded", Records=[{"Data": d, "PartitionKey": str(i)} for i, d in enumerate(before)])
+    kinesis.update_shard_count(StreamName="resharded", TargetShardCount=2, ScalingType="UNIFORM_SCALING")
+    deadline = time.time() + 30
+    while kinesis.describe_stream_summary(StreamName="resharded")["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
+        assert time.time() < deadline
+        time.sleep(0.2)
+    after = [f"after-{i}\n".encode() for i in range(40)]
+    kinesis.put_records(StreamName="resharded", Records=[{"Data": d, "PartitionKey": str(i)} for i, d in enumerate(after)])
+    _, lines = wait_for_lines(dev.s3_endpoint, bucket, 80)
+    assert set(lines) == {d.rstrip(b"\n") for d in before + after}
+    fh.delete_delivery_stream(DeliveryStreamName="lineage")
