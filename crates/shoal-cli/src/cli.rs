@@ -504,11 +504,19 @@ pub struct FirehoseArgs {
     /// Do not run a delivery worker in this process (`firehose.worker = false`).
     #[arg(long, env = "SHOAL_FIREHOSE_NO_WORKER")]
     pub no_firehose_worker: bool,
+    /// A table for record format conversion, as `DATABASE.TABLE=id bigint, name string`
+    /// (`[firehose.tables]`); repeat for more.
+    #[arg(long = "firehose-table")]
+    pub firehose_tables: Vec<String>,
+    /// A Lambda ARN and the URL of the HTTP function standing in for it, as
+    /// `ARN=URL` (`[firehose.functions]`); repeat for more.
+    #[arg(long = "firehose-function")]
+    pub firehose_functions: Vec<String>,
 }
 
 impl FirehoseArgs {
     /// Applies the flags given over `config`.
-    pub fn apply(&self, config: &mut shoal_firehose::FirehoseConfig) {
+    pub fn apply(&self, config: &mut shoal_firehose::FirehoseConfig) -> anyhow::Result<()> {
         if let Some(v) = &self.firehose_s3_endpoint {
             config.s3_endpoint = v.clone();
         }
@@ -527,5 +535,16 @@ impl FirehoseArgs {
         if self.no_firehose_worker {
             config.worker = false;
         }
+        for (flag, map) in
+            [(&self.firehose_tables, &mut config.tables), (&self.firehose_functions, &mut config.functions)]
+        {
+            for entry in flag {
+                let (key, value) = entry.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!("expected NAME=VALUE in --firehose-table/--firehose-function, got {entry:?}")
+                })?;
+                map.insert(key.trim().to_string(), value.trim().to_string());
+            }
+        }
+        Ok(())
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 use crate::compression::compress;
 use crate::destination::{Compression, Destination};
 use crate::naming::ObjectOrigin;
-use crate::{http_endpoint, postgres, search, splunk, transform};
+use crate::{conversion, http_endpoint, postgres, search, splunk, transform};
 
 /// Records of one shard waiting to be written.
 struct ShardBuffer {
@@ -56,6 +56,8 @@ struct Inner {
     source_arn: String,
     /// Lambda ARN → URL of the function standing in for it.
     functions: std::collections::BTreeMap<String, String>,
+    /// The Parquet schema, when the destination converts records.
+    schema: Option<Arc<arrow_schema::Schema>>,
     /// Per shard: the buffer being filled (one flush at a time: the lock is held
     /// across the put).
     shards: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<ShardBuffer>>>>>,
@@ -75,9 +77,18 @@ impl DeliveryProcessor {
                 shoal_types::limits::DEFAULT_ACCOUNT_ID
             ),
             functions: Default::default(),
+            schema: None,
             shards: Default::default(),
         };
         DeliveryProcessor { inner: Arc::new(inner) }
+    }
+
+    /// The Parquet schema records are converted with.
+    pub fn with_schema(mut self, schema: Option<Arc<arrow_schema::Schema>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.schema = schema;
+        }
+        self
     }
 
     pub fn with_functions(mut self, functions: std::collections::BTreeMap<String, String>) -> Self {
@@ -124,46 +135,76 @@ impl Inner {
             oldest_arrival_millis: full.oldest_arrival_millis,
         };
         match &self.destination {
-            Destination::S3(s3) => {
+            Destination::S3(s3) if s3.transform.is_none() && s3.conversion.is_none() => {
                 let key = origin.key(&s3.prefix, s3.compression, s3.file_extension.as_deref());
-                match &s3.transform {
-                    None => {
-                        self.put(&key, compress(&full.data, s3.compression)?, full.records, full.data.len()).await;
+                self.put(&key, compress(&full.data, s3.compression)?, full.records, full.data.len()).await;
+                self.record_freshness(full.oldest_arrival_millis);
+            }
+            Destination::S3(s3) => {
+                let mut records: Vec<(Vec<u8>, u64)> =
+                    full.records_with_arrival().into_iter().map(|(data, arrival)| (data.to_vec(), arrival)).collect();
+                if let Some(transform) = &s3.transform {
+                    let url =
+                        self.functions.get(&transform.function).cloned().unwrap_or_else(|| transform.function.clone());
+                    let input: Vec<(&[u8], u64)> = records.iter().map(|(d, a)| (d.as_slice(), *a)).collect();
+                    let outcome =
+                        transform::run(&self.http, transform, &url, &self.source_arn, &origin.uuid(), &input).await;
+                    if !outcome.failed.is_empty() {
+                        let lines: String = outcome
+                            .failed
+                            .iter()
+                            .map(|(data, arrival, code, message)| {
+                                processing_failure_line(code, message, *arrival, data, &transform.function)
+                            })
+                            .collect();
+                        let prefix = error_prefix(&s3.error_output_prefix, "processing-failed");
+                        let failed_key = origin.key(&prefix, Compression::Uncompressed, None);
+                        self.put(&failed_key, lines.into_bytes(), outcome.failed.len() as u64, 0).await;
                     }
-                    Some(transform) => {
-                        let url = self
-                            .functions
-                            .get(&transform.function)
-                            .cloned()
-                            .unwrap_or_else(|| transform.function.clone());
-                        let records: Vec<(&[u8], u64)> = full.records_with_arrival();
-                        let outcome =
-                            transform::run(&self.http, transform, &url, &self.source_arn, &origin.uuid(), &records)
-                                .await;
-                        if !outcome.failed.is_empty() {
-                            let lines: String = outcome
-                                .failed
+                    records = outcome.ok;
+                }
+                match (&s3.conversion, &self.schema) {
+                    (Some(conversion), Some(schema)) => {
+                        let input: Vec<&[u8]> = records.iter().map(|(d, _)| d.as_slice()).collect();
+                        let (file, rows, failed) = conversion::to_parquet(schema, &conversion.compression, &input)?;
+                        if !failed.is_empty() {
+                            let lines: String = failed
                                 .iter()
-                                .map(|(data, arrival, code, message)| {
-                                    processing_failure_line(code, message, *arrival, data, &transform.function)
+                                .map(|i| {
+                                    let (data, arrival) = &records[*i];
+                                    delivery_failure_line(
+                                        "DataFormatConversion.MalformedData",
+                                        "the record does not fit the table's schema",
+                                        *arrival,
+                                        data,
+                                    )
                                 })
                                 .collect();
-                            let prefix = error_prefix(&s3.error_output_prefix, "processing-failed");
+                            let prefix = error_prefix(&s3.error_output_prefix, "format-conversion-failed");
                             let failed_key = origin.key(&prefix, Compression::Uncompressed, None);
-                            self.put(&failed_key, lines.into_bytes(), outcome.failed.len() as u64, 0).await;
+                            self.put(&failed_key, lines.into_bytes(), failed.len() as u64, 0).await;
                         }
-                        if !outcome.ok.is_empty() {
-                            let data: Vec<u8> = outcome.ok.iter().flat_map(|(d, _)| d.iter().copied()).collect();
-                            self.put(&key, compress(&data, s3.compression)?, outcome.ok.len() as u64, data.len()).await;
+                        if rows > 0 {
+                            let ext = s3.file_extension.as_deref().unwrap_or(".parquet");
+                            let key = origin.key(&s3.prefix, Compression::Uncompressed, Some(ext));
+                            let size = file.len();
+                            self.put(&key, file, rows as u64, size).await;
                         }
                     }
+                    _ if !records.is_empty() => {
+                        let key = origin.key(&s3.prefix, s3.compression, s3.file_extension.as_deref());
+                        let data: Vec<u8> = records.iter().flat_map(|(d, _)| d.iter().copied()).collect();
+                        self.put(&key, compress(&data, s3.compression)?, records.len() as u64, data.len()).await;
+                    }
+                    _ => {}
                 }
                 self.record_freshness(full.oldest_arrival_millis);
             }
             Destination::Http(http) => {
                 let records: Vec<&[u8]> = full.records_with_arrival().into_iter().map(|(data, _)| data).collect();
                 let labels = [("delivery_stream", self.name.clone())];
-                match http_endpoint::deliver(&self.http, http, &self.source_arn, &origin.uuid(), &records).await {
+                let request_id = origin.request_id(&full.last_sequence_number, full.records);
+                match http_endpoint::deliver(&self.http, http, &self.source_arn, &request_id, &records).await {
                     Ok(_) => {
                         metrics::counter!("shoal_firehose_delivery_to_http_endpoint_records_total", &labels)
                             .increment(full.records);

@@ -60,6 +60,8 @@ pub struct S3Destination {
     pub file_extension: Option<String>,
     /// A Lambda-compatible function the records go through first.
     pub transform: Option<crate::transform::Transform>,
+    /// JSON → Parquet, with the schema of a declared table.
+    pub conversion: Option<crate::conversion::Conversion>,
 }
 
 fn field<'a>(config: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
@@ -144,8 +146,13 @@ impl S3Destination {
             return Err(format!("FileExtension {ext:?} must start with '.' and be at most 128 characters."));
         }
         let transform = crate::transform::Transform::from_config(config)?;
+        let conversion = crate::conversion::Conversion::from_config(config)?;
+        if conversion.is_some() && compression != Compression::Uncompressed {
+            return Err("With DataFormatConversionConfiguration, CompressionFormat must be UNCOMPRESSED (the serializer compresses).".into());
+        }
         Ok(S3Destination {
             transform,
+            conversion,
             role_arn,
             bucket_arn,
             bucket,

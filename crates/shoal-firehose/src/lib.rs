@@ -19,6 +19,7 @@
 //! 6. [`worker`]: runs a consumer per delivery stream as they come and go.
 
 pub mod compression;
+pub mod conversion;
 pub mod delivery;
 pub mod destination;
 pub mod http_endpoint;

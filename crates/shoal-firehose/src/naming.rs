@@ -106,11 +106,28 @@ impl ObjectOrigin<'_> {
 
     /// A UUID-shaped name derived from the origin (the same origin, the same name).
     pub fn uuid(&self) -> String {
-        let d = self.digest();
-        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+        format_uuid(self.digest())
     }
 
+    /// An id for a request carrying exactly the records from the first one to
+    /// `last_sequence_number` (`count` of them): a retry of the same request
+    /// repeats it, a re-delivery that ends elsewhere gets another, so a receiver
+    /// that drops repeated ids never drops records it has not seen.
+    pub fn request_id(&self, last_sequence_number: &str, count: u64) -> String {
+        let mut hash = Md5::new();
+        hash.update(self.digest());
+        hash.update(last_sequence_number.as_bytes());
+        hash.update(count.to_be_bytes());
+        format_uuid(hash.finalize().into())
+    }
+}
+
+fn format_uuid(d: [u8; 16]) -> String {
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+impl ObjectOrigin<'_> {
     fn time(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(self.oldest_arrival_millis as i64).unwrap_or_default()
     }
@@ -190,6 +207,9 @@ mod tests {
         assert_ne!(key, origin("50").key("logs/", Compression::Gzip, None));
         let uuid = origin("49").uuid();
         assert_eq!(uuid.len(), 36);
+        let request = origin("49").request_id("60", 12);
+        assert_eq!(request, origin("49").request_id("60", 12));
+        assert_ne!(request, origin("49").request_id("61", 13), "another extent, another id");
     }
 
     #[test]

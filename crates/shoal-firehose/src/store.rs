@@ -28,6 +28,9 @@ pub struct FirehoseConfig {
     /// Lambda ARNs (as `ProcessingConfiguration` names them) and the HTTP URL of
     /// the function that stands in for each.
     pub functions: std::collections::BTreeMap<String, String>,
+    /// Tables for record format conversion, as Glue would hold them:
+    /// `"DATABASE.TABLE" = "id bigint, name string"`.
+    pub tables: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for FirehoseConfig {
@@ -40,6 +43,7 @@ impl Default for FirehoseConfig {
             s3_secret_access_key: String::new(),
             local_dir: None,
             functions: Default::default(),
+            tables: Default::default(),
         }
     }
 }

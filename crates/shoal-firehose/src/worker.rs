@@ -77,6 +77,8 @@ pub struct Worker {
     lease_timeout: Duration,
     /// Lambda ARN → URL of the HTTP function standing in for it.
     functions: BTreeMap<String, String>,
+    /// `DATABASE.TABLE` → columns, for record format conversion.
+    tables: BTreeMap<String, String>,
 }
 
 struct Running {
@@ -93,7 +95,14 @@ impl Worker {
             member: member.into(),
             lease_timeout: Duration::from_secs(10),
             functions: BTreeMap::new(),
+            tables: BTreeMap::new(),
         }
+    }
+
+    /// The tables (`"DATABASE.TABLE" = "id bigint, …"`) conversions use.
+    pub fn with_tables(mut self, tables: BTreeMap<String, String>) -> Worker {
+        self.tables = tables;
+        self
     }
 
     /// The HTTP functions that stand in for Lambda ARNs in transformations.
@@ -172,8 +181,22 @@ impl Worker {
         {
             return Err(format!("no [firehose.functions] entry gives a URL for {}", transform.function));
         }
+        let schema = match &destination {
+            Destination::S3(S3Destination { conversion: Some(conversion), .. }) => {
+                let columns = self
+                    .tables
+                    .get(&conversion.table)
+                    .ok_or_else(|| format!("no [firehose.tables] entry declares {}", conversion.table))?;
+                Some(
+                    crate::conversion::parse_columns(columns)
+                        .map_err(|e| format!("table {}: {e}", conversion.table))?,
+                )
+            }
+            _ => None,
+        };
         let processor = DeliveryProcessor::new(&stream.name, stream.version_id, destination, store)
-            .with_functions(self.functions.clone());
+            .with_functions(self.functions.clone())
+            .with_schema(schema);
         let mut config = ConsumerConfig::new(&format!("firehose-{}", stream.name));
         config.member = self.member.clone();
         config.lease_timeout = self.lease_timeout;

@@ -36,6 +36,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let credentials: Vec<shoal_node::AwsCredential> =
         args.aws_credentials.iter().map(|c| super::node::parse_credential(c)).collect::<anyhow::Result<_>>()?;
     let mut nodes = Vec::new();
+    // One directory for the buckets of all three nodes' workers.
+    let mut firehose =
+        shoal_firehose::FirehoseConfig { local_dir: Some(data_dir.join("firehose")), ..Default::default() };
+    args.firehose.apply(&mut firehose)?;
     let mut aws_tasks = Vec::new();
     let mut workers = Vec::new();
     for peer in &peers {
@@ -69,13 +73,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 },
                 None => Default::default(),
             },
-            firehose: {
-                // One directory for the buckets of all three nodes' workers.
-                let mut firehose =
-                    shoal_firehose::FirehoseConfig { local_dir: Some(data_dir.join("firehose")), ..Default::default() };
-                args.firehose.apply(&mut firehose);
-                firehose
-            },
+            firehose: firehose.clone(),
         };
         let node = shoal_node::start(listener, config.clone(), faults.clone()).await?;
         if let Some(task) = super::aws::start(&node, &config.aws_listen).await? {

@@ -43,6 +43,7 @@ pub fn start(handle: &NodeHandle) -> Option<RunningWorker> {
         });
         Worker::new(client, config.stores(), &member)
             .with_functions(config.functions.clone())
+            .with_tables(config.tables.clone())
             .run(source, stopped)
             .await;
     });
@@ -71,7 +72,7 @@ pub async fn run_standalone(
     args: &crate::cli::FirehoseArgs,
 ) -> anyhow::Result<()> {
     let mut config = shoal_firehose::FirehoseConfig::default();
-    args.apply(&mut config);
+    args.apply(&mut config)?;
     anyhow::ensure!(
         !config.s3_endpoint.is_empty() || config.local_dir.is_some(),
         "say where buckets are: --firehose-s3-endpoint URL or --firehose-local-dir DIR"
@@ -84,6 +85,7 @@ pub async fn run_standalone(
     eprintln!("shoal firehose worker {member}: delivering for the cluster at {endpoint}");
     let worker = Worker::new(client.clone(), config.stores(), &member)
         .with_functions(config.functions.clone())
+        .with_tables(config.tables.clone())
         .with_lease_timeout(Duration::from_secs(lease_timeout_secs.max(1)));
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(worker.run(shoal_firehose::worker::Remote(client), stopped));

@@ -97,7 +97,7 @@ pub fn load_config(args: &NodeArgs, tls: &TlsArgs) -> anyhow::Result<NodeConfig>
     if args.tls_require_client_cert {
         config.tls.require_client_cert = true;
     }
-    args.firehose.apply(&mut config.firehose);
+    args.firehose.apply(&mut config.firehose)?;
     config.validate()?;
     Ok(config)
 }
