@@ -813,3 +813,29 @@ def test_json_records_are_converted_to_parquet_with_the_declared_schema(dev, buc
     failures = [json.loads(line) for body in objects(dev.s3_endpoint, bucket, "errors/").values() for line in body.splitlines()]
     assert sorted(base64.b64decode(f["rawData"]) for f in failures) == sorted(bad)
     fh.delete_delivery_stream(DeliveryStreamName="to-parquet")
+
+
+def test_dynamic_partitioning_splits_records_by_jq_keys(dev, bucket):
+    fh = dev.firehose()
+    fh.create_delivery_stream(DeliveryStreamName="partitioned", ExtendedS3DestinationConfiguration=s3_destination(
+        bucket, Prefix="by-customer/customer=!{partitionKeyFromQuery:customer}/", ErrorOutputPrefix="errors/",
+        DynamicPartitioningConfiguration={"Enabled": True},
+        ProcessingConfiguration={"Enabled": True, "Processors": [{"Type": "MetadataExtraction", "Parameters": [
+            {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{customer: .customer}"},
+            {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]}]}))
+    sent = [{"customer": f"c{i % 3}", "n": i} for i in range(60)]
+    fh.put_record_batch(DeliveryStreamName="partitioned",
+                        Records=[{"Data": (json.dumps(r) + "\n").encode()} for r in sent] + [{"Data": b"not json\n"}])
+    found, lines = wait_for_lines(dev.s3_endpoint, bucket, 61)
+    partitioned = {key: body for key, body in found.items() if key.startswith("by-customer/")}
+    for key, body in partitioned.items():
+        customer = key.split("customer=")[1].split("/")[0]
+        assert {json.loads(line)["customer"] for line in body.splitlines()} == {customer}, key
+    got = sorted(json.loads(line)["n"] for body in partitioned.values() for line in body.splitlines())
+    assert got == list(range(60))
+    assert {key.split("/")[1] for key in partitioned} == {"customer=c0", "customer=c1", "customer=c2"}
+    assert any(key.startswith("errors/") for key in found), "the record the query could not read"
+    with pytest.raises(fh.exceptions.InvalidArgumentException):
+        fh.create_delivery_stream(DeliveryStreamName="no-query", ExtendedS3DestinationConfiguration=s3_destination(
+            bucket, Prefix="x/!{partitionKeyFromQuery:k}/", ErrorOutputPrefix="errors/"))
+    fh.delete_delivery_stream(DeliveryStreamName="partitioned")

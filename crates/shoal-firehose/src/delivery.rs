@@ -11,7 +11,7 @@
 //! * Order: one flush at a time per shard, so objects and checkpoints of a shard
 //!   follow record order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,9 +21,10 @@ use shoal_client::consumer::{Batch, Checkpointer, ProcessResult, RecordProcessor
 use tokio::sync::Mutex;
 
 use crate::compression::compress;
+use crate::destination::S3Destination;
 use crate::destination::{Compression, Destination};
 use crate::naming::ObjectOrigin;
-use crate::{conversion, http_endpoint, postgres, search, splunk, transform};
+use crate::{conversion, http_endpoint, partitioning, postgres, search, splunk, transform};
 
 /// Records of one shard waiting to be written.
 struct ShardBuffer {
@@ -58,6 +59,8 @@ struct Inner {
     functions: std::collections::BTreeMap<String, String>,
     /// The Parquet schema, when the destination converts records.
     schema: Option<Arc<arrow_schema::Schema>>,
+    /// The partition key query, when the destination partitions dynamically.
+    partitioning: Option<partitioning::Query>,
     /// Per shard: the buffer being filled (one flush at a time: the lock is held
     /// across the put).
     shards: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<ShardBuffer>>>>>,
@@ -78,6 +81,7 @@ impl DeliveryProcessor {
             ),
             functions: Default::default(),
             schema: None,
+            partitioning: None,
             shards: Default::default(),
         };
         DeliveryProcessor { inner: Arc::new(inner) }
@@ -87,6 +91,14 @@ impl DeliveryProcessor {
     pub fn with_schema(mut self, schema: Option<Arc<arrow_schema::Schema>>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.schema = schema;
+        }
+        self
+    }
+
+    /// The compiled partition key query of a dynamically partitioned destination.
+    pub fn with_partitioning(mut self, query: Option<partitioning::Query>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.partitioning = query;
         }
         self
     }
@@ -135,7 +147,7 @@ impl Inner {
             oldest_arrival_millis: full.oldest_arrival_millis,
         };
         match &self.destination {
-            Destination::S3(s3) if s3.transform.is_none() && s3.conversion.is_none() => {
+            Destination::S3(s3) if s3.transform.is_none() && s3.conversion.is_none() && self.partitioning.is_none() => {
                 let key = origin.key(&s3.prefix, s3.compression, s3.file_extension.as_deref());
                 self.put(&key, compress(&full.data, s3.compression)?, full.records, full.data.len()).await;
                 self.record_freshness(full.oldest_arrival_millis);
@@ -163,40 +175,38 @@ impl Inner {
                     }
                     records = outcome.ok;
                 }
-                match (&s3.conversion, &self.schema) {
-                    (Some(conversion), Some(schema)) => {
-                        let input: Vec<&[u8]> = records.iter().map(|(d, _)| d.as_slice()).collect();
-                        let (file, rows, failed) = conversion::to_parquet(schema, &conversion.compression, &input)?;
+                // Dynamic partitioning splits the records into one object per
+                // partition; otherwise they all go into one.
+                let mut groups: BTreeMap<String, Vec<(Vec<u8>, u64)>> = BTreeMap::new();
+                match &self.partitioning {
+                    Some(query) => {
+                        let mut failed = Vec::new();
+                        for (data, arrival) in records {
+                            match query.keys(&data).and_then(|keys| partitioning::fill_prefix(&s3.prefix, &keys)) {
+                                Ok(prefix) => groups.entry(prefix).or_default().push((data, arrival)),
+                                Err(error) => failed.push(delivery_failure_line(
+                                    "DynamicPartitioning.MetadataExtractionFailed",
+                                    &error,
+                                    arrival,
+                                    &data,
+                                )),
+                            }
+                        }
                         if !failed.is_empty() {
-                            let lines: String = failed
-                                .iter()
-                                .map(|i| {
-                                    let (data, arrival) = &records[*i];
-                                    delivery_failure_line(
-                                        "DataFormatConversion.MalformedData",
-                                        "the record does not fit the table's schema",
-                                        *arrival,
-                                        data,
-                                    )
-                                })
-                                .collect();
-                            let prefix = error_prefix(&s3.error_output_prefix, "format-conversion-failed");
+                            let prefix = error_prefix(&s3.error_output_prefix, "partitioning-failed");
                             let failed_key = origin.key(&prefix, Compression::Uncompressed, None);
-                            self.put(&failed_key, lines.into_bytes(), failed.len() as u64, 0).await;
-                        }
-                        if rows > 0 {
-                            let ext = s3.file_extension.as_deref().unwrap_or(".parquet");
-                            let key = origin.key(&s3.prefix, Compression::Uncompressed, Some(ext));
-                            let size = file.len();
-                            self.put(&key, file, rows as u64, size).await;
+                            self.put(&failed_key, failed.concat().into_bytes(), failed.len() as u64, 0).await;
                         }
                     }
-                    _ if !records.is_empty() => {
-                        let key = origin.key(&s3.prefix, s3.compression, s3.file_extension.as_deref());
-                        let data: Vec<u8> = records.iter().flat_map(|(d, _)| d.iter().copied()).collect();
-                        self.put(&key, compress(&data, s3.compression)?, records.len() as u64, data.len()).await;
+                    None => {
+                        groups.insert(s3.prefix.clone(), records);
                     }
-                    _ => {}
+                }
+                for (prefix, records) in groups {
+                    // Each partition's object has a name of its own, the same on every run.
+                    let salted = format!("{}/{prefix}", full.first_sequence_number);
+                    let origin = ObjectOrigin { first_sequence_number: &salted, ..origin };
+                    self.put_records(s3, &origin, &prefix, records).await?;
                 }
                 self.record_freshness(full.oldest_arrival_millis);
             }
@@ -318,6 +328,53 @@ impl Inner {
             }
         }
         full.checkpointer.checkpoint_at(&full.last_sequence_number, full.last_sub_sequence_number).await?;
+        Ok(())
+    }
+
+    /// Writes `records` as one object under `prefix` (as Parquet when converting),
+    /// misfits of the conversion under the error prefix.
+    async fn put_records(
+        &self,
+        s3: &S3Destination,
+        origin: &ObjectOrigin<'_>,
+        prefix: &str,
+        records: Vec<(Vec<u8>, u64)>,
+    ) -> ProcessResult {
+        match (&s3.conversion, &self.schema) {
+            (Some(conversion), Some(schema)) => {
+                let input: Vec<&[u8]> = records.iter().map(|(d, _)| d.as_slice()).collect();
+                let (file, rows, failed) = conversion::to_parquet(schema, &conversion.compression, &input)?;
+                if !failed.is_empty() {
+                    let lines: String = failed
+                        .iter()
+                        .map(|i| {
+                            let (data, arrival) = &records[*i];
+                            delivery_failure_line(
+                                "DataFormatConversion.MalformedData",
+                                "the record does not fit the table's schema",
+                                *arrival,
+                                data,
+                            )
+                        })
+                        .collect();
+                    let error = error_prefix(&s3.error_output_prefix, "format-conversion-failed");
+                    let failed_key = origin.key(&error, Compression::Uncompressed, None);
+                    self.put(&failed_key, lines.into_bytes(), failed.len() as u64, 0).await;
+                }
+                if rows > 0 {
+                    let ext = s3.file_extension.as_deref().unwrap_or(".parquet");
+                    let key = origin.key(prefix, Compression::Uncompressed, Some(ext));
+                    let size = file.len();
+                    self.put(&key, file, rows as u64, size).await;
+                }
+            }
+            _ if !records.is_empty() => {
+                let key = origin.key(prefix, s3.compression, s3.file_extension.as_deref());
+                let data: Vec<u8> = records.iter().flat_map(|(d, _)| d.iter().copied()).collect();
+                self.put(&key, compress(&data, s3.compression)?, records.len() as u64, data.len()).await;
+            }
+            _ => {}
+        }
         Ok(())
     }
 

@@ -62,6 +62,8 @@ pub struct S3Destination {
     pub transform: Option<crate::transform::Transform>,
     /// JSON → Parquet, with the schema of a declared table.
     pub conversion: Option<crate::conversion::Conversion>,
+    /// The jq query that yields each record's partition keys (dynamic partitioning).
+    pub partitioning: Option<String>,
 }
 
 fn field<'a>(config: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
@@ -147,12 +149,26 @@ impl S3Destination {
         }
         let transform = crate::transform::Transform::from_config(config)?;
         let conversion = crate::conversion::Conversion::from_config(config)?;
+        let partitioning = partitioning_query(config)?;
+        if prefix.contains("!{partitionKeyFromQuery:") && partitioning.is_none() {
+            return Err(
+                "!{partitionKeyFromQuery:…} needs DynamicPartitioningConfiguration and a MetadataExtraction processor."
+                    .into(),
+            );
+        }
+        if let Some(query) = &partitioning {
+            crate::partitioning::Query::compile(query)?;
+            if error_output_prefix.is_empty() {
+                return Err("ErrorOutputPrefix is required with dynamic partitioning.".into());
+            }
+        }
         if conversion.is_some() && compression != Compression::Uncompressed {
             return Err("With DataFormatConversionConfiguration, CompressionFormat must be UNCOMPRESSED (the serializer compresses).".into());
         }
         Ok(S3Destination {
             transform,
             conversion,
+            partitioning,
             role_arn,
             bucket_arn,
             bucket,
@@ -187,6 +203,26 @@ impl S3Destination {
         description.entry("S3BackupMode").or_insert_with(|| Value::String("Disabled".into()));
         Value::Object(description)
     }
+}
+
+/// The `MetadataExtractionQuery` of an enabled `DynamicPartitioningConfiguration`.
+fn partitioning_query(config: &Map<String, Value>) -> Result<Option<String>, String> {
+    let enabled =
+        config.get("DynamicPartitioningConfiguration").and_then(|d| d.get("Enabled")).and_then(Value::as_bool);
+    if enabled != Some(true) {
+        return Ok(None);
+    }
+    let processors = config.get("ProcessingConfiguration").and_then(|p| p.get("Processors")).and_then(Value::as_array);
+    let query = processors
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("Type").and_then(Value::as_str) == Some("MetadataExtraction"))
+        .flat_map(|p| p.get("Parameters").and_then(Value::as_array).cloned().unwrap_or_default())
+        .find(|p| p.get("ParameterName").and_then(Value::as_str) == Some("MetadataExtractionQuery"))
+        .and_then(|p| p.get("ParameterValue").and_then(Value::as_str).map(str::to_string));
+    query.map(Some).ok_or_else(|| {
+        "Dynamic partitioning needs a MetadataExtraction processor with a MetadataExtractionQuery.".into()
+    })
 }
 
 /// A delivery stream's destination.

@@ -24,6 +24,7 @@ pub mod delivery;
 pub mod destination;
 pub mod http_endpoint;
 pub mod naming;
+pub mod partitioning;
 pub mod postgres;
 pub mod request;
 pub mod search;

@@ -28,8 +28,11 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
             Some(("firehose", "error-output-type")) => {
                 return Err("!{firehose:error-output-type} is only allowed in ErrorOutputPrefix.".into());
             }
-            Some(("partitionKeyFromQuery" | "partitionKeyFromLambda", _)) => {
-                return Err("Dynamic partitioning (!{partitionKeyFrom…}) is not supported by Shoal yet.".into());
+            Some(("partitionKeyFromQuery", _)) => {}
+            Some(("partitionKeyFromLambda", _)) => {
+                return Err(
+                    "!{partitionKeyFromLambda:…} is not supported by Shoal yet (partitionKeyFromQuery is).".into()
+                );
             }
             _ => return Err(format!("The expression !{{{expression}}} in the prefix is not valid.")),
         }
@@ -220,7 +223,7 @@ mod tests {
         assert!(key.ends_with(".json"));
         assert!(check_prefix("x/!{timestamp:yyyy-MM-dd'T'HH}/").is_ok());
         assert!(check_prefix("x/!{timestamp:QQQ}/").is_err());
-        assert!(check_prefix("x/!{partitionKeyFromQuery:id}/").is_err());
+        assert!(check_prefix("x/!{partitionKeyFromLambda:id}/").is_err());
         assert!(check_prefix("x/!{timestamp:yyyy").is_err());
     }
 }

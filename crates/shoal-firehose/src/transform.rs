@@ -73,7 +73,7 @@ impl Transform {
                     transform =
                         Some(Transform { function: function.to_string(), retries, buffer_bytes: buffer_mb << 20 });
                 }
-                "AppendDelimiterToRecord" | "RecordDeAggregation" => {}
+                "AppendDelimiterToRecord" | "RecordDeAggregation" | "MetadataExtraction" => {}
                 other => return Err(format!("Processor type {other} is not supported by Shoal yet (Lambda is).")),
             }
         }

@@ -194,7 +194,14 @@ impl Worker {
             }
             _ => None,
         };
+        let partitioning = match &destination {
+            Destination::S3(S3Destination { partitioning: Some(query), .. }) => {
+                Some(crate::partitioning::Query::compile(query)?)
+            }
+            _ => None,
+        };
         let processor = DeliveryProcessor::new(&stream.name, stream.version_id, destination, store)
+            .with_partitioning(partitioning)
             .with_functions(self.functions.clone())
             .with_schema(schema);
         let mut config = ConsumerConfig::new(&format!("firehose-{}", stream.name));
