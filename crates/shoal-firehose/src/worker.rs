@@ -53,10 +53,10 @@ impl DeliveryStreams for Remote {
                         source_stream: r.source_stream,
                         status: r.status,
                         version_id: r.version_id,
-                        created_millis: 0,
-                        updated_millis: 0,
+                        created_millis: r.created_millis,
+                        updated_millis: r.updated_millis,
                         destination: r.destination_json,
-                        tags: Default::default(),
+                        tags: r.tags.into_iter().collect(),
                         encryption: None,
                     })
                     .collect(),

@@ -8,7 +8,7 @@ use shoal_client::status::to_status;
 use shoal_proto::v1 as proto;
 use shoal_proto::v1::firehose_server::Firehose;
 use shoal_proto::v1::records_server::Records;
-use shoal_raft::delivery_stream::DeliveryStreamCommand;
+use shoal_raft::delivery_stream::{DeliveryStream, DeliveryStreamCommand};
 use shoal_raft::{MetaCommand, MetaResponse};
 use shoal_types::ShoalError;
 use tonic::{Request, Response, Status};
@@ -21,6 +21,26 @@ const MAX_BATCH_RECORDS: usize = 500;
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 const MAX_RECORD_BYTES: usize = 1_000 * 1024;
 
+fn record_of(d: &DeliveryStream) -> proto::DeliveryStreamRecord {
+    proto::DeliveryStreamRecord {
+        name: d.name.clone(),
+        kind: d.kind.clone(),
+        source_stream: d.source_stream.clone(),
+        status: d.status.clone(),
+        version_id: d.version_id,
+        destination_json: d.destination.clone(),
+        tags: d.tags.clone().into_iter().collect(),
+        encryption_key_type: d.encryption.as_ref().map(|(t, _)| t.clone()).unwrap_or_default(),
+        encryption_key_arn: d.encryption.as_ref().and_then(|(_, a)| a.clone()).unwrap_or_default(),
+        created_millis: d.created_millis,
+        updated_millis: d.updated_millis,
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Status {
+    to_status(ShoalError::invalid_argument(message))
+}
+
 pub struct FirehoseService {
     node: Arc<Node>,
     data: DataService,
@@ -29,6 +49,15 @@ pub struct FirehoseService {
 impl FirehoseService {
     pub fn new(node: Arc<Node>) -> Self {
         FirehoseService { data: DataService::new(node.clone()), node }
+    }
+
+    fn stored(&self, name: &str) -> Result<DeliveryStream, Status> {
+        self.node
+            .meta_snapshot()
+            .delivery_streams
+            .get(name)
+            .cloned()
+            .ok_or_else(|| to_status(ShoalError::not_found(format!("Firehose {name} not found."))))
     }
 
     async fn change(&self, name: &str, command: DeliveryStreamCommand) -> Result<(), Status> {
@@ -79,18 +108,7 @@ impl Firehose for FirehoseService {
         _request: Request<proto::ListDeliveryStreamsRequest>,
     ) -> Result<Response<proto::ListDeliveryStreamsResponse>, Status> {
         let meta = self.node.meta_snapshot();
-        let delivery_streams = meta
-            .delivery_streams
-            .values()
-            .map(|d| proto::DeliveryStreamRecord {
-                name: d.name.clone(),
-                kind: d.kind.clone(),
-                source_stream: d.source_stream.clone(),
-                status: d.status.clone(),
-                version_id: d.version_id,
-                destination_json: d.destination.clone(),
-            })
-            .collect();
+        let delivery_streams = meta.delivery_streams.values().map(record_of).collect();
         Ok(Response::new(proto::ListDeliveryStreamsResponse { delivery_streams }))
     }
 
@@ -144,5 +162,100 @@ impl Firehose for FirehoseService {
             .collect();
         let failed_put_count = results.iter().filter(|r| !r.error_code.is_empty()).count() as u32;
         Ok(Response::new(proto::PutRecordBatchResponse { failed_put_count, results }))
+    }
+
+    async fn put_record(
+        &self,
+        request: Request<proto::FirehosePutRecordRequest>,
+    ) -> Result<Response<proto::PutRecordResult>, Status> {
+        let request = request.into_inner();
+        let batch = proto::PutRecordBatchRequest {
+            delivery_stream_name: request.delivery_stream_name,
+            records: vec![request.data],
+        };
+        let mut answer = self.put_record_batch(Request::new(batch)).await?.into_inner();
+        let result = answer.results.pop().ok_or_else(|| to_status(ShoalError::internal("no result for the record")))?;
+        if !result.error_code.is_empty() {
+            return Err(to_status(ShoalError::unavailable(result.error_message)));
+        }
+        Ok(Response::new(result))
+    }
+
+    async fn describe_delivery_stream(
+        &self,
+        request: Request<proto::DescribeDeliveryStreamRequest>,
+    ) -> Result<Response<proto::DeliveryStreamRecord>, Status> {
+        Ok(Response::new(record_of(&self.stored(&request.into_inner().delivery_stream_name)?)))
+    }
+
+    async fn update_destination(
+        &self,
+        request: Request<proto::UpdateDestinationRequest>,
+    ) -> Result<Response<proto::UpdateDestinationResponse>, Status> {
+        let input: Value = serde_json::from_str(&request.into_inner().request_json)
+            .map_err(|e| invalid(format!("request_json is not JSON: {e}")))?;
+        let input = input.as_object().cloned().unwrap_or_default();
+        let name = input
+            .get("DeliveryStreamName")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("DeliveryStreamName is required"))?;
+        let version = input
+            .get("CurrentDeliveryStreamVersionId")
+            .and_then(Value::as_str)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| invalid("CurrentDeliveryStreamVersionId must be a number"))?;
+        let stored: Value = serde_json::from_str(&self.stored(name)?.destination).unwrap_or(Value::Null);
+        let updated = shoal_firehose::destination::apply_update(&stored, &input).map_err(invalid)?;
+        let command =
+            DeliveryStreamCommand::UpdateDestination { expected_version: version, destination: updated.to_string() };
+        self.change(name, command).await?;
+        Ok(Response::new(proto::UpdateDestinationResponse {}))
+    }
+
+    async fn tag_delivery_stream(
+        &self,
+        request: Request<proto::TagDeliveryStreamRequest>,
+    ) -> Result<Response<proto::TagDeliveryStreamResponse>, Status> {
+        let request = request.into_inner();
+        if request.tags.is_empty() || request.tags.len() > 50 {
+            return Err(invalid("tags must hold 1 to 50 tags"));
+        }
+        let tags = request.tags.into_iter().collect();
+        self.change(&request.delivery_stream_name, DeliveryStreamCommand::Tag { tags }).await?;
+        Ok(Response::new(proto::TagDeliveryStreamResponse {}))
+    }
+
+    async fn untag_delivery_stream(
+        &self,
+        request: Request<proto::UntagDeliveryStreamRequest>,
+    ) -> Result<Response<proto::UntagDeliveryStreamResponse>, Status> {
+        let request = request.into_inner();
+        let command = DeliveryStreamCommand::Untag { keys: request.tag_keys };
+        self.change(&request.delivery_stream_name, command).await?;
+        Ok(Response::new(proto::UntagDeliveryStreamResponse {}))
+    }
+
+    async fn start_delivery_stream_encryption(
+        &self,
+        request: Request<proto::StartDeliveryStreamEncryptionRequest>,
+    ) -> Result<Response<proto::DeliveryStreamEncryptionResponse>, Status> {
+        let request = request.into_inner();
+        let key_type = if request.key_type.is_empty() { "AWS_OWNED_CMK".to_string() } else { request.key_type };
+        let key_arn = Some(request.key_arn).filter(|a| !a.is_empty());
+        match (key_type.as_str(), &key_arn) {
+            ("AWS_OWNED_CMK", None) | ("CUSTOMER_MANAGED_CMK", Some(_)) => {}
+            _ => return Err(invalid("key_type AWS_OWNED_CMK takes no key_arn; CUSTOMER_MANAGED_CMK needs one")),
+        }
+        let command = DeliveryStreamCommand::StartEncryption { key_type, key_arn };
+        self.change(&request.delivery_stream_name, command).await?;
+        Ok(Response::new(proto::DeliveryStreamEncryptionResponse {}))
+    }
+
+    async fn stop_delivery_stream_encryption(
+        &self,
+        request: Request<proto::StopDeliveryStreamEncryptionRequest>,
+    ) -> Result<Response<proto::DeliveryStreamEncryptionResponse>, Status> {
+        self.change(&request.into_inner().delivery_stream_name, DeliveryStreamCommand::StopEncryption).await?;
+        Ok(Response::new(proto::DeliveryStreamEncryptionResponse {}))
     }
 }
