@@ -839,3 +839,27 @@ def test_dynamic_partitioning_splits_records_by_jq_keys(dev, bucket):
         fh.create_delivery_stream(DeliveryStreamName="no-query", ExtendedS3DestinationConfiguration=s3_destination(
             bucket, Prefix="x/!{partitionKeyFromQuery:k}/", ErrorOutputPrefix="errors/"))
     fh.delete_delivery_stream(DeliveryStreamName="partitioned")
+
+
+def test_source_records_are_backed_up_before_transformation(dev, bucket, s3_server):
+    backup_bucket = "b-" + uuid.uuid4().hex[:12]
+    boto3.client("s3", endpoint_url=s3_server, **KEYS).create_bucket(Bucket=backup_bucket)
+    function = Function()
+    try:
+        fh = dev.firehose()
+        processing = {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+            {"ParameterName": "LambdaArn", "ParameterValue": function.url}]}]}
+        fh.create_delivery_stream(DeliveryStreamName="backed-up", ExtendedS3DestinationConfiguration=s3_destination(
+            bucket, ProcessingConfiguration=processing, S3BackupMode="Enabled",
+            S3BackupConfiguration={"RoleARN": ROLE, "BucketARN": f"arn:aws:s3:::{backup_bucket}", "Prefix": "source/",
+                                   "CompressionFormat": "GZIP"}))
+        sent = [f"keep-{i}\n".encode() for i in range(20)]
+        fh.put_record_batch(DeliveryStreamName="backed-up", Records=[{"Data": d} for d in sent])
+        _, delivered = wait_for_lines(s3_server, bucket, 20)
+        _, backed_up = wait_for_lines(s3_server, backup_bucket, 20, decode=gzip.decompress)
+        assert sorted(set(delivered)) == sorted(d.rstrip(b"\n").upper() for d in sent)
+        assert sorted(set(backed_up)) == sorted(d.rstrip(b"\n") for d in sent), "the backup holds the records as they arrived"
+        assert all(key.startswith("source/") for key in objects(s3_server, backup_bucket))
+        fh.delete_delivery_stream(DeliveryStreamName="backed-up")
+    finally:
+        function.close()

@@ -52,6 +52,8 @@ struct Inner {
     destination: Destination,
     /// The destination bucket, or an HTTP endpoint's backup bucket.
     store: Arc<dyn ObjectStore>,
+    /// The bucket of an S3 destination's source-record backup.
+    backup_store: Option<Arc<dyn ObjectStore>>,
     http: reqwest::Client,
     /// The delivery stream's ARN, sent to HTTP endpoints and functions.
     source_arn: String,
@@ -82,6 +84,7 @@ impl DeliveryProcessor {
             functions: Default::default(),
             schema: None,
             partitioning: None,
+            backup_store: None,
             shards: Default::default(),
         };
         DeliveryProcessor { inner: Arc::new(inner) }
@@ -91,6 +94,14 @@ impl DeliveryProcessor {
     pub fn with_schema(mut self, schema: Option<Arc<arrow_schema::Schema>>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.schema = schema;
+        }
+        self
+    }
+
+    /// Where an S3 destination's source records are backed up.
+    pub fn with_backup_store(mut self, store: Option<Arc<dyn ObjectStore>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.backup_store = store;
         }
         self
     }
@@ -146,6 +157,13 @@ impl Inner {
             first_sequence_number: &full.first_sequence_number,
             oldest_arrival_millis: full.oldest_arrival_millis,
         };
+        if let (Destination::S3(S3Destination { backup: Some(backup), .. }), Some(store)) =
+            (&self.destination, &self.backup_store)
+        {
+            let key = origin.key(&backup.prefix, backup.compression, backup.file_extension.as_deref());
+            let body = compress(&full.data, backup.compression)?;
+            self.put_to(store, &key, body, full.records, full.data.len()).await;
+        }
         match &self.destination {
             Destination::S3(s3) if s3.transform.is_none() && s3.conversion.is_none() && self.partitioning.is_none() => {
                 let key = origin.key(&s3.prefix, s3.compression, s3.file_extension.as_deref());
@@ -384,13 +402,18 @@ impl Inner {
             .set(freshness as f64 / 1000.0);
     }
 
-    /// Writes one object, retrying with backoff until the store takes it.
+    /// Writes one object to the destination bucket (see [`Inner::put_to`]).
     async fn put(&self, key: &str, body: Vec<u8>, records: u64, raw_bytes: usize) {
+        self.put_to(&self.store, key, body, records, raw_bytes).await
+    }
+
+    /// Writes one object, retrying with backoff until the store takes it.
+    async fn put_to(&self, store: &Arc<dyn ObjectStore>, key: &str, body: Vec<u8>, records: u64, raw_bytes: usize) {
         let mut pause = Duration::from_millis(200);
         let labels = [("delivery_stream", self.name.clone())];
         loop {
             let started = Instant::now();
-            match self.store.put(&Path::from(key), body.clone().into()).await {
+            match store.put(&Path::from(key), body.clone().into()).await {
                 Ok(_) => {
                     metrics::counter!("shoal_firehose_delivery_to_s3_records_total", &labels).increment(records);
                     metrics::counter!("shoal_firehose_delivery_to_s3_bytes_total", &labels).increment(raw_bytes as u64);

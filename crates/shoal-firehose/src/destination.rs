@@ -64,6 +64,9 @@ pub struct S3Destination {
     pub conversion: Option<crate::conversion::Conversion>,
     /// The jq query that yields each record's partition keys (dynamic partitioning).
     pub partitioning: Option<String>,
+    /// `S3BackupMode: Enabled`: the source records, as they arrived (before any
+    /// transformation or conversion), also go to this bucket.
+    pub backup: Option<Box<S3Destination>>,
 }
 
 fn field<'a>(config: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
@@ -165,7 +168,18 @@ impl S3Destination {
         if conversion.is_some() && compression != Compression::Uncompressed {
             return Err("With DataFormatConversionConfiguration, CompressionFormat must be UNCOMPRESSED (the serializer compresses).".into());
         }
+        let backup = match string_field(config, "S3BackupMode")?.as_deref().unwrap_or("Disabled") {
+            "Disabled" => None,
+            "Enabled" => {
+                let backup = field(config, "S3BackupConfiguration")
+                    .and_then(Value::as_object)
+                    .ok_or("S3BackupMode Enabled needs S3BackupConfiguration.")?;
+                Some(Box::new(S3Destination::from_config(backup)?))
+            }
+            other => return Err(format!("S3BackupMode {other} is not Disabled or Enabled.")),
+        };
         Ok(S3Destination {
+            backup,
             transform,
             conversion,
             partitioning,

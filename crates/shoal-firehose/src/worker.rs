@@ -200,7 +200,12 @@ impl Worker {
             }
             _ => None,
         };
+        let backup_store = match &destination {
+            Destination::S3(S3Destination { backup: Some(backup), .. }) => Some(self.stores.open(&backup.bucket)?),
+            _ => None,
+        };
         let processor = DeliveryProcessor::new(&stream.name, stream.version_id, destination, store)
+            .with_backup_store(backup_store)
             .with_partitioning(partitioning)
             .with_functions(self.functions.clone())
             .with_schema(schema);
