@@ -20,9 +20,11 @@ use object_store::path::Path;
 use shoal_client::consumer::{Batch, Checkpointer, ProcessResult, RecordProcessor};
 use tokio::sync::Mutex;
 
+use crate::backoff::Backoff;
 use crate::compression::compress;
 use crate::destination::S3Destination;
 use crate::destination::{Compression, Destination};
+use crate::failure::Failure;
 use crate::naming::ObjectOrigin;
 use crate::{conversion, http_endpoint, partitioning, postgres, search, splunk, transform};
 
@@ -153,7 +155,7 @@ impl Inner {
         let origin = ObjectOrigin {
             delivery_stream: &self.name,
             version: self.version,
-            shard_id: shard_of(&full.checkpointer),
+            shard_id: full.checkpointer.shard_id(),
             first_sequence_number: &full.first_sequence_number,
             oldest_arrival_millis: full.oldest_arrival_millis,
         };
@@ -184,7 +186,8 @@ impl Inner {
                             .failed
                             .iter()
                             .map(|(data, arrival, code, message)| {
-                                processing_failure_line(code, message, *arrival, data, &transform.function)
+                                Failure { code, message, attempts: 1, lambda_arn: Some(&transform.function) }
+                                    .line(*arrival, data)
                             })
                             .collect();
                         let prefix = error_prefix(&s3.error_output_prefix, "processing-failed");
@@ -202,7 +205,7 @@ impl Inner {
                         for (data, arrival) in records {
                             match query.keys(&data).and_then(|keys| partitioning::fill_prefix(&s3.prefix, &keys)) {
                                 Ok(prefix) => groups.entry(prefix).or_default().push((data, arrival)),
-                                Err(error) => failed.push(delivery_failure_line(
+                                Err(error) => failed.push(failure_line(
                                     "DynamicPartitioning.MetadataExtractionFailed",
                                     &error,
                                     arrival,
@@ -256,7 +259,7 @@ impl Inner {
                             .ends
                             .iter()
                             .zip(records.iter())
-                            .map(|((_, arrival), data)| http_endpoint::failure_line(&failure, *arrival, data))
+                            .map(|((_, arrival), data)| failure.line(*arrival, data))
                             .collect();
                         let prefix = error_prefix(&http.backup.error_output_prefix, "http-endpoint-failed");
                         let key = origin.key(&prefix, Compression::Uncompressed, None);
@@ -265,7 +268,7 @@ impl Inner {
                 }
             }
             Destination::Search(search) => {
-                let shard = shard_of(&full.checkpointer).to_string();
+                let shard = full.checkpointer.shard_id().to_string();
                 let records = full.records_with_arrival();
                 let documents: Vec<search::Document> = records
                     .iter()
@@ -284,7 +287,7 @@ impl Inner {
                         .iter()
                         .map(|(i, code, message)| {
                             let (data, arrival) = records[*i];
-                            delivery_failure_line(code, message, arrival, data)
+                            failure_line(code, message, arrival, data)
                         })
                         .collect();
                     let prefix = error_prefix(&search.backup.error_output_prefix, "AmazonOpenSearchService-failed");
@@ -331,7 +334,7 @@ impl Inner {
                     Err((code, message)) => {
                         let lines: String = records
                             .iter()
-                            .map(|(data, arrival)| delivery_failure_line(&code, &message, *arrival, data))
+                            .map(|(data, arrival)| failure_line(&code, &message, *arrival, data))
                             .collect();
                         let prefix = error_prefix(&splunk.backup.error_output_prefix, "splunk-failed");
                         let key = origin.key(&prefix, Compression::Uncompressed, None);
@@ -367,7 +370,7 @@ impl Inner {
                         .iter()
                         .map(|i| {
                             let (data, arrival) = &records[*i];
-                            delivery_failure_line(
+                            failure_line(
                                 "DataFormatConversion.MalformedData",
                                 "the record does not fit the table's schema",
                                 *arrival,
@@ -409,7 +412,7 @@ impl Inner {
 
     /// Writes one object, retrying with backoff until the store takes it.
     async fn put_to(&self, store: &Arc<dyn ObjectStore>, key: &str, body: Vec<u8>, records: u64, raw_bytes: usize) {
-        let mut pause = Duration::from_millis(200);
+        let mut backoff = Backoff::forever();
         let labels = [("delivery_stream", self.name.clone())];
         loop {
             let started = Instant::now();
@@ -425,9 +428,8 @@ impl Inner {
                 }
                 Err(error) => {
                     metrics::counter!("shoal_firehose_delivery_to_s3_failures_total", &labels).increment(1);
-                    tracing::warn!(delivery_stream = %self.name, %key, %error, retry_in = ?pause, "delivery failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(30));
+                    tracing::warn!(delivery_stream = %self.name, %key, %error, retry_in = ?backoff.pause(), "delivery failed; retrying");
+                    backoff.wait().await;
                 }
             }
         }
@@ -455,40 +457,9 @@ fn error_prefix(configured: &str, kind: &str) -> String {
     if configured.is_empty() { format!("{kind}/") } else { configured.replace("!{firehose:error-output-type}", kind) }
 }
 
-/// Firehose's record of a record a destination did not take, one JSON line.
-fn delivery_failure_line(code: &str, message: &str, arrival_millis: u64, data: &[u8]) -> String {
-    use base64::Engine;
-    serde_json::json!({
-        "attemptsMade": 1,
-        "arrivalTimestamp": arrival_millis,
-        "errorCode": code,
-        "errorMessage": message,
-        "attemptEndingTimestamp": shoal_types::now_millis(),
-        "rawData": base64::engine::general_purpose::STANDARD.encode(data),
-    })
-    .to_string()
-        + "\n"
-}
-
-/// Firehose's record of a failed transformation, one JSON line.
-fn processing_failure_line(code: &str, message: &str, arrival_millis: u64, data: &[u8], lambda_arn: &str) -> String {
-    use base64::Engine;
-    serde_json::json!({
-        "attemptsMade": 1,
-        "arrivalTimestamp": arrival_millis,
-        "errorCode": code,
-        "errorMessage": message,
-        "attemptEndingTimestamp": shoal_types::now_millis(),
-        "rawData": base64::engine::general_purpose::STANDARD.encode(data),
-        "lambdaArn": lambda_arn,
-    })
-    .to_string()
-        + "\n"
-}
-
-/// The shard a checkpointer belongs to (kept with the buffer for naming).
-fn shard_of(checkpointer: &Checkpointer) -> &str {
-    checkpointer.shard_id()
+/// The failure record of a record that failed once with `code` and `message`.
+fn failure_line(code: &str, message: &str, arrival_millis: u64, data: &[u8]) -> String {
+    Failure { code, message, attempts: 1, lambda_arn: None }.line(arrival_millis, data)
 }
 
 impl RecordProcessor for DeliveryProcessor {

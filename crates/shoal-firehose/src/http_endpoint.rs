@@ -14,13 +14,15 @@
 //!   same on every retry, also after a worker crash: the receiver can drop repeats.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
+use crate::backoff::Backoff;
 use crate::destination::{Compression, S3Destination};
+use crate::failure::Failure;
 
 /// Firehose's HTTP endpoint buffering defaults and limits.
 pub const DEFAULT_SIZE_MB: u64 = 5;
@@ -164,8 +166,7 @@ pub async fn deliver(
     } else {
         body
     };
-    let deadline = Instant::now() + Duration::from_secs(destination.retry_secs);
-    let mut pause = Duration::from_millis(200);
+    let mut backoff = Backoff::for_secs(destination.retry_secs);
     let mut attempts = 0u32;
     loop {
         attempts += 1;
@@ -213,27 +214,19 @@ pub async fn deliver(
             }
             Err(error) => ("HttpEndpoint.RequestTimeout".to_string(), error.to_string()),
         };
-        if Instant::now() + pause > deadline {
+        tracing::debug!(url = %destination.url, %code, %message, retry_in = ?backoff.pause(), "HTTP delivery failed");
+        if !backoff.wait().await {
             return Err(HttpFailure { code, message, attempts });
         }
-        tracing::debug!(url = %destination.url, %code, %message, retry_in = ?pause, "HTTP delivery failed; retrying");
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(30));
     }
 }
 
-/// Firehose's failure record for the error bucket: one JSON line per record.
-pub fn failure_line(failure: &HttpFailure, arrival_millis: u64, data: &[u8]) -> String {
-    json!({
-        "attemptsMade": failure.attempts,
-        "arrivalTimestamp": arrival_millis,
-        "errorCode": failure.code,
-        "errorMessage": failure.message,
-        "attemptEndingTimestamp": shoal_types::now_millis(),
-        "rawData": STANDARD.encode(data),
-    })
-    .to_string()
-        + "\n"
+impl HttpFailure {
+    /// The failure record of one of the request's records.
+    pub fn line(&self, arrival_millis: u64, data: &[u8]) -> String {
+        let failure = Failure { code: &self.code, message: &self.message, attempts: self.attempts, lambda_arn: None };
+        failure.line(arrival_millis, data)
+    }
 }
 
 #[cfg(test)]

@@ -18,10 +18,12 @@
 //! 5. [`delivery`]: one delivery stream's record processor: buffer, flush, checkpoint.
 //! 6. [`worker`]: runs a consumer per delivery stream as they come and go.
 
+pub mod backoff;
 pub mod compression;
 pub mod conversion;
 pub mod delivery;
 pub mod destination;
+pub mod failure;
 pub mod http_endpoint;
 pub mod naming;
 pub mod partitioning;

@@ -14,10 +14,11 @@
 //! and is skipped. Failed loads are retried for `RetryOptions.DurationInSeconds`,
 //! then the object's key is written under `errors/` as a manifest, as Firehose does.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::backoff::Backoff;
 use crate::destination::S3Destination;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,16 +161,15 @@ fn csv_field(value: &str) -> String {
 /// before; retries until `RetryOptions` runs out. `Ok(false)`: already loaded.
 pub async fn load(destination: &PostgresDestination, object_key: &str, records: &[&[u8]]) -> Result<bool, String> {
     let (statement, rows) = destination.copy(records)?;
-    let deadline = Instant::now() + Duration::from_secs(destination.retry_secs);
-    let mut pause = Duration::from_millis(200);
+    let mut backoff = Backoff::for_secs(destination.retry_secs);
     loop {
         match load_once(destination, object_key, &statement, &rows).await {
             Ok(loaded) => return Ok(loaded),
-            Err(error) if Instant::now() + pause > deadline => return Err(error),
             Err(error) => {
-                tracing::debug!(table = %destination.table, %error, retry_in = ?pause, "COPY failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(30));
+                tracing::debug!(table = %destination.table, %error, retry_in = ?backoff.pause(), "COPY failed");
+                if !backoff.wait().await {
+                    return Err(error);
+                }
             }
         }
     }

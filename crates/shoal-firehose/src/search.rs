@@ -11,11 +11,12 @@
 //! document once retrying has run out) go to the backup bucket under
 //! `AmazonOpenSearchService-failed/`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::backoff::Backoff;
 use crate::destination::S3Destination;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,8 +148,7 @@ pub async fn deliver(
     if sent.is_empty() {
         return failed;
     }
-    let deadline = Instant::now() + Duration::from_secs(destination.retry_secs);
-    let mut pause = Duration::from_millis(200);
+    let mut backoff = Backoff::for_secs(destination.retry_secs);
     loop {
         let response = client
             .post(format!("{}/_bulk", destination.endpoint))
@@ -179,13 +179,11 @@ pub async fn deliver(
             Ok(r) => format!("the cluster answered {}", r.status()),
             Err(e) => e.to_string(),
         };
-        if Instant::now() + pause > deadline {
+        tracing::debug!(endpoint = %destination.endpoint, %reason, retry_in = ?backoff.pause(), "bulk request failed");
+        if !backoff.wait().await {
             failed.extend(sent.iter().map(|i| (*i, "OS.RequestFailed".to_string(), reason.clone())));
             return failed;
         }
-        tracing::debug!(endpoint = %destination.endpoint, %reason, retry_in = ?pause, "bulk request failed; retrying");
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(30));
     }
 }
 

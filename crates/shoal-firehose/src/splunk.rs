@@ -8,10 +8,11 @@
 //! Failures are retried for `RetryOptions.DurationInSeconds`, then the records
 //! go to the backup bucket under `splunk-failed/`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::backoff::Backoff;
 use crate::destination::S3Destination;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +112,7 @@ pub async fn deliver(
 ) -> Result<(), (String, String)> {
     let path = if destination.raw { "services/collector/raw" } else { "services/collector/event" };
     let body = body(destination, records);
-    let deadline = Instant::now() + Duration::from_secs(destination.retry_secs);
-    let mut pause = Duration::from_millis(200);
+    let mut backoff = Backoff::for_secs(destination.retry_secs);
     loop {
         let response = client
             .post(format!("{}/{path}", destination.endpoint))
@@ -130,11 +130,9 @@ pub async fn deliver(
             Ok(r) => ("Splunk.ServerError".to_string(), format!("the HEC endpoint answered {}", r.status())),
             Err(e) => ("Splunk.ConnectionTimeout".to_string(), e.to_string()),
         };
-        if Instant::now() + pause > deadline {
+        if !backoff.wait().await {
             return Err((code, message));
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(30));
     }
 }
 

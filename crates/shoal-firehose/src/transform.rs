@@ -20,6 +20,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
+use crate::backoff::Backoff;
+
 /// Firehose's defaults: 3 retries, 1 MiB per invocation.
 const DEFAULT_RETRIES: u32 = 3;
 const DEFAULT_BUFFER_MB: u64 = 1;
@@ -165,11 +167,10 @@ async fn invoke(
     })
     .to_string();
     let mut last = ("Lambda.FunctionError".to_string(), String::new());
-    let mut pause = Duration::from_millis(200);
+    let mut backoff = Backoff::forever().capped_at(Duration::from_secs(10));
     for attempt in 0..=transform.retries {
         if attempt > 0 {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(10));
+            backoff.wait().await;
         }
         let response = client
             .post(url)
