@@ -301,192 +301,6 @@ def test_a_crash_mid_delivery_loses_nothing_and_duplicates_nothing(s3_server, bu
         dev.data.cleanup()
 
 
-class Endpoint:
-    """An HTTP endpoint destination served by the test: records every request,
-    fails the first `fail_first` with 503, then answers `status`."""
-
-    def __init__(self, fail_first=0, status=200):
-        import http.server
-        import threading
-
-        self.requests = []
-        self.fail_first = fail_first
-        endpoint = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    raw = gzip.decompress(raw)
-                body = json.loads(raw)
-                endpoint.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                if endpoint.fail_first > 0:
-                    endpoint.fail_first -= 1
-                    code = 503
-                else:
-                    code = status
-                answer = json.dumps({"requestId": body["requestId"], "timestamp": int(time.time() * 1000)}).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ingest"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def delivered(self):
-        """Records of the requests answered 200, each request id counted once."""
-        seen, records = set(), []
-        for _, body in self.requests:
-            if body["requestId"] not in seen:
-                seen.add(body["requestId"])
-                records += [base64.b64decode(r["data"]) for r in body["records"]]
-        return records
-
-    def close(self):
-        self.server.shutdown()
-
-
-def http_destination(url, bucket, **extra):
-    config = {
-        "EndpointConfiguration": {"Url": url, "Name": "test", "AccessKey": "endpoint-secret"},
-        "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
-        "RequestConfiguration": {"ContentEncoding": "GZIP",
-                                 "CommonAttributes": [{"AttributeName": "team", "AttributeValue": "data"}]},
-        "RetryOptions": {"DurationInSeconds": 60},
-        "S3Configuration": s3_destination(bucket),
-    }
-    config.update(extra)
-    return config
-
-
-def test_an_http_endpoint_gets_the_firehose_request_contract_and_retries(dev, bucket):
-    endpoint = Endpoint(fail_first=2)
-    try:
-        fh = dev.firehose()
-        fh.create_delivery_stream(DeliveryStreamName="to-http",
-                                  HttpEndpointDestinationConfiguration=http_destination(endpoint.url, bucket))
-        described = fh.describe_delivery_stream(DeliveryStreamName="to-http")["DeliveryStreamDescription"]
-        http = described["Destinations"][0]["HttpEndpointDestinationDescription"]
-        assert http["EndpointConfiguration"]["Url"] == endpoint.url and "AccessKey" not in http["EndpointConfiguration"]
-        sent = [f"event-{i}".encode() for i in range(200)]
-        fh.put_record_batch(DeliveryStreamName="to-http", Records=[{"Data": d} for d in sent])
-        deadline = time.time() + 30
-        # At least once: a shard whose lease moved mid-delivery may send records
-        # again, under another request id (the same id always means the same records).
-        while set(endpoint.delivered()) != set(sent) and time.time() < deadline:
-            time.sleep(0.5)
-        assert set(endpoint.delivered()) == set(sent)
-        headers, body = endpoint.requests[-1]
-        assert headers["x-amz-firehose-protocol-version"] == "1.0"
-        assert headers["x-amz-firehose-access-key"] == "endpoint-secret"
-        assert headers["x-amz-firehose-request-id"] == body["requestId"]
-        assert headers["x-amz-firehose-source-arn"].endswith(":deliverystream/to-http")
-        assert json.loads(headers["x-amz-firehose-common-attributes"]) == {"commonAttributes": {"team": "data"}}
-        # The two 503s were retried, with the same request id (one per shard's buffer).
-        ids = [b["requestId"] for _, b in endpoint.requests]
-        assert len(ids) >= 3 and max(ids.count(i) for i in ids) >= 2
-        fh.delete_delivery_stream(DeliveryStreamName="to-http")
-    finally:
-        endpoint.close()
-
-
-def test_records_an_endpoint_refuses_go_to_the_backup_bucket(dev, bucket):
-    endpoint = Endpoint(status=413)
-    try:
-        fh = dev.firehose()
-        fh.create_delivery_stream(DeliveryStreamName="refused",
-                                  HttpEndpointDestinationConfiguration=http_destination(endpoint.url, bucket))
-        sent = [f"too-big-{i}".encode() for i in range(20)]
-        fh.put_record_batch(DeliveryStreamName="refused", Records=[{"Data": d} for d in sent])
-        found, lines = wait_for_lines(dev.s3_endpoint, bucket, len(sent))
-        assert all(key.startswith("http-endpoint-failed/") for key in found), list(found)
-        failures = [json.loads(line) for line in lines]
-        assert sorted(base64.b64decode(f["rawData"]) for f in failures) == sorted(sent)
-        assert {f["errorCode"] for f in failures} == {"HttpEndpoint.RequestEntityTooLarge"}
-        fh.delete_delivery_stream(DeliveryStreamName="refused")
-    finally:
-        endpoint.close()
-
-
-class Function:
-    """A Lambda-compatible transformation function served by the test: upper-cases
-    records, drops those containing "drop", fails those containing "fail"."""
-
-    def __init__(self):
-        import http.server
-        import threading
-
-        self.invocations = []
-        function = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                function.invocations.append(event)
-                records = []
-                for record in event["records"]:
-                    data = base64.b64decode(record["data"])
-                    if b"drop" in data:
-                        records.append({"recordId": record["recordId"], "result": "Dropped"})
-                    elif b"fail" in data:
-                        records.append({"recordId": record["recordId"], "result": "ProcessingFailed", "data": record["data"]})
-                    else:
-                        records.append({"recordId": record["recordId"], "result": "Ok",
-                                        "data": base64.b64encode(data.upper()).decode()})
-                answer = json.dumps({"records": records}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/transform"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-
-
-def test_a_transformation_function_rewrites_drops_and_fails_records(dev, bucket):
-    function = Function()
-    try:
-        fh = dev.firehose()
-        processing = {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
-            {"ParameterName": "LambdaArn", "ParameterValue": function.url}]}]}
-        fh.create_delivery_stream(DeliveryStreamName="transformed", ExtendedS3DestinationConfiguration=s3_destination(
-            bucket, Prefix="ok/", ErrorOutputPrefix="errors/!{firehose:error-output-type}/", ProcessingConfiguration=processing))
-        sent = [f"keep-{i}\n" for i in range(30)] + [f"drop-{i}\n" for i in range(10)] + [f"fail-{i}\n" for i in range(5)]
-        fh.put_record_batch(DeliveryStreamName="transformed", Records=[{"Data": s.encode()} for s in sent])
-        deadline = time.time() + 30
-        while True:
-            found = objects(dev.s3_endpoint, bucket)
-            kept = [line for key, body in found.items() if key.startswith("ok/") for line in body.splitlines()]
-            failed = [json.loads(line) for key, body in found.items() if key.startswith("errors/") for line in body.splitlines()]
-            if (len(kept) >= 30 and len(failed) >= 5) or time.time() > deadline:
-                break
-            time.sleep(0.5)
-        assert sorted(kept) == sorted(f"KEEP-{i}".encode() for i in range(30))
-        assert sorted(base64.b64decode(f["rawData"]) for f in failed) == sorted(f"fail-{i}\n".encode() for i in range(5))
-        assert all(key.startswith("errors/processing-failed/") for key in found if key.startswith("errors/"))
-        assert {f["errorCode"] for f in failed} == {"Lambda.ProcessingFailed"} and failed[0]["lambdaArn"] == function.url
-        event = function.invocations[0]
-        assert event["deliveryStreamArn"].endswith(":deliverystream/transformed") and event["region"] == "us-east-1"
-        assert all({"recordId", "approximateArrivalTimestamp", "data"} <= set(r) for r in event["records"])
-        fh.delete_delivery_stream(DeliveryStreamName="transformed")
-    finally:
-        function.close()
-
-
 class Recorder:
     """An HTTP server that records every POST and answers with `answer(path, headers, body)`."""
 
@@ -519,6 +333,156 @@ class Recorder:
 
     def close(self):
         self.server.shutdown()
+
+
+class Endpoint(Recorder):
+    """An HTTP endpoint destination served by the test: records every request,
+    fails the first `fail_first` with 503, then answers `status`."""
+
+    def __init__(self, fail_first=0, status=200):
+        self.fail_first = fail_first
+        self.status = status
+        super().__init__(self.answer)
+        self.url += "/ingest"
+
+    def answer(self, path, headers, body):
+        body = json.loads(gzip.decompress(body) if headers.get("content-encoding") == "gzip" else body)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return 503, {"requestId": body["requestId"], "timestamp": int(time.time() * 1000)}
+        return self.status, {"requestId": body["requestId"], "timestamp": int(time.time() * 1000)}
+
+    def calls(self):
+        """(headers, request body) of every request."""
+        return [(headers, json.loads(gzip.decompress(body) if headers.get("content-encoding") == "gzip" else body))
+                for _, headers, body in self.requests]
+
+    def delivered(self):
+        """Records of the requests answered 200, each request id counted once."""
+        seen, records = set(), []
+        for _, body in self.calls():
+            if body["requestId"] not in seen:
+                seen.add(body["requestId"])
+                records += [base64.b64decode(r["data"]) for r in body["records"]]
+        return records
+
+
+def http_destination(url, bucket, **extra):
+    config = {
+        "EndpointConfiguration": {"Url": url, "Name": "test", "AccessKey": "endpoint-secret"},
+        "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
+        "RequestConfiguration": {"ContentEncoding": "GZIP",
+                                 "CommonAttributes": [{"AttributeName": "team", "AttributeValue": "data"}]},
+        "RetryOptions": {"DurationInSeconds": 60},
+        "S3Configuration": s3_destination(bucket),
+    }
+    config.update(extra)
+    return config
+
+
+def test_an_http_endpoint_gets_the_firehose_request_contract_and_retries(dev, bucket):
+    endpoint = Endpoint(fail_first=2)
+    try:
+        fh = dev.firehose()
+        fh.create_delivery_stream(DeliveryStreamName="to-http",
+                                  HttpEndpointDestinationConfiguration=http_destination(endpoint.url, bucket))
+        described = fh.describe_delivery_stream(DeliveryStreamName="to-http")["DeliveryStreamDescription"]
+        http = described["Destinations"][0]["HttpEndpointDestinationDescription"]
+        assert http["EndpointConfiguration"]["Url"] == endpoint.url and "AccessKey" not in http["EndpointConfiguration"]
+        sent = [f"event-{i}".encode() for i in range(200)]
+        fh.put_record_batch(DeliveryStreamName="to-http", Records=[{"Data": d} for d in sent])
+        deadline = time.time() + 30
+        # At least once: a shard whose lease moved mid-delivery may send records
+        # again, under another request id (the same id always means the same records).
+        while set(endpoint.delivered()) != set(sent) and time.time() < deadline:
+            time.sleep(0.5)
+        assert set(endpoint.delivered()) == set(sent)
+        headers, body = endpoint.calls()[-1]
+        assert headers["x-amz-firehose-protocol-version"] == "1.0"
+        assert headers["x-amz-firehose-access-key"] == "endpoint-secret"
+        assert headers["x-amz-firehose-request-id"] == body["requestId"]
+        assert headers["x-amz-firehose-source-arn"].endswith(":deliverystream/to-http")
+        assert json.loads(headers["x-amz-firehose-common-attributes"]) == {"commonAttributes": {"team": "data"}}
+        # The two 503s were retried, with the same request id (one per shard's buffer).
+        ids = [b["requestId"] for _, b in endpoint.calls()]
+        assert len(ids) >= 3 and max(ids.count(i) for i in ids) >= 2
+        fh.delete_delivery_stream(DeliveryStreamName="to-http")
+    finally:
+        endpoint.close()
+
+
+def test_records_an_endpoint_refuses_go_to_the_backup_bucket(dev, bucket):
+    endpoint = Endpoint(status=413)
+    try:
+        fh = dev.firehose()
+        fh.create_delivery_stream(DeliveryStreamName="refused",
+                                  HttpEndpointDestinationConfiguration=http_destination(endpoint.url, bucket))
+        sent = [f"too-big-{i}".encode() for i in range(20)]
+        fh.put_record_batch(DeliveryStreamName="refused", Records=[{"Data": d} for d in sent])
+        found, lines = wait_for_lines(dev.s3_endpoint, bucket, len(sent))
+        assert all(key.startswith("http-endpoint-failed/") for key in found), list(found)
+        failures = [json.loads(line) for line in lines]
+        assert sorted(base64.b64decode(f["rawData"]) for f in failures) == sorted(sent)
+        assert {f["errorCode"] for f in failures} == {"HttpEndpoint.RequestEntityTooLarge"}
+        fh.delete_delivery_stream(DeliveryStreamName="refused")
+    finally:
+        endpoint.close()
+
+
+class Function(Recorder):
+    """A Lambda-compatible transformation function served by the test: upper-cases
+    records, drops those containing "drop", fails those containing "fail"."""
+
+    def __init__(self):
+        super().__init__(self.answer)
+        self.url += "/transform"
+
+    @property
+    def invocations(self):
+        return [json.loads(body) for _, _, body in self.requests]
+
+    @staticmethod
+    def answer(path, headers, body):
+        records = []
+        for record in json.loads(body)["records"]:
+            data = base64.b64decode(record["data"])
+            if b"drop" in data:
+                records.append({"recordId": record["recordId"], "result": "Dropped"})
+            elif b"fail" in data:
+                records.append({"recordId": record["recordId"], "result": "ProcessingFailed", "data": record["data"]})
+            else:
+                records.append({"recordId": record["recordId"], "result": "Ok", "data": base64.b64encode(data.upper()).decode()})
+        return 200, {"records": records}
+
+
+def test_a_transformation_function_rewrites_drops_and_fails_records(dev, bucket):
+    function = Function()
+    try:
+        fh = dev.firehose()
+        processing = {"Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": [
+            {"ParameterName": "LambdaArn", "ParameterValue": function.url}]}]}
+        fh.create_delivery_stream(DeliveryStreamName="transformed", ExtendedS3DestinationConfiguration=s3_destination(
+            bucket, Prefix="ok/", ErrorOutputPrefix="errors/!{firehose:error-output-type}/", ProcessingConfiguration=processing))
+        sent = [f"keep-{i}\n" for i in range(30)] + [f"drop-{i}\n" for i in range(10)] + [f"fail-{i}\n" for i in range(5)]
+        fh.put_record_batch(DeliveryStreamName="transformed", Records=[{"Data": s.encode()} for s in sent])
+        deadline = time.time() + 30
+        while True:
+            found = objects(dev.s3_endpoint, bucket)
+            kept = [line for key, body in found.items() if key.startswith("ok/") for line in body.splitlines()]
+            failed = [json.loads(line) for key, body in found.items() if key.startswith("errors/") for line in body.splitlines()]
+            if (len(kept) >= 30 and len(failed) >= 5) or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert sorted(kept) == sorted(f"KEEP-{i}".encode() for i in range(30))
+        assert sorted(base64.b64decode(f["rawData"]) for f in failed) == sorted(f"fail-{i}\n".encode() for i in range(5))
+        assert all(key.startswith("errors/processing-failed/") for key in found if key.startswith("errors/"))
+        assert {f["errorCode"] for f in failed} == {"Lambda.ProcessingFailed"} and failed[0]["lambdaArn"] == function.url
+        event = function.invocations[0]
+        assert event["deliveryStreamArn"].endswith(":deliverystream/transformed") and event["region"] == "us-east-1"
+        assert all({"recordId", "approximateArrivalTimestamp", "data"} <= set(r) for r in event["records"])
+        fh.delete_delivery_stream(DeliveryStreamName="transformed")
+    finally:
+        function.close()
 
 
 def bulk_answer(path, headers, body):
