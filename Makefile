@@ -11,7 +11,7 @@ VENV ?= /var/tmp/shoal-venv
 SDK_TARGET_DIR ?= /var/tmp/shoal-sdk-target
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps pydeps pgdeps build run test lint fmt clean image cluster-up cluster-up-tls cluster-down test-compose test-compose-tls bench-compare
+.PHONY: deps pydeps pgdeps build run test lint fmt clean image cluster-up cluster-up-tls cluster-down test-compose test-compose-tls bench-compare bench-profile
 
 IMAGE ?= shoal:local
 COMPOSE := docker-compose -f deploy/docker-compose.yml
@@ -110,6 +110,13 @@ bench-compare: deps
 	@command -v nats-server >/dev/null || $(SUDO) apt-get install -y -qq nats-server
 	cargo build --release --workspace
 	bench/compare.sh $(CARGO_TARGET_DIR)/release/shoal $(BENCH_FLAGS)
+
+## bench-profile: perf profile of three `shoal node`s under one workload
+## (release build); BENCH_FLAGS are `shoal bench` flags
+bench-profile: deps
+	@command -v perf >/dev/null || $(SUDO) apt-get install -y -qq linux-perf
+	cargo build --release --workspace
+	bench/profile.sh $(CARGO_TARGET_DIR)/release/shoal $(BENCH_FLAGS)
 
 ## lint: formatting and clippy, warnings are errors
 lint: deps

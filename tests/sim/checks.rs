@@ -107,7 +107,7 @@ pub fn acknowledged_records_survive(nodes: &[SimNode], group: GroupId, ledger: &
     let mut last_of_producer: BTreeMap<u32, (u64, RecordPosition)> = BTreeMap::new();
     for batch in ledger.acked_batches().into_iter().filter(|b| b.group == group) {
         for index in 0..batch.count {
-            let expected = RecordPosition { log_index: batch.log_index, offset: index };
+            let expected = RecordPosition { log_index: batch.log_index, offset: batch.first_offset + index };
             let position = match found.get(&(batch.producer, batch.seq, index)).map(Vec::as_slice) {
                 Some([position]) => *position,
                 _ => {
@@ -124,7 +124,7 @@ pub fn acknowledged_records_survive(nodes: &[SimNode], group: GroupId, ledger: &
                 ));
             }
         }
-        let first = RecordPosition { log_index: batch.log_index, offset: 0 };
+        let first = RecordPosition { log_index: batch.log_index, offset: batch.first_offset };
         if let Some((seq, previous)) = last_of_producer.get(&batch.producer)
             && *previous >= first
         {

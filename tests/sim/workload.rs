@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use shoal_raft::{BatchOrigin, Command, CommandResponse, MetaCommand, MetaResponse, RecordBatch};
+use shoal_raft::{
+    AppendPart, BatchOrigin, CoalescedBatch, Command, CommandResponse, Landed, MetaCommand, MetaResponse, RecordBatch,
+};
 use shoal_types::stream::META_GROUP_ID;
 use shoal_types::{ErrorCode, GroupId, NodeId, Record};
 use tokio::time::Instant;
@@ -29,13 +31,15 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 /// After this long a client gives up on a batch; its outcome stays unknown.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 
-/// A batch a producer got acknowledged: records `0..count` at offsets of entry `log_index`.
+/// A batch a producer got acknowledged: records at offsets
+/// `first_offset..first_offset + count` of entry `log_index`.
 #[derive(Debug, Clone, Copy)]
 pub struct AckedBatch {
     pub group: GroupId,
     pub producer: u32,
     pub seq: u64,
     pub log_index: u64,
+    pub first_offset: u32,
     pub count: u32,
 }
 
@@ -152,41 +156,88 @@ pub async fn run_producer(env: ClientEnv, group: GroupId, producer: u32, mut rng
     let mut target = Target { node: nodes[0], nodes };
     let mut seq = 0u64;
     while Instant::now() < until {
-        seq += 1;
-        let count = rng.random_range(1..=3u32);
-        let records: Vec<Record> = (0..count)
-            .map(|i| Record {
-                partition_key: format!("producer-{producer}"),
-                explicit_hash_key: None,
-                data: payload(producer, seq, i),
+        // Sometimes two batches leave as one coalesced entry, as a shard leader's
+        // group commit proposes them; each part keeps its own origin.
+        let parts = if rng.random_bool(0.3) { 2 } else { 1 };
+        let batches: Vec<(u64, u128, Vec<Record>)> = (0..parts)
+            .map(|_| {
+                seq += 1;
+                let count = rng.random_range(1..=3u32);
+                let records = (0..count)
+                    .map(|i| Record {
+                        partition_key: format!("producer-{producer}"),
+                        explicit_hash_key: None,
+                        data: payload(producer, seq, i),
+                    })
+                    .collect();
+                (seq, (u128::from(producer) << 64) | u128::from(seq), records)
             })
             .collect();
-        let id = (u128::from(producer) << 64) | u128::from(seq);
         let first_attempt_millis = EPOCH_MILLIS + trace.now_ms();
         let make = |retry: bool| {
             let retry_since_millis = if retry { first_attempt_millis.saturating_sub(RETRY_LOOKBACK_MILLIS) } else { 0 };
-            Command::Append(RecordBatch {
-                records: records.clone(),
-                arrival_millis: EPOCH_MILLIS + trace.now_ms(),
-                origin: BatchOrigin { id, retry_since_millis },
-            })
-        };
-        match propose(&network, group, &mut target, &mut rng, make).await {
-            Some(CommandResponse::Appended { log_index, count: landed, .. }) => {
-                trace.record(format!("group {group}: producer {producer} batch {seq} acked at {log_index} x{landed}"));
-                if landed != count {
-                    ledger.books().violations.push(format!(
-                        "group {group}: producer {producer} batch {seq} of {count} records acked with {landed}"
-                    ));
-                }
-                ledger.books().batches.push(AckedBatch { group, producer, seq, log_index, count: landed });
+            let arrival_millis = EPOCH_MILLIS + trace.now_ms();
+            match batches.as_slice() {
+                [(_, id, records)] => Command::Append(RecordBatch {
+                    records: records.clone(),
+                    arrival_millis,
+                    origin: BatchOrigin { id: *id, retry_since_millis },
+                }),
+                _ => Command::AppendMany(CoalescedBatch {
+                    arrival_millis,
+                    parts: batches
+                        .iter()
+                        .map(|(_, id, records)| AppendPart {
+                            origin: BatchOrigin { id: *id, retry_since_millis },
+                            records: records.clone(),
+                        })
+                        .collect(),
+                }),
             }
+        };
+        let landings = match propose(&network, group, &mut target, &mut rng, make).await {
+            Some(CommandResponse::Appended { log_index, first_offset, count, arrival_millis }) => {
+                Some(vec![Landed { log_index, first_offset, count, arrival_millis }])
+            }
+            Some(CommandResponse::AppendedMany(landings)) => Some(landings),
             Some(other) => {
                 ledger.books().violations.push(format!("group {group}: append answered {other:?}"));
+                None
             }
             None => {
-                trace.record(format!("group {group}: producer {producer} gave up on batch {seq}"));
+                trace.record(format!("group {group}: producer {producer} gave up on {} batch(es) up to {seq}", parts));
                 ledger.books().unknown += 1;
+                None
+            }
+        };
+        if let Some(landings) = landings {
+            if landings.len() != batches.len() {
+                ledger.books().violations.push(format!(
+                    "group {group}: {} batches answered with {} landings",
+                    batches.len(),
+                    landings.len()
+                ));
+            }
+            for ((seq, _, records), landed) in batches.iter().zip(landings) {
+                let (seq, count, log_index) = (*seq, records.len() as u32, landed.log_index);
+                trace.record(format!(
+                    "group {group}: producer {producer} batch {seq} acked at {log_index}+{} x{}",
+                    landed.first_offset, landed.count
+                ));
+                if landed.count != count {
+                    ledger.books().violations.push(format!(
+                        "group {group}: producer {producer} batch {seq} of {count} records acked with {}",
+                        landed.count
+                    ));
+                }
+                ledger.books().batches.push(AckedBatch {
+                    group,
+                    producer,
+                    seq,
+                    log_index,
+                    first_offset: landed.first_offset,
+                    count: landed.count,
+                });
             }
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..100))).await;

@@ -444,6 +444,10 @@ pub struct BenchArgs {
     /// Write the results as JSON here.
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
+    /// Send every PutRecords to --endpoint and let it forward records to their
+    /// shards' leaders, instead of sending each shard's records to its leader.
+    #[arg(long)]
+    pub via_entry_node: bool,
     #[arg(long)]
     pub shards: Option<u32>,
     /// Record size in bytes.

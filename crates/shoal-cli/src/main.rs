@@ -7,6 +7,12 @@ mod logging;
 
 use clap::Parser;
 
+/// mimalloc rather than the system allocator: the record path allocates and frees
+/// many short-lived buffers across threads, where glibc's malloc spent about a
+/// tenth of a node's CPU in the profile (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();

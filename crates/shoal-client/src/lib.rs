@@ -7,11 +7,13 @@
 pub mod aggregation;
 pub mod consumer;
 pub mod producer;
+pub mod routing;
 pub mod status;
 
 mod client;
 
 pub use client::{Record, ShoalClient, StoredRecord};
+pub use routing::LeaderRouter;
 pub use shoal_proto::v1 as proto;
 pub use shoal_tls::Dialer;
 pub use shoal_types::{ErrorCode, ShoalError, ShoalResult};

@@ -114,7 +114,10 @@ impl DataService {
                                     sequence_number: stream
                                         .sequence_number(
                                             shard_id,
-                                            RecordPosition { log_index: appended.log_index, offset: offset as u32 },
+                                            RecordPosition {
+                                                log_index: appended.log_index,
+                                                offset: appended.first_offset + offset as u32,
+                                            },
                                         )
                                         .to_string(),
                                     ..Default::default()

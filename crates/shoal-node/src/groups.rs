@@ -28,6 +28,8 @@ pub struct GroupHandle {
     pub load: AppendedLoad,
     /// `(stream, shard id)` for per-shard metrics; empty for the metadata group.
     pub labels: (String, String),
+    /// Appends waiting to be proposed while this node leads the shard.
+    pub appends: crate::append_coalescer::AppendCoalescer,
     /// The leader this node last saw, to count leader changes.
     pub last_seen_leader: AtomicU64,
     /// Whether the group's Raft ticker is stopped (see `quiescence.rs`).
@@ -68,6 +70,7 @@ impl GroupHandle {
             last_leader_transfer: AtomicU64::new(0),
             load: AppendedLoad::default(),
             labels: (String::new(), String::new()),
+            appends: Default::default(),
             last_seen_leader: AtomicU64::new(0),
             resting: AtomicBool::new(false),
             seen_log_index: AtomicU64::new(0),

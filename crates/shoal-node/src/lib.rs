@@ -17,6 +17,7 @@
 //! reports leaders and lag, [`transport_service`] receives Raft batches and
 //! forwarded writes, and [`retention`] drops expired records.
 
+pub mod append_coalescer;
 pub mod autoscaler;
 pub mod balancer;
 pub mod cluster_service;

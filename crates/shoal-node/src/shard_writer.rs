@@ -1,5 +1,6 @@
 //! Appending records to a shard: one Raft entry per call, on the shard's leader.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_client::status::from_status;
@@ -7,7 +8,7 @@ use shoal_proto::v1::ShardAppendRequest;
 use shoal_proto::v1::raft_transport_client::RaftTransportClient;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shoal_raft::{BatchOrigin, Command, CommandResponse, RecordBatch};
+use shoal_raft::{BatchOrigin, Command, CommandResponse};
 use shoal_types::{ErrorCode, Record, RecordPosition, Shard, ShoalError, ShoalResult, Stream, now_millis};
 
 use crate::groups::GroupHandle;
@@ -18,7 +19,7 @@ use crate::routing::{ShardLeader, locate};
 /// routed again, to the shard's children, once the metadata shows them.
 const SHARD_SEALED: &str = "the shard is closed for resharding";
 
-fn sealed_error() -> ShoalError {
+pub(crate) fn sealed_error() -> ShoalError {
     ShoalError::unavailable(format!("{SHARD_SEALED}; route the records to its children"))
 }
 
@@ -27,17 +28,24 @@ pub fn is_sealed(error: &ShoalError) -> bool {
     error.code == ErrorCode::Unavailable && error.message.starts_with(SHARD_SEALED)
 }
 
-/// Where a batch landed: records `0..count` sit at offsets of entry `log_index`.
+/// Where a batch landed: its records sit at offsets
+/// `first_offset..first_offset + count` of entry `log_index`.
 #[derive(Debug, Clone, Copy)]
 pub struct Appended {
     pub log_index: u64,
+    pub first_offset: u32,
     pub count: u32,
     pub arrival_millis: u64,
 }
 
-/// Proposes `records` on the local group, which must be the shard's leader. Returns
-/// once a quorum has the entry on disk and it is applied.
-pub async fn append_local(handle: &GroupHandle, records: Vec<Record>, origin: BatchOrigin) -> ShoalResult<Appended> {
+/// Proposes `records` on the local group, which must be the shard's leader, through
+/// the shard's group commit ([`crate::append_coalescer`]). Returns once a quorum
+/// has the entry on disk and it is applied.
+pub async fn append_local(
+    handle: &Arc<GroupHandle>,
+    records: Vec<Record>,
+    origin: BatchOrigin,
+) -> ShoalResult<Appended> {
     if !handle.raft.is_leader() {
         return Err(ShoalError::unavailable("this node is not the shard's leader; retry"));
     }
@@ -52,31 +60,15 @@ pub async fn append_local(handle: &GroupHandle, records: Vec<Record>, origin: Ba
             "Rate exceeded for shard: more than its write limit (records or bytes per second).",
         ));
     }
-    handle.wake();
-    let arrival_millis = handle.next_arrival(now_millis());
-    let count = records.len();
     let started = std::time::Instant::now();
-    match handle.raft.client_write(Command::Append(RecordBatch { records, arrival_millis, origin })).await {
-        Ok(written) => match written.data {
-            CommandResponse::Appended { log_index, count, arrival_millis } => {
-                metrics::counter!("shoal_records_appended_total").increment(u64::from(count));
-                let (stream, shard) = handle.labels.clone();
-                metrics::counter!("shoal_shard_incoming_records_total", "stream" => stream.clone(), "shard" => shard.clone())
-                    .increment(u64::from(count));
-                metrics::counter!("shoal_shard_incoming_bytes_total", "stream" => stream, "shard" => shard)
-                    .increment(bytes as u64);
-                handle.load.record(u64::from(count), bytes as u64);
-                metrics::histogram!("shoal_append_seconds").record(started.elapsed().as_secs_f64());
-                Ok(Appended { log_index, count, arrival_millis })
-            }
-            CommandResponse::Sealed { .. } => Err(sealed_error()),
-            other => Err(ShoalError::internal(format!("unexpected append response {other:?} for {count} records"))),
-        },
-        Err(error) if error.forward_to_leader().is_some() => {
-            Err(ShoalError::unavailable("shard leadership moved; retry"))
-        }
-        Err(error) => Err(ShoalError::unavailable(format!("append failed: {error}"))),
-    }
+    let landed = crate::append_coalescer::append(handle, records, bytes, origin).await?;
+    metrics::histogram!("shoal_append_seconds").record(started.elapsed().as_secs_f64());
+    Ok(Appended {
+        log_index: landed.log_index,
+        first_offset: landed.first_offset,
+        count: landed.count,
+        arrival_millis: landed.arrival_millis,
+    })
 }
 
 /// How far before a batch's first attempt a retry looks for it: more than any
@@ -142,7 +134,12 @@ async fn append_remote(
         .await
         .map_err(|status| from_status(&status))?
         .into_inner();
-    Ok(Appended { log_index: reply.log_index, count: reply.count, arrival_millis: reply.arrival_millis })
+    Ok(Appended {
+        log_index: reply.log_index,
+        first_offset: reply.first_offset,
+        count: reply.count,
+        arrival_millis: reply.arrival_millis,
+    })
 }
 
 /// Seals the local group, which must lead the shard: no record is accepted after

@@ -107,7 +107,7 @@ impl RaftTransport for TransportService {
         };
         if request.seal {
             let end = crate::shard_writer::seal_local(&handle).await.map_err(to_status)?;
-            return Ok(Response::new(ShardAppendReply { log_index: end.log_index, count: 0, arrival_millis: 0 }));
+            return Ok(Response::new(ShardAppendReply { log_index: end.log_index, ..Default::default() }));
         }
         let records: Vec<Record> = bincode::deserialize(&request.records)
             .map_err(|e| to_status(ShoalError::invalid_argument(format!("undecodable records: {e}"))))?;
@@ -120,6 +120,7 @@ impl RaftTransport for TransportService {
             log_index: appended.log_index,
             count: appended.count,
             arrival_millis: appended.arrival_millis,
+            first_offset: appended.first_offset,
         }))
     }
 

@@ -13,6 +13,11 @@ pub enum Command {
     Append(RecordBatch),
     /// Closes a shard for resharding: no record is accepted after this entry.
     Seal,
+    /// Several appends to one shard coalesced by its leader into one entry (group
+    /// commit): their records take consecutive offsets, each part keeps its origin
+    /// so a retried part is still stored once. (Last variant: older log entries
+    /// keep their encoding.)
+    AppendMany(CoalescedBatch),
 }
 
 impl std::fmt::Display for Command {
@@ -21,6 +26,10 @@ impl std::fmt::Display for Command {
             Command::Meta(cmd) => write!(f, "meta:{cmd:?}"),
             Command::Append(batch) => write!(f, "append:{} records", batch.records.len()),
             Command::Seal => write!(f, "seal"),
+            Command::AppendMany(batch) => {
+                let records: usize = batch.parts.iter().map(|p| p.records.len()).sum();
+                write!(f, "append:{records} records in {} parts", batch.parts.len())
+            }
         }
     }
 }
@@ -34,6 +43,21 @@ pub struct RecordBatch {
     pub arrival_millis: u64,
     /// Who proposed this batch, so a retried proposal is stored only once.
     pub origin: BatchOrigin,
+}
+
+/// Appends of several callers to one shard, proposed as one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoalescedBatch {
+    /// Assigned by the shard leader, as [`RecordBatch::arrival_millis`].
+    pub arrival_millis: u64,
+    pub parts: Vec<AppendPart>,
+}
+
+/// One caller's records inside a [`CoalescedBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendPart {
+    pub origin: BatchOrigin,
+    pub records: Vec<Record>,
 }
 
 /// Identifies a batch across retries. A node that retries an append after an
@@ -215,15 +239,30 @@ pub enum CommandResponse {
     /// Blank and membership entries, and commands sent to the wrong kind of group.
     None,
     Meta(MetaResponse),
-    /// Records were stored at offsets `0..count` of entry `log_index`.
+    /// Records were stored at offsets `first_offset..first_offset + count` of
+    /// entry `log_index` (`first_offset` is 0 unless a retry found its first
+    /// attempt inside a coalesced entry).
     Appended {
         log_index: u64,
+        first_offset: u32,
         count: u32,
         arrival_millis: u64,
     },
+    /// Where each part of a coalesced append landed, in the order of the parts.
+    AppendedMany(Vec<Landed>),
     /// The shard is sealed: it ends before `end` (the seal's own position).
     /// An append that arrives after the seal is refused with this answer.
     Sealed {
         end: RecordPosition,
     },
+}
+
+/// Where a batch of records landed: offsets `first_offset..first_offset + count`
+/// of the entry at `log_index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Landed {
+    pub log_index: u64,
+    pub first_offset: u32,
+    pub count: u32,
+    pub arrival_millis: u64,
 }

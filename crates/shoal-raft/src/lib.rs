@@ -28,7 +28,9 @@ pub mod transport;
 pub mod type_config;
 pub mod wire;
 
-pub use command::{BatchOrigin, Command, CommandResponse, MetaCommand, MetaResponse, RecordBatch};
+pub use command::{
+    AppendPart, BatchOrigin, CoalescedBatch, Command, CommandResponse, Landed, MetaCommand, MetaResponse, RecordBatch,
+};
 pub use faults::NetworkFaults;
 pub use log_store::GroupLogStore;
 pub use meta_state::MetaState;

@@ -7,11 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 use shoal_storage::{Batch, Cf, NodeDb, keys};
-use shoal_types::{GroupId, RecordPosition, StoredRecord};
+use shoal_types::{GroupId, Record, RecordPosition, StoredRecord};
 
-#[cfg(test)]
-use crate::command::BatchOrigin;
-use crate::command::RecordBatch;
+use crate::command::{BatchOrigin, Landed, RecordBatch};
 use crate::log_store::{decode, encode};
 
 /// How far a shard's state machine has got; published to readers on every apply.
@@ -26,17 +24,32 @@ pub struct ShardProgress {
     pub sealed_at: Option<RecordPosition>,
 }
 
-/// Where an appended batch landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Landed {
-    pub log_index: u64,
-    pub count: u32,
-    pub arrival_millis: u64,
-}
-
 /// Batches with an origin id staged by the apply call in progress (not yet in the
 /// database), so a retry applied in the same call is recognised too.
 pub(crate) type StagedOrigins = Vec<(u128, Landed)>;
+
+/// Bytes per origin in an arrival index value: id, first offset, count.
+const ORIGIN_BYTES: usize = 24;
+/// What versions before coalescing wrote: id and count, first offset 0.
+const LEGACY_ORIGIN_BYTES: usize = 20;
+
+/// The origins an arrival index value lists: `(id, first_offset, count)`.
+fn origins_in(value: &[u8]) -> impl Iterator<Item = (u128, u32, u32)> + '_ {
+    let u32_at = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let id_of = |b: &[u8]| {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&b[..16]);
+        u128::from_be_bytes(id)
+    };
+    let (size, legacy) = match value.len() {
+        LEGACY_ORIGIN_BYTES => (LEGACY_ORIGIN_BYTES, true),
+        _ => (ORIGIN_BYTES, false),
+    };
+    value.chunks_exact(size).map(move |chunk| match legacy {
+        true => (id_of(chunk), 0, u32_at(chunk, 16)),
+        false => (id_of(chunk), u32_at(chunk, 16), u32_at(chunk, 20)),
+    })
+}
 
 /// Finds where batch `id` landed among the entries that arrived since `since_millis`.
 fn find_landed(
@@ -49,18 +62,16 @@ fn find_landed(
     if let Some((_, landed)) = staged.iter().find(|(staged_id, _)| *staged_id == id) {
         return Ok(Some(*landed));
     }
-    let wanted = id.to_be_bytes();
     let mut found = None;
     db.scan(Cf::Arrivals, &keys::group_u64_u64(group, since_millis, 0), &keys::group_end(group), |key, value| {
-        if value.len() >= 20 && value[..16] == wanted {
-            let (Some(arrival_millis), Some(log_index)) = (keys::read_u64(key, 8), keys::read_u64(key, 16)) else {
-                return Ok(true);
-            };
-            let count = u32::from_be_bytes([value[16], value[17], value[18], value[19]]);
-            found = Some(Landed { log_index, count, arrival_millis });
-            return Ok(false);
-        }
-        Ok(true)
+        let Some((_, first_offset, count)) = origins_in(value).find(|(origin, _, _)| *origin == id) else {
+            return Ok(true);
+        };
+        let (Some(arrival_millis), Some(log_index)) = (keys::read_u64(key, 8), keys::read_u64(key, 16)) else {
+            return Ok(true);
+        };
+        found = Some(Landed { log_index, first_offset, count, arrival_millis });
+        Ok(false)
     })?;
     Ok(found)
 }
@@ -76,37 +87,63 @@ pub(crate) fn stage_append(
     progress: &mut ShardProgress,
     staged: &mut StagedOrigins,
 ) -> std::io::Result<Landed> {
-    let origin = records.origin;
-    if origin.id != 0
-        && origin.retry_since_millis != 0
-        && let Some(landed) = find_landed(db, group, origin.id, origin.retry_since_millis, staged)?
-    {
-        return Ok(landed);
-    }
-    let arrival_millis = records.arrival_millis;
-    let mut count = 0u32;
-    for (offset, record) in records.records.iter().enumerate() {
-        let offset = offset as u32;
-        let stored =
-            StoredRecord { partition_key: record.partition_key.clone(), data: record.data.clone(), arrival_millis };
-        batch.put(Cf::Records, &keys::record(group, log_index, offset), &encode(&stored)?)?;
-        count += 1;
-    }
-    let landed = Landed { log_index, count, arrival_millis };
-    if count > 0 {
-        // The arrival index entry also remembers the batch's origin id and size.
-        let mut value = Vec::new();
-        if origin.id != 0 {
-            value.extend_from_slice(&origin.id.to_be_bytes());
-            value.extend_from_slice(&count.to_be_bytes());
+    let parts = [(records.origin, records.records.as_slice())];
+    let landed = stage_parts(db, batch, group, log_index, records.arrival_millis, &parts, progress, staged)?;
+    Ok(landed[0])
+}
+
+/// Adds the parts of a coalesced entry at `log_index` to `batch`, at consecutive
+/// offsets; a part that retries a batch which already landed is not stored again
+/// and answers with the first landing. Returns where each part landed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn stage_parts(
+    db: &NodeDb,
+    batch: &mut Batch<'_>,
+    group: GroupId,
+    log_index: u64,
+    arrival_millis: u64,
+    parts: &[(BatchOrigin, &[Record])],
+    progress: &mut ShardProgress,
+    staged: &mut StagedOrigins,
+) -> std::io::Result<Vec<Landed>> {
+    let mut landings = Vec::with_capacity(parts.len());
+    let mut next_offset = 0u32;
+    // The arrival index entry also remembers each part's origin id and place.
+    let mut origins = Vec::new();
+    for (origin, records) in parts {
+        if origin.id != 0
+            && origin.retry_since_millis != 0
+            && let Some(landed) = find_landed(db, group, origin.id, origin.retry_since_millis, staged)?
+        {
+            landings.push(landed);
+            continue;
+        }
+        let first_offset = next_offset;
+        for record in records.iter() {
+            let stored = StoredRecord {
+                partition_key: record.partition_key.clone(),
+                data: record.data.clone(),
+                arrival_millis,
+            };
+            batch.put(Cf::Records, &keys::record(group, log_index, next_offset), &encode(&stored)?)?;
+            next_offset += 1;
+        }
+        let landed = Landed { log_index, first_offset, count: next_offset - first_offset, arrival_millis };
+        if origin.id != 0 && landed.count > 0 {
+            origins.extend_from_slice(&origin.id.to_be_bytes());
+            origins.extend_from_slice(&first_offset.to_be_bytes());
+            origins.extend_from_slice(&landed.count.to_be_bytes());
             staged.push((origin.id, landed));
         }
-        batch.put(Cf::Arrivals, &keys::group_u64_u64(group, arrival_millis, log_index), &value)?;
+        landings.push(landed);
+    }
+    if next_offset > 0 {
+        batch.put(Cf::Arrivals, &keys::group_u64_u64(group, arrival_millis, log_index), &origins)?;
         progress.next_position = RecordPosition { log_index: log_index + 1, offset: 0 };
         progress.last_arrival_millis = progress.last_arrival_millis.max(arrival_millis);
-        progress.records_applied += u64::from(count);
+        progress.records_applied += u64::from(next_offset);
     }
-    Ok(landed)
+    Ok(landings)
 }
 
 /// A record read back from a shard.
@@ -214,7 +251,6 @@ pub(crate) fn stage_restore(batch: &mut Batch<'_>, group: GroupId, dump: &ShardD
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_types::Record;
 
     fn batch_of(n: usize, arrival_millis: u64) -> RecordBatch {
         let records = (0..n)
@@ -260,6 +296,40 @@ mod tests {
         batch.commit().unwrap();
         assert_eq!(read_records(&db, 1, RecordPosition::START, 100, 25).unwrap().len(), 2);
         assert_eq!(read_records(&db, 1, RecordPosition::START, 100, 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn coalesced_parts_take_consecutive_offsets_and_a_retried_part_lands_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = NodeDb::open(dir.path()).unwrap();
+        let mut progress = ShardProgress::default();
+        let (a, b, c) = (batch_of(2, 1_000), batch_of(3, 1_000), batch_of(1, 1_000));
+        let first = BatchOrigin { id: 7, retry_since_millis: 0 };
+        let parts = [(first, a.records.as_slice()), (BatchOrigin::default(), b.records.as_slice())];
+        let mut batch = db.batch();
+        let landed = stage_parts(&db, &mut batch, 4, 10, 1_000, &parts, &mut progress, &mut Vec::new()).unwrap();
+        batch.commit().unwrap();
+        assert_eq!((landed[0].first_offset, landed[0].count), (0, 2));
+        assert_eq!((landed[1].first_offset, landed[1].count), (2, 3));
+
+        // A retry of part 7 coalesced with a new part: the retry is not stored again.
+        let retry = BatchOrigin { id: 7, retry_since_millis: 500 };
+        let parts = [(retry, a.records.as_slice()), (BatchOrigin { id: 8, retry_since_millis: 0 }, c.records.as_slice())];
+        let mut batch = db.batch();
+        let again = stage_parts(&db, &mut batch, 4, 11, 1_100, &parts, &mut progress, &mut Vec::new()).unwrap();
+        batch.commit().unwrap();
+        assert_eq!(again[0], landed[0]);
+        assert_eq!((again[1].log_index, again[1].first_offset, again[1].count), (11, 0, 1));
+        assert_eq!(read_records(&db, 4, RecordPosition::START, 100, usize::MAX).unwrap().len(), 6);
+        assert_eq!(progress.records_applied, 6);
+    }
+
+    #[test]
+    fn arrival_values_written_before_coalescing_still_name_their_batch() {
+        let mut legacy = 42u128.to_be_bytes().to_vec();
+        legacy.extend_from_slice(&5u32.to_be_bytes());
+        assert_eq!(origins_in(&legacy).collect::<Vec<_>>(), vec![(42, 0, 5)]);
+        assert_eq!(origins_in(&[]).count(), 0);
     }
 
     #[test]

@@ -163,9 +163,27 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                             )?;
                             CommandResponse::Appended {
                                 log_index: landed.log_index,
+                                first_offset: landed.first_offset,
                                 count: landed.count,
                                 arrival_millis: landed.arrival_millis,
                             }
+                        }
+                        (Command::AppendMany(_), GroupData::Shard { progress, .. }) if progress.sealed_at.is_some() => {
+                            CommandResponse::Sealed { end: progress.sealed_at.unwrap_or_default() }
+                        }
+                        (Command::AppendMany(coalesced), GroupData::Shard { progress, .. }) => {
+                            let parts: Vec<_> =
+                                coalesced.parts.iter().map(|p| (p.origin, p.records.as_slice())).collect();
+                            CommandResponse::AppendedMany(shard_state::stage_parts(
+                                &db,
+                                &mut batch,
+                                self.group,
+                                log_index,
+                                coalesced.arrival_millis,
+                                &parts,
+                                progress,
+                                &mut staged_origins,
+                            )?)
                         }
                         (Command::Seal, GroupData::Shard { progress, .. }) => {
                             // The seal's own position is past every record; a second

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 pub struct Record {
     pub partition_key: String,
     pub explicit_hash_key: Option<String>,
+    /// Raw bytes: serialized as one byte string, not as a sequence of numbers
+    /// (bincode then copies it in one go; the encoding is the same).
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
@@ -42,7 +45,30 @@ impl RecordPosition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRecord {
     pub partition_key: String,
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// When the shard leader accepted the record; never decreases within a shard.
     pub arrival_millis: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a stored record looked like before `data` was a byte string.
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct SequenceEncoded {
+        partition_key: String,
+        data: Vec<u8>,
+        arrival_millis: u64,
+    }
+
+    #[test]
+    fn byte_string_data_keeps_the_bincode_layout_already_on_disk() {
+        let stored = StoredRecord { partition_key: "k".into(), data: vec![0, 1, 2, 255], arrival_millis: 7 };
+        let old = SequenceEncoded { partition_key: "k".into(), data: vec![0, 1, 2, 255], arrival_millis: 7 };
+        let old_bytes = bincode::serialize(&old).unwrap();
+        assert_eq!(bincode::serialize(&stored).unwrap(), old_bytes);
+        assert_eq!(bincode::deserialize::<StoredRecord>(&old_bytes).unwrap(), stored);
+    }
 }

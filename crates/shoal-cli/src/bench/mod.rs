@@ -46,7 +46,7 @@ impl Target {
         }
     }
 
-    async fn prepare(&self, workload: &Workload) -> anyhow::Result<()> {
+    async fn prepare(&mut self, workload: &Workload) -> anyhow::Result<()> {
         match self {
             Target::Shoal(d) => d.prepare(workload).await,
             Target::Nats(d) => d.prepare(workload).await,
@@ -96,13 +96,15 @@ pub async fn run(endpoint: &str, args: BenchArgs) -> anyhow::Result<()> {
     };
     for workload in &workloads {
         for target in &targets {
-            let driver = match *target {
-                "shoal" => Target::Shoal(Box::new(ShoalDriver::connect(endpoint, &args.stream).await?)),
+            let mut driver = match *target {
+                "shoal" => {
+                    Target::Shoal(Box::new(ShoalDriver::connect(endpoint, &args.stream, !args.via_entry_node).await?))
+                }
                 "nats" => Target::Nats(NatsDriver::connect(&args.nats).await?),
                 other => anyhow::bail!("unknown target {other}: shoal, nats or both"),
             };
             eprintln!("== {} on {}", workload.name, driver.name());
-            let result = run_one(&driver, workload).await?;
+            let result = run_one(&mut driver, workload).await?;
             report::print_table(std::slice::from_ref(&result));
             if *target == "nats" { nats_results.push(result) } else { shoal_results.push(result) }
         }
@@ -135,7 +137,7 @@ struct Measured {
     failed: u64,
 }
 
-async fn run_one(target: &Target, workload: &Workload) -> anyhow::Result<RunResult> {
+async fn run_one(target: &mut Target, workload: &Workload) -> anyhow::Result<RunResult> {
     target.prepare(workload).await?;
     let (stop_tx, stop) = watch::channel(false);
     let (latency_tx, mut latency_rx) = mpsc::unbounded_channel();

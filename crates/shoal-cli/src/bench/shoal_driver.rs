@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shoal_client::{Record, ShoalClient};
+use shoal_client::{LeaderRouter, Record, ShoalClient};
 use tokio::sync::{mpsc, watch};
 
 use super::payload;
@@ -12,15 +12,20 @@ use super::workload::Workload;
 pub struct ShoalDriver {
     client: ShoalClient,
     stream: String,
+    /// Whether calls go to the shards' leaders (else all to the entry node).
+    route: bool,
+    /// Sends each shard's records to its leader; set once the stream is ready.
+    router: Option<LeaderRouter>,
 }
 
 impl ShoalDriver {
-    pub async fn connect(endpoint: &str, stream: &str) -> anyhow::Result<ShoalDriver> {
-        Ok(ShoalDriver { client: crate::commands::connect::connect(endpoint).await?, stream: stream.into() })
+    pub async fn connect(endpoint: &str, stream: &str, route: bool) -> anyhow::Result<ShoalDriver> {
+        let client = crate::commands::connect::connect(endpoint).await?;
+        Ok(ShoalDriver { client, stream: stream.into(), route, router: None })
     }
 
     /// A fresh stream with the workload's shards.
-    pub async fn prepare(&self, workload: &Workload) -> anyhow::Result<()> {
+    pub async fn prepare(&mut self, workload: &Workload) -> anyhow::Result<()> {
         if self.client.describe_stream_summary(&self.stream).await.is_ok() {
             self.client.delete_stream(&self.stream).await?;
             while self.client.describe_stream_summary(&self.stream).await.is_ok() {
@@ -29,6 +34,25 @@ impl ShoalDriver {
         }
         self.client.create_stream(&self.stream, workload.shards).await?;
         self.client.wait_for_active(&self.stream, Duration::from_secs(120)).await?;
+        self.router = None;
+        if self.route {
+            self.route_to_leaders(workload.shards).await?;
+        }
+        Ok(())
+    }
+
+    /// Learns the shards' leaders, so calls go straight to them (as a leader-aware
+    /// producer does) instead of through the entry node's forwarding. Waits until
+    /// every shard has a leader, for at most ten seconds.
+    async fn route_to_leaders(&mut self, shards: u32) -> anyhow::Result<()> {
+        let dialer = crate::commands::connect::dialer();
+        let mut router = LeaderRouter::discover(self.client.clone(), dialer, &self.stream).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while router.routed_shards() < shards as usize && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            router.refresh().await?;
+        }
+        self.router = Some(router);
         Ok(())
     }
 
@@ -38,7 +62,10 @@ impl ShoalDriver {
             .into_iter()
             .map(|(key, data)| Record { data, partition_key: key, explicit_hash_key: None })
             .collect();
-        let response = self.client.put_records(&self.stream, records).await?;
+        let response = match &self.router {
+            Some(router) => router.put_records(records).await?,
+            None => self.client.put_records(&self.stream, records).await?,
+        };
         Ok(response.failed_record_count as usize)
     }
 

@@ -1,0 +1,161 @@
+//! Leader-aware PutRecords: send each shard's records straight to the node that
+//! leads the shard, as a Kafka producer sends to a partition's leader.
+//!
+//! Any node accepts PutRecords and forwards records whose shard it does not lead,
+//! which costs the cluster one more hop (encode, send, decode) for about two of
+//! every three records on three nodes. A [`LeaderRouter`] learns the shards' hash
+//! ranges and leaders once, splits each call by leader and sends the parts in
+//! parallel; a node that has meanwhile lost a leadership still forwards, so a stale
+//! table costs a hop, never a record. [`LeaderRouter::refresh`] re-reads it.
+
+use std::collections::HashMap;
+
+use futures::future::join_all;
+use shoal_proto::v1 as proto;
+use shoal_tls::Dialer;
+use shoal_types::{HashKey, ShoalError, ShoalResult};
+
+use crate::{Record, ShoalClient};
+
+/// An open shard's hash range and the client of the node leading it.
+#[derive(Clone)]
+struct Route {
+    start: u128,
+    end: u128,
+    node: usize,
+}
+
+/// Routes a stream's records to its shards' leaders.
+#[derive(Clone)]
+pub struct LeaderRouter {
+    stream: String,
+    /// Where unknown or leaderless shards go (the node first connected to).
+    entry: ShoalClient,
+    dialer: Dialer,
+    nodes: Vec<ShoalClient>,
+    routes: Vec<Route>,
+}
+
+fn parse_hash(text: &str) -> ShoalResult<u128> {
+    text.parse().map_err(|_| ShoalError::internal(format!("shard hash key {text:?} is not a number")))
+}
+
+impl LeaderRouter {
+    /// Learns `stream`'s open shards and their leaders through `entry`, and
+    /// connects to each leading node as `dialer` says.
+    pub async fn discover(entry: ShoalClient, dialer: Dialer, stream: &str) -> ShoalResult<LeaderRouter> {
+        let mut router =
+            LeaderRouter { stream: stream.to_string(), entry, dialer, nodes: Vec::new(), routes: Vec::new() };
+        router.refresh().await?;
+        Ok(router)
+    }
+
+    /// Re-reads the shards and their leaders (after resharding or failover).
+    pub async fn refresh(&mut self) -> ShoalResult<()> {
+        let shards = self.entry.list_shards(&self.stream).await?;
+        let status = self.entry.cluster_status().await?;
+        let addrs: HashMap<u64, String> = status.nodes.iter().map(|n| (n.node_id, n.addr.clone())).collect();
+        let leaders: HashMap<&str, u64> = status
+            .groups
+            .iter()
+            .filter(|g| g.stream_name == self.stream && g.leader_id != 0)
+            .map(|g| (g.shard_id.as_str(), g.leader_id))
+            .collect();
+        let mut clients: HashMap<u64, usize> = HashMap::new();
+        let mut nodes = Vec::new();
+        let mut routes = Vec::new();
+        for shard in shards.iter().filter(|s| s.ending_sequence_number.is_empty()) {
+            let Some(leader) = leaders.get(shard.shard_id.as_str()) else { continue };
+            let Some(addr) = addrs.get(leader) else { continue };
+            let node = match clients.get(leader) {
+                Some(index) => *index,
+                None => {
+                    nodes.push(ShoalClient::connect_with(addr, &self.dialer).await?);
+                    clients.insert(*leader, nodes.len() - 1);
+                    nodes.len() - 1
+                }
+            };
+            routes.push(Route {
+                start: parse_hash(&shard.starting_hash_key)?,
+                end: parse_hash(&shard.ending_hash_key)?,
+                node,
+            });
+        }
+        routes.sort_by_key(|r| r.start);
+        self.nodes = nodes;
+        self.routes = routes;
+        Ok(())
+    }
+
+    /// How many open shards have a known leader.
+    pub fn routed_shards(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Which client takes a record with this hash key.
+    fn client_for(&self, hash: u128) -> Option<usize> {
+        let at = self.routes.partition_point(|r| r.start <= hash).checked_sub(1)?;
+        let route = &self.routes[at];
+        (hash <= route.end).then_some(route.node)
+    }
+
+    /// PutRecords with each record sent to its shard's leader; the answer lists
+    /// the records in the order given, as one PutRecords call would.
+    pub async fn put_records(&self, records: Vec<Record>) -> ShoalResult<proto::PutRecordsResponse> {
+        // Index `nodes.len()` is the entry node, for records without a known leader.
+        let mut parts: Vec<(Vec<usize>, Vec<Record>)> = vec![(Vec::new(), Vec::new()); self.nodes.len() + 1];
+        for (index, record) in records.into_iter().enumerate() {
+            let hash = HashKey::for_record(&record.partition_key, record.explicit_hash_key.as_deref())?;
+            let target = self.client_for(hash.0).unwrap_or(self.nodes.len());
+            parts[target].0.push(index);
+            parts[target].1.push(record);
+        }
+        let total: usize = parts.iter().map(|(indexes, _)| indexes.len()).sum();
+        let calls = parts.into_iter().enumerate().filter(|(_, (indexes, _))| !indexes.is_empty()).map(
+            |(target, (indexes, records))| {
+                let client = self.nodes.get(target).unwrap_or(&self.entry).clone();
+                let stream = self.stream.clone();
+                async move { (indexes, client.put_records(&stream, records).await) }
+            },
+        );
+        let mut merged = proto::PutRecordsResponse {
+            failed_record_count: 0,
+            records: vec![proto::PutRecordsResultEntry::default(); total],
+        };
+        for (indexes, answer) in join_all(calls).await {
+            let answer = answer?;
+            merged.failed_record_count += answer.failed_record_count;
+            for (index, entry) in indexes.into_iter().zip(answer.records) {
+                merged.records[index] = entry;
+            }
+        }
+        Ok(merged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_key_finds_the_shard_whose_range_holds_it() {
+        let routes = vec![
+            Route { start: 0, end: 99, node: 0 },
+            Route { start: 100, end: 199, node: 1 },
+            Route { start: 300, end: u128::MAX, node: 2 },
+        ];
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+        let router = LeaderRouter {
+            stream: "s".into(),
+            entry: ShoalClient::from_channel(channel),
+            dialer: Dialer::plain(),
+            nodes: Vec::new(),
+            routes,
+        };
+        assert_eq!(router.client_for(0), Some(0));
+        assert_eq!(router.client_for(99), Some(0));
+        assert_eq!(router.client_for(100), Some(1));
+        assert_eq!(router.client_for(250), None, "a gap (a shard without a known leader) goes to the entry node");
+        assert_eq!(router.client_for(u128::MAX), Some(2));
+    }
+}
