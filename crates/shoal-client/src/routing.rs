@@ -137,8 +137,8 @@ impl LeaderRouter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_hash_key_finds_the_shard_whose_range_holds_it() {
+    #[tokio::test]
+    async fn a_hash_key_finds_the_shard_whose_range_holds_it() {
         let routes = vec![
             Route { start: 0, end: 99, node: 0 },
             Route { start: 100, end: 199, node: 1 },

@@ -120,11 +120,8 @@ pub(crate) fn stage_parts(
         }
         let first_offset = next_offset;
         for record in records.iter() {
-            let stored = StoredRecord {
-                partition_key: record.partition_key.clone(),
-                data: record.data.clone(),
-                arrival_millis,
-            };
+            let stored =
+                StoredRecord { partition_key: record.partition_key.clone(), data: record.data.clone(), arrival_millis };
             batch.put(Cf::Records, &keys::record(group, log_index, next_offset), &encode(&stored)?)?;
             next_offset += 1;
         }
@@ -314,7 +311,8 @@ mod tests {
 
         // A retry of part 7 coalesced with a new part: the retry is not stored again.
         let retry = BatchOrigin { id: 7, retry_since_millis: 500 };
-        let parts = [(retry, a.records.as_slice()), (BatchOrigin { id: 8, retry_since_millis: 0 }, c.records.as_slice())];
+        let parts =
+            [(retry, a.records.as_slice()), (BatchOrigin { id: 8, retry_since_millis: 0 }, c.records.as_slice())];
         let mut batch = db.batch();
         let again = stage_parts(&db, &mut batch, 4, 11, 1_100, &parts, &mut progress, &mut Vec::new()).unwrap();
         batch.commit().unwrap();
