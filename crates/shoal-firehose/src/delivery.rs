@@ -24,6 +24,7 @@ use crate::backoff::Backoff;
 use crate::compression::compress;
 use crate::destination::S3Destination;
 use crate::destination::{Compression, Destination};
+use crate::endpoint_settings::EndpointSettings;
 use crate::failure::Failure;
 use crate::naming::ObjectOrigin;
 use crate::{conversion, http_endpoint, partitioning, postgres, search, splunk, transform};
@@ -244,11 +245,7 @@ impl Inner {
                         metrics::counter!("shoal_firehose_delivery_to_http_endpoint_success_total", &labels)
                             .increment(1);
                         self.record_freshness(full.oldest_arrival_millis);
-                        if http.backup_all {
-                            let key = origin.key(&http.backup.prefix, http.backup.compression, None);
-                            let body = compress(&full.data, http.backup.compression)?;
-                            self.put(&key, body, full.records, full.data.len()).await;
-                        }
+                        self.back_up_all(&http.settings, &origin, &full).await?;
                     }
                     Err(failure) => {
                         tracing::warn!(delivery_stream = %self.name, code = %failure.code, message = %failure.message,
@@ -261,7 +258,7 @@ impl Inner {
                             .zip(records.iter())
                             .map(|((_, arrival), data)| failure.line(*arrival, data))
                             .collect();
-                        let prefix = error_prefix(&http.backup.error_output_prefix, "http-endpoint-failed");
+                        let prefix = error_prefix(&http.settings.backup.error_output_prefix, "http-endpoint-failed");
                         let key = origin.key(&prefix, Compression::Uncompressed, None);
                         self.put(&key, lines.into_bytes(), full.records, full.data.len()).await;
                     }
@@ -290,15 +287,12 @@ impl Inner {
                             failure_line(code, message, arrival, data)
                         })
                         .collect();
-                    let prefix = error_prefix(&search.backup.error_output_prefix, "AmazonOpenSearchService-failed");
+                    let prefix =
+                        error_prefix(&search.settings.backup.error_output_prefix, "AmazonOpenSearchService-failed");
                     let key = origin.key(&prefix, Compression::Uncompressed, None);
                     self.put(&key, lines.into_bytes(), failed.len() as u64, 0).await;
                 }
-                if search.backup_all {
-                    let key = origin.key(&search.backup.prefix, search.backup.compression, None);
-                    self.put(&key, compress(&full.data, search.backup.compression)?, full.records, full.data.len())
-                        .await;
-                }
+                self.back_up_all(&search.settings, &origin, &full).await?;
             }
             Destination::Postgres(pg) => {
                 // The intermediate object first (as Firehose stages Redshift loads in S3),
@@ -336,16 +330,12 @@ impl Inner {
                             .iter()
                             .map(|(data, arrival)| failure_line(&code, &message, *arrival, data))
                             .collect();
-                        let prefix = error_prefix(&splunk.backup.error_output_prefix, "splunk-failed");
+                        let prefix = error_prefix(&splunk.settings.backup.error_output_prefix, "splunk-failed");
                         let key = origin.key(&prefix, Compression::Uncompressed, None);
                         self.put(&key, lines.into_bytes(), full.records, 0).await;
                     }
                 }
-                if splunk.backup_all {
-                    let key = origin.key(&splunk.backup.prefix, splunk.backup.compression, None);
-                    self.put(&key, compress(&full.data, splunk.backup.compression)?, full.records, full.data.len())
-                        .await;
-                }
+                self.back_up_all(&splunk.settings, &origin, &full).await?;
             }
         }
         full.checkpointer.checkpoint_at(&full.last_sequence_number, full.last_sub_sequence_number).await?;
@@ -406,6 +396,21 @@ impl Inner {
     }
 
     /// Writes one object to the destination bucket (see [`Inner::put_to`]).
+    /// With the `All…` backup mode, writes the whole buffer to the backup bucket too.
+    async fn back_up_all(
+        &self,
+        settings: &EndpointSettings,
+        origin: &ObjectOrigin<'_>,
+        full: &ShardBuffer,
+    ) -> std::io::Result<()> {
+        if settings.backup_all {
+            let key = origin.key(&settings.backup.prefix, settings.backup.compression, None);
+            let body = compress(&full.data, settings.backup.compression)?;
+            self.put(&key, body, full.records, full.data.len()).await;
+        }
+        Ok(())
+    }
+
     async fn put(&self, key: &str, body: Vec<u8>, records: u64, raw_bytes: usize) {
         self.put_to(&self.store, key, body, records, raw_bytes).await
     }

@@ -303,9 +303,9 @@ impl Destination {
     pub fn bucket(&self) -> &str {
         match self {
             Destination::S3(s3) => &s3.bucket,
-            Destination::Http(http) => &http.backup.bucket,
-            Destination::Search(search) => &search.backup.bucket,
-            Destination::Splunk(splunk) => &splunk.backup.bucket,
+            Destination::Http(http) => &http.settings.backup.bucket,
+            Destination::Search(search) => &search.settings.backup.bucket,
+            Destination::Splunk(splunk) => &splunk.settings.backup.bucket,
             Destination::Postgres(pg) => &pg.intermediate.bucket,
         }
     }
@@ -313,9 +313,9 @@ impl Destination {
     pub fn size_bytes(&self) -> u64 {
         match self {
             Destination::S3(s3) => s3.size_bytes,
-            Destination::Http(http) => http.size_bytes,
-            Destination::Search(search) => search.size_bytes,
-            Destination::Splunk(splunk) => splunk.size_bytes,
+            Destination::Http(http) => http.settings.size_bytes,
+            Destination::Search(search) => search.settings.size_bytes,
+            Destination::Splunk(splunk) => splunk.settings.size_bytes,
             Destination::Postgres(pg) => pg.intermediate.size_bytes,
         }
     }
@@ -323,9 +323,9 @@ impl Destination {
     pub fn interval_secs(&self) -> u64 {
         match self {
             Destination::S3(s3) => s3.interval_secs,
-            Destination::Http(http) => http.interval_secs,
-            Destination::Search(search) => search.interval_secs,
-            Destination::Splunk(splunk) => splunk.interval_secs,
+            Destination::Http(http) => http.settings.interval_secs,
+            Destination::Search(search) => search.settings.interval_secs,
+            Destination::Splunk(splunk) => splunk.settings.interval_secs,
             Destination::Postgres(pg) => pg.intermediate.interval_secs,
         }
     }

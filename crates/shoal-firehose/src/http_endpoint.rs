@@ -21,36 +21,34 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
 use crate::backoff::Backoff;
-use crate::destination::{Compression, S3Destination};
+use crate::destination::Compression;
+use crate::endpoint_settings::{BackupModes, EndpointSettings, Limits};
 use crate::failure::Failure;
 
-/// Firehose's HTTP endpoint buffering defaults and limits.
-pub const DEFAULT_SIZE_MB: u64 = 5;
-pub const DEFAULT_INTERVAL_SECS: u64 = 300;
-pub const DEFAULT_RETRY_SECS: u64 = 300;
+/// Firehose's HTTP endpoint buffering and retry defaults and limits.
+const LIMITS: Limits = Limits {
+    destination: "an HTTP endpoint",
+    default_size_mb: 5,
+    max_size_mb: 64,
+    default_interval_secs: 300,
+    max_interval_secs: 900,
+    default_retry_secs: 300,
+};
+const BACKUP_MODES: BackupModes = BackupModes { failed_only: "FailedDataOnly", all: "AllData" };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpDestination {
     pub url: String,
     pub name: Option<String>,
     pub access_key: Option<String>,
-    pub size_bytes: u64,
-    pub interval_secs: u64,
     pub gzip: bool,
     pub common_attributes: BTreeMap<String, String>,
-    pub retry_secs: u64,
-    /// `AllData`: every record is also written to the backup bucket.
-    pub backup_all: bool,
-    /// Where failed (and with `AllData`, all) records go.
-    pub backup: S3Destination,
+    /// Buffering, retries and the backup bucket (`AllData` backs up every record).
+    pub settings: EndpointSettings,
 }
 
 fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(value, |v, key| v.get(*key)).and_then(Value::as_str)
-}
-
-fn u64_at(value: &Value, path: &[&str]) -> Option<u64> {
-    path.iter().try_fold(value, |v, key| v.get(*key)).and_then(Value::as_u64)
 }
 
 impl HttpDestination {
@@ -61,14 +59,6 @@ impl HttpDestination {
             return Err(format!(
                 "EndpointConfiguration.Url {url:?} must be an http(s) URL of at most 1000 characters."
             ));
-        }
-        let size_mb = u64_at(&value, &["BufferingHints", "SizeInMBs"]).unwrap_or(DEFAULT_SIZE_MB);
-        let interval_secs = u64_at(&value, &["BufferingHints", "IntervalInSeconds"]).unwrap_or(DEFAULT_INTERVAL_SECS);
-        if !(1..=64).contains(&size_mb) {
-            return Err(format!("BufferingHints.SizeInMBs {size_mb} is outside 1..64 for an HTTP endpoint."));
-        }
-        if interval_secs > 900 {
-            return Err(format!("BufferingHints.IntervalInSeconds {interval_secs} is outside 0..900."));
         }
         let gzip = match str_at(&value, &["RequestConfiguration", "ContentEncoding"]).unwrap_or("NONE") {
             "NONE" => false,
@@ -86,28 +76,13 @@ impl HttpDestination {
                 common_attributes.insert(name.to_string(), value.to_string());
             }
         }
-        let retry_secs = u64_at(&value, &["RetryOptions", "DurationInSeconds"]).unwrap_or(DEFAULT_RETRY_SECS);
-        if retry_secs > 7200 {
-            return Err(format!("RetryOptions.DurationInSeconds {retry_secs} is outside 0..7200."));
-        }
-        let backup_all = match str_at(&value, &["S3BackupMode"]).unwrap_or("FailedDataOnly") {
-            "FailedDataOnly" => false,
-            "AllData" => true,
-            other => return Err(format!("S3BackupMode {other} is not FailedDataOnly or AllData.")),
-        };
-        let s3 = value.get("S3Configuration").and_then(Value::as_object).ok_or("S3Configuration is required.")?;
-        let backup = S3Destination::from_config(s3)?;
         Ok(HttpDestination {
             url: url.to_string(),
             name: str_at(&value, &["EndpointConfiguration", "Name"]).map(str::to_string),
             access_key: str_at(&value, &["EndpointConfiguration", "AccessKey"]).map(str::to_string),
-            size_bytes: size_mb * 1024 * 1024,
-            interval_secs,
             gzip,
             common_attributes,
-            retry_secs,
-            backup_all,
-            backup,
+            settings: EndpointSettings::from_config(&value, &LIMITS, BACKUP_MODES)?,
         })
     }
 
@@ -117,18 +92,7 @@ impl HttpDestination {
         if let Some(endpoint) = description.get_mut("EndpointConfiguration").and_then(Value::as_object_mut) {
             endpoint.remove("AccessKey");
         }
-        if let Some(s3) = description.remove("S3Configuration") {
-            description.insert(
-                "S3DestinationDescription".into(),
-                self.backup.describe(&json!({ "S3DestinationConfiguration": s3 })),
-            );
-        }
-        description.insert(
-            "BufferingHints".into(),
-            json!({ "SizeInMBs": self.size_bytes / (1024 * 1024), "IntervalInSeconds": self.interval_secs }),
-        );
-        description.insert("RetryOptions".into(), json!({ "DurationInSeconds": self.retry_secs }));
-        description.insert("S3BackupMode".into(), json!(if self.backup_all { "AllData" } else { "FailedDataOnly" }));
+        self.settings.describe_into(&mut description);
         Value::Object(description)
     }
 }
@@ -166,7 +130,7 @@ pub async fn deliver(
     } else {
         body
     };
-    let mut backoff = Backoff::for_secs(destination.retry_secs);
+    let mut backoff = Backoff::for_secs(destination.settings.retry_secs);
     let mut attempts = 0u32;
     loop {
         attempts += 1;
@@ -245,7 +209,7 @@ mod tests {
         });
         let parsed = HttpDestination::from_config(&config(base.clone())).unwrap();
         assert_eq!(
-            (parsed.size_bytes, parsed.retry_secs, parsed.gzip, parsed.backup_all),
+            (parsed.settings.size_bytes, parsed.settings.retry_secs, parsed.gzip, parsed.settings.backup_all),
             (5 << 20, 300, false, false)
         );
         let described = parsed.describe(&config(base.clone()));

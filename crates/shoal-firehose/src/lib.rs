@@ -23,6 +23,7 @@ pub mod compression;
 pub mod conversion;
 pub mod delivery;
 pub mod destination;
+pub mod endpoint_settings;
 pub mod failure;
 pub mod http_endpoint;
 pub mod naming;

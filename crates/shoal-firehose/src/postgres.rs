@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::backoff::Backoff;
 use crate::destination::S3Destination;
+use crate::endpoint_settings;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostgresDestination {
@@ -75,11 +76,7 @@ impl PostgresDestination {
         if copy_options.contains("json") && columns.is_empty() {
             return Err("CopyCommand.DataTableColumns is required to load JSON records.".into());
         }
-        let retry_secs = value.pointer("/RetryOptions/DurationInSeconds").and_then(Value::as_u64).unwrap_or(3600);
-        if retry_secs > 7200 {
-            return Err(format!("RetryOptions.DurationInSeconds {retry_secs} is outside 0..7200."));
-        }
-        let s3 = value.get("S3Configuration").and_then(Value::as_object).ok_or("S3Configuration is required.")?;
+        let retry_secs = endpoint_settings::retry_secs(&value, 3600)?;
         Ok(PostgresDestination {
             host,
             port,
@@ -90,19 +87,14 @@ impl PostgresDestination {
             columns,
             copy_options,
             retry_secs,
-            intermediate: S3Destination::from_config(s3)?,
+            intermediate: endpoint_settings::s3_configuration(&value)?,
         })
     }
 
     pub fn describe(&self, stored: &Map<String, Value>) -> Value {
         let mut description = stored.clone();
         description.remove("Password");
-        if let Some(s3) = description.remove("S3Configuration") {
-            description.insert(
-                "S3DestinationDescription".into(),
-                self.intermediate.describe(&json!({ "S3DestinationConfiguration": s3 })),
-            );
-        }
+        endpoint_settings::describe_s3_configuration(&mut description, &self.intermediate);
         description.insert("RetryOptions".into(), json!({ "DurationInSeconds": self.retry_secs }));
         description.entry("S3BackupMode").or_insert(json!("Disabled"));
         Value::Object(description)

@@ -17,7 +17,18 @@ use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::backoff::Backoff;
-use crate::destination::S3Destination;
+use crate::endpoint_settings::{BackupModes, EndpointSettings, Limits};
+
+/// Firehose's OpenSearch buffering and retry defaults and limits.
+const LIMITS: Limits = Limits {
+    destination: "OpenSearch",
+    default_size_mb: 5,
+    max_size_mb: 100,
+    default_interval_secs: 300,
+    max_interval_secs: 900,
+    default_retry_secs: 300,
+};
+const BACKUP_MODES: BackupModes = BackupModes { failed_only: "FailedDocumentsOnly", all: "AllDocuments" };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchDestination {
@@ -25,11 +36,8 @@ pub struct SearchDestination {
     pub index: String,
     pub type_name: Option<String>,
     pub rotation: String,
-    pub size_bytes: u64,
-    pub interval_secs: u64,
-    pub retry_secs: u64,
-    pub backup_all: bool,
-    pub backup: S3Destination,
+    /// Buffering, retries and the backup bucket (`AllDocuments` backs up every record).
+    pub settings: EndpointSettings,
 }
 
 fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
@@ -54,31 +62,12 @@ impl SearchDestination {
         if !["NoRotation", "OneHour", "OneDay", "OneWeek", "OneMonth"].contains(&rotation.as_str()) {
             return Err(format!("IndexRotationPeriod {rotation} is not valid."));
         }
-        let size_mb = value.pointer("/BufferingHints/SizeInMBs").and_then(Value::as_u64).unwrap_or(5);
-        let interval_secs = value.pointer("/BufferingHints/IntervalInSeconds").and_then(Value::as_u64).unwrap_or(300);
-        if !(1..=100).contains(&size_mb) || interval_secs > 900 {
-            return Err("BufferingHints: SizeInMBs 1..100 and IntervalInSeconds 0..900.".into());
-        }
-        let retry_secs = value.pointer("/RetryOptions/DurationInSeconds").and_then(Value::as_u64).unwrap_or(300);
-        if retry_secs > 7200 {
-            return Err(format!("RetryOptions.DurationInSeconds {retry_secs} is outside 0..7200."));
-        }
-        let backup_all = match str_at(&value, "S3BackupMode").unwrap_or("FailedDocumentsOnly") {
-            "FailedDocumentsOnly" => false,
-            "AllDocuments" => true,
-            other => return Err(format!("S3BackupMode {other} is not FailedDocumentsOnly or AllDocuments.")),
-        };
-        let s3 = value.get("S3Configuration").and_then(Value::as_object).ok_or("S3Configuration is required.")?;
         Ok(SearchDestination {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             index: index.to_string(),
             type_name: str_at(&value, "TypeName").filter(|t| !t.is_empty()).map(str::to_string),
             rotation,
-            size_bytes: size_mb << 20,
-            interval_secs,
-            retry_secs,
-            backup_all,
-            backup: S3Destination::from_config(s3)?,
+            settings: EndpointSettings::from_config(&value, &LIMITS, BACKUP_MODES)?,
         })
     }
 
@@ -96,20 +85,8 @@ impl SearchDestination {
 
     pub fn describe(&self, stored: &Map<String, Value>) -> Value {
         let mut description = stored.clone();
-        if let Some(s3) = description.remove("S3Configuration") {
-            description.insert(
-                "S3DestinationDescription".into(),
-                self.backup.describe(&json!({ "S3DestinationConfiguration": s3 })),
-            );
-        }
-        description.insert(
-            "BufferingHints".into(),
-            json!({ "SizeInMBs": self.size_bytes >> 20, "IntervalInSeconds": self.interval_secs }),
-        );
+        self.settings.describe_into(&mut description);
         description.insert("IndexRotationPeriod".into(), json!(self.rotation));
-        description.insert("RetryOptions".into(), json!({ "DurationInSeconds": self.retry_secs }));
-        description
-            .insert("S3BackupMode".into(), json!(if self.backup_all { "AllDocuments" } else { "FailedDocumentsOnly" }));
         Value::Object(description)
     }
 }
@@ -148,7 +125,7 @@ pub async fn deliver(
     if sent.is_empty() {
         return failed;
     }
-    let mut backoff = Backoff::for_secs(destination.retry_secs);
+    let mut backoff = Backoff::for_secs(destination.settings.retry_secs);
     loop {
         let response = client
             .post(format!("{}/_bulk", destination.endpoint))

@@ -13,18 +13,26 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::backoff::Backoff;
-use crate::destination::S3Destination;
+use crate::endpoint_settings::{BackupModes, EndpointSettings, Limits};
+
+/// Firehose's Splunk buffering and retry defaults and limits.
+const LIMITS: Limits = Limits {
+    destination: "Splunk",
+    default_size_mb: 5,
+    max_size_mb: 5,
+    default_interval_secs: 60,
+    max_interval_secs: 60,
+    default_retry_secs: 3600,
+};
+const BACKUP_MODES: BackupModes = BackupModes { failed_only: "FailedEventsOnly", all: "AllEvents" };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SplunkDestination {
     pub endpoint: String,
     pub raw: bool,
     pub token: String,
-    pub size_bytes: u64,
-    pub interval_secs: u64,
-    pub retry_secs: u64,
-    pub backup_all: bool,
-    pub backup: S3Destination,
+    /// Buffering, retries and the backup bucket (`AllEvents` backs up every record).
+    pub settings: EndpointSettings,
 }
 
 impl SplunkDestination {
@@ -41,49 +49,18 @@ impl SplunkDestination {
             other => return Err(format!("HECEndpointType {other} is not Raw or Event.")),
         };
         let token = text("HECToken").ok_or("HECToken is required.")?.to_string();
-        let size_mb = value.pointer("/BufferingHints/SizeInMBs").and_then(Value::as_u64).unwrap_or(5);
-        let interval_secs = value.pointer("/BufferingHints/IntervalInSeconds").and_then(Value::as_u64).unwrap_or(60);
-        if !(1..=5).contains(&size_mb) || interval_secs > 60 {
-            return Err("BufferingHints for Splunk: SizeInMBs 1..5 and IntervalInSeconds 0..60.".into());
-        }
-        let retry_secs = value.pointer("/RetryOptions/DurationInSeconds").and_then(Value::as_u64).unwrap_or(3600);
-        if retry_secs > 7200 {
-            return Err(format!("RetryOptions.DurationInSeconds {retry_secs} is outside 0..7200."));
-        }
-        let backup_all = match text("S3BackupMode").unwrap_or("FailedEventsOnly") {
-            "FailedEventsOnly" => false,
-            "AllEvents" => true,
-            other => return Err(format!("S3BackupMode {other} is not FailedEventsOnly or AllEvents.")),
-        };
-        let s3 = value.get("S3Configuration").and_then(Value::as_object).ok_or("S3Configuration is required.")?;
         Ok(SplunkDestination {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             raw,
             token,
-            size_bytes: size_mb << 20,
-            interval_secs,
-            retry_secs,
-            backup_all,
-            backup: S3Destination::from_config(s3)?,
+            settings: EndpointSettings::from_config(&value, &LIMITS, BACKUP_MODES)?,
         })
     }
 
     pub fn describe(&self, stored: &Map<String, Value>) -> Value {
         let mut description = stored.clone();
         description.remove("HECToken");
-        if let Some(s3) = description.remove("S3Configuration") {
-            description.insert(
-                "S3DestinationDescription".into(),
-                self.backup.describe(&json!({ "S3DestinationConfiguration": s3 })),
-            );
-        }
-        description.insert(
-            "BufferingHints".into(),
-            json!({ "SizeInMBs": self.size_bytes >> 20, "IntervalInSeconds": self.interval_secs }),
-        );
-        description.insert("RetryOptions".into(), json!({ "DurationInSeconds": self.retry_secs }));
-        description
-            .insert("S3BackupMode".into(), json!(if self.backup_all { "AllEvents" } else { "FailedEventsOnly" }));
+        self.settings.describe_into(&mut description);
         Value::Object(description)
     }
 }
@@ -112,7 +89,7 @@ pub async fn deliver(
 ) -> Result<(), (String, String)> {
     let path = if destination.raw { "services/collector/raw" } else { "services/collector/event" };
     let body = body(destination, records);
-    let mut backoff = Backoff::for_secs(destination.retry_secs);
+    let mut backoff = Backoff::for_secs(destination.settings.retry_secs);
     loop {
         let response = client
             .post(format!("{}/{path}", destination.endpoint))
