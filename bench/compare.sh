@@ -14,14 +14,9 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm 
 trap cleanup EXIT
 
 command -v nats-server >/dev/null || { echo "nats-server is missing: apt-get install -y nats-server" >&2; exit 1; }
-peers="1=az-a@127.0.0.1:50061,2=az-b@127.0.0.1:50062,3=az-c@127.0.0.1:50063"
-# A benchmark measures the system, not Kinesis's per-shard quotas: limits off.
-printf '[limits]\nenabled = false\n' > "$work/node.toml"
+. "$(dirname "$0")/shoal_nodes.sh"
+start_shoal_nodes "$shoal" "$work"
 for i in 1 2 3; do
-  zone=$(echo "az-a az-b az-c" | cut -d' ' -f$i)
-  RUST_LOG=warn "$shoal" node --config "$work/node.toml" --id $i --zone "$zone" --listen 127.0.0.1:5006$i --advertise 127.0.0.1:5006$i \
-    --data-dir "$work/shoal-$i" --aws-listen "" --metrics-addr "" --peer "$peers" >"$work/shoal-$i.log" 2>&1 &
-  pids+=($!)
   cat > "$work/nats-$i.conf" <<CONF
 server_name: n$i
 port: 422$((i + 1))

@@ -18,15 +18,8 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 command -v perf >/dev/null || { echo "perf is missing: apt-get install -y linux-perf" >&2; exit 1; }
-peers="1=az-a@127.0.0.1:50061,2=az-b@127.0.0.1:50062,3=az-c@127.0.0.1:50063"
-printf '[limits]\nenabled = false\n' > "$work/node.toml"
-for i in 1 2 3; do
-  zone=$(echo "az-a az-b az-c" | cut -d' ' -f$i)
-  RUST_LOG=warn "$shoal" node --config "$work/node.toml" --id $i --zone "$zone" --listen 127.0.0.1:5006$i \
-    --advertise 127.0.0.1:5006$i --data-dir "$work/shoal-$i" --aws-listen "" --metrics-addr "127.0.0.1:909$i" \
-    --peer "$peers" >"$work/shoal-$i.log" 2>&1 &
-  pids+=($!)
-done
+. "$(dirname "$0")/shoal_nodes.sh"
+start_shoal_nodes "$shoal" "$work" 1
 sleep 4
 ( sleep 6; perf record -F 400 -g -o "$out/perf.data" -p "$(IFS=,; echo "${pids[*]}")" -- sleep 8 >/dev/null 2>&1 ) &
 perf_pid=$!

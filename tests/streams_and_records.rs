@@ -279,3 +279,73 @@ fn code<T: std::fmt::Debug>(result: &Result<T, shoal_client::ShoalError>) -> Err
 async fn tonic_channel(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
     Ok(tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_to_one_shard_share_entries_and_keep_their_sequence_numbers() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3).await?;
+    let clients = [cluster.client(1).await?, cluster.client(2).await?, cluster.client(3).await?];
+    clients[0].create_stream("coalesced", 1).await?;
+    clients[0].wait_for_active("coalesced", ACTIVE_WITHIN).await?;
+    // 60 calls of 5 records at once, through all three nodes, to the one shard.
+    let calls = (0..60).map(|call| {
+        let client = clients[call % 3].clone();
+        async move {
+            let records = (0..5).map(|i| record(format!("k{call}"), format!("call {call} record {i}"))).collect();
+            let answer = client.put_records("coalesced", records).await?;
+            anyhow::Ok((call, answer))
+        }
+    });
+    let mut acknowledged = std::collections::HashMap::new();
+    let mut shared_entries = 0;
+    for outcome in futures::future::join_all(calls).await {
+        let (call, answer) = outcome?;
+        assert_eq!(answer.failed_record_count, 0);
+        // The last 13 digits are the offset inside the Raft entry: a call that
+        // starts past offset 0 shared its entry with an earlier call.
+        if !answer.records[0].sequence_number.ends_with("0000000000000") {
+            shared_entries += 1;
+        }
+        for (i, result) in answer.records.iter().enumerate() {
+            let fresh = acknowledged.insert(result.sequence_number.clone(), format!("call {call} record {i}"));
+            assert!(fresh.is_none(), "sequence number {} given twice", result.sequence_number);
+        }
+    }
+    assert!(shared_entries > 0, "no call shared a Raft entry with another");
+    let stored = clients[1].read_shard("coalesced", "shardId-000000000000").await?;
+    assert_eq!(stored.len(), 300);
+    for record in &stored {
+        let data = String::from_utf8(record.data.clone())?;
+        assert_eq!(acknowledged.get(&record.sequence_number), Some(&data), "record at {}", record.sequence_number);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_router_sends_records_to_their_leaders_and_answers_in_request_order() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3).await?;
+    let client = cluster.client(1).await?;
+    client.create_stream("routed", 3).await?;
+    let description = client.wait_for_active("routed", ACTIVE_WITHIN).await?;
+    let router = shoal_client::LeaderRouter::discover(client.clone(), shoal_client::Dialer::plain(), "routed").await?;
+    assert_eq!(router.routed_shards(), 3);
+    let records: Vec<Record> = (0..90).map(|i| record(format!("key-{i}"), format!("value {i}"))).collect();
+    let answer = router.put_records(records.clone()).await?;
+    assert_eq!(answer.failed_record_count, 0);
+    assert_eq!(answer.records.len(), 90);
+    for (record, result) in records.iter().zip(&answer.records) {
+        let hash = HashKey::from_partition_key(&record.partition_key).0;
+        let owner = description.shards.iter().find(|s| {
+            s.starting_hash_key.parse::<u128>().unwrap_or(u128::MAX) <= hash
+                && hash <= s.ending_hash_key.parse::<u128>().unwrap_or(0)
+        });
+        assert_eq!(
+            Some(&result.shard_id),
+            owner.map(|s| &s.shard_id),
+            "{} answered in its place",
+            record.partition_key
+        );
+    }
+    let stored: usize = client.read_stream("routed").await?.iter().map(|(_, records)| records.len()).sum();
+    assert_eq!(stored, 90);
+    Ok(())
+}

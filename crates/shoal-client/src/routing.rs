@@ -124,6 +124,14 @@ impl LeaderRouter {
         };
         for (indexes, answer) in join_all(calls).await {
             let answer = answer?;
+            // A short answer would leave records looking written that were not.
+            if answer.records.len() != indexes.len() {
+                return Err(ShoalError::internal(format!(
+                    "PutRecords answered {} results for {} records",
+                    answer.records.len(),
+                    indexes.len()
+                )));
+            }
             merged.failed_record_count += answer.failed_record_count;
             for (index, entry) in indexes.into_iter().zip(answer.records) {
                 merged.records[index] = entry;

@@ -121,27 +121,18 @@ async fn propose(handle: &GroupHandle, parts: Vec<Waiting>) {
     let arrival_millis = handle.next_arrival(now_millis());
     metrics::histogram!("shoal_append_coalesced_parts").record(parts.len() as f64);
     let mut replies = Vec::with_capacity(parts.len());
-    let command = match parts.len() {
-        1 => {
-            let part = parts.into_iter().next().map(|p| {
-                replies.push((p.reply, p.records.len(), p.bytes));
-                RecordBatch { records: p.records, arrival_millis, origin: p.origin }
-            });
-            match part {
-                Some(batch) => Command::Append(batch),
-                None => return,
-            }
-        }
-        _ => Command::AppendMany(CoalescedBatch {
-            arrival_millis,
-            parts: parts
-                .into_iter()
-                .map(|p| {
-                    replies.push((p.reply, p.records.len(), p.bytes));
-                    AppendPart { origin: p.origin, records: p.records }
-                })
-                .collect(),
-        }),
+    let mut appends: Vec<AppendPart> = parts
+        .into_iter()
+        .map(|p| {
+            replies.push((p.reply, p.records.len(), p.bytes));
+            AppendPart { origin: p.origin, records: p.records }
+        })
+        .collect();
+    let command = if appends.len() == 1 {
+        let AppendPart { origin, records } = appends.remove(0);
+        Command::Append(RecordBatch { records, arrival_millis, origin })
+    } else {
+        Command::AppendMany(CoalescedBatch { arrival_millis, parts: appends })
     };
     let outcome: Result<Vec<Landed>, ShoalError> = match handle.raft.client_write(command).await {
         Ok(written) => match written.data {
@@ -159,14 +150,18 @@ async fn propose(handle: &GroupHandle, parts: Vec<Waiting>) {
     };
     match outcome {
         Ok(landings) if landings.len() == replies.len() => {
+            let (records, bytes) = replies
+                .iter()
+                .fold((0u64, 0u64), |(r, b), (_, records, bytes)| (r + *records as u64, b + *bytes as u64));
+            let landed: u64 = landings.iter().map(|l| u64::from(l.count)).sum();
             let (stream, shard) = handle.labels.clone();
-            for ((reply, records, bytes), landed) in replies.into_iter().zip(landings) {
-                metrics::counter!("shoal_records_appended_total").increment(u64::from(landed.count));
-                metrics::counter!("shoal_shard_incoming_records_total", "stream" => stream.clone(), "shard" => shard.clone())
-                    .increment(records as u64);
-                metrics::counter!("shoal_shard_incoming_bytes_total", "stream" => stream.clone(), "shard" => shard.clone())
-                    .increment(bytes as u64);
-                handle.load.record(records as u64, bytes as u64);
+            metrics::counter!("shoal_records_appended_total").increment(landed);
+            metrics::counter!("shoal_shard_incoming_records_total", "stream" => stream.clone(), "shard" => shard.clone())
+                .increment(records);
+            metrics::counter!("shoal_shard_incoming_bytes_total", "stream" => stream, "shard" => shard)
+                .increment(bytes);
+            handle.load.record(records, bytes);
+            for ((reply, _, _), landed) in replies.into_iter().zip(landings) {
                 let _ = reply.send(Ok(landed));
             }
         }
