@@ -4,6 +4,10 @@
 //! * `/health` answers 200 while the process serves HTTP at all (liveness).
 //! * `/ready` answers 200 once every node of this process knows a metadata
 //!   leader (it can take and route calls), else 503 with the reason (readiness).
+//! * `/debug/raft` shows, for every group a node of this process leads,
+//!   openraft's runtime statistics: batch sizes and how long entries spent in
+//!   each stage of their life (proposed, received, submitted, persisted,
+//!   committed, applied) — where a write's latency goes.
 
 use std::sync::Arc;
 
@@ -27,7 +31,14 @@ pub async fn serve(addr: &str, handle: PrometheusHandle, nodes: Vec<Arc<Node>>) 
     let app = Router::new()
         .route("/metrics", get(move || std::future::ready(handle.render())))
         .route("/health", get(|| std::future::ready("ok\n")))
-        .route("/ready", get(move || std::future::ready(readiness(&nodes))));
+        .route(
+            "/ready",
+            get({
+                let nodes = nodes.clone();
+                move || std::future::ready(readiness(&nodes))
+            }),
+        )
+        .route("/debug/raft", get(move || raft_stats(nodes.clone())));
     tracing::info!(%addr, "metrics at /metrics, probes at /health and /ready");
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
@@ -35,6 +46,29 @@ pub async fn serve(addr: &str, handle: PrometheusHandle, nodes: Vec<Arc<Node>>) 
         }
     });
     Ok(())
+}
+
+async fn raft_stats(nodes: Vec<Arc<Node>>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for node in &nodes {
+        let mut groups = node.groups.all();
+        groups.sort_by_key(|g| g.group);
+        for handle in groups.iter().filter(|g| g.raft.is_leader()) {
+            let _ = match handle.raft.runtime_stats().await {
+                Ok(stats) => writeln!(
+                    out,
+                    "node {} group {} {:?}\n{}\n",
+                    node.id,
+                    handle.group,
+                    handle.labels,
+                    stats.display().human_readable()
+                ),
+                Err(error) => writeln!(out, "node {} group {}: {error}\n", node.id, handle.group),
+            };
+        }
+    }
+    out
 }
 
 fn readiness(nodes: &[Arc<Node>]) -> (StatusCode, String) {
