@@ -22,7 +22,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     Ok(PrometheusBuilder::new().install_recorder()?)
 }
 
-/// Serves `/metrics`, `/health` and `/ready` on `addr` (empty: not at all).
+/// Serves `/metrics`, `/health`, `/ready` and `/debug/raft` on `addr` (empty: not at all).
 pub async fn serve(addr: &str, handle: PrometheusHandle, nodes: Vec<Arc<Node>>) -> anyhow::Result<()> {
     if addr.is_empty() {
         return Ok(());
@@ -39,7 +39,7 @@ pub async fn serve(addr: &str, handle: PrometheusHandle, nodes: Vec<Arc<Node>>) 
             }),
         )
         .route("/debug/raft", get(move || raft_stats(nodes.clone())));
-    tracing::info!(%addr, "metrics at /metrics, probes at /health and /ready");
+    tracing::info!(%addr, "metrics at /metrics, probes at /health and /ready, Raft stage latencies at /debug/raft");
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "metrics server stopped");
@@ -48,6 +48,8 @@ pub async fn serve(addr: &str, handle: PrometheusHandle, nodes: Vec<Arc<Node>>) 
     Ok(())
 }
 
+/// openraft's runtime statistics of every group led by a node of this process, in
+/// group order (about eighty lines per group).
 async fn raft_stats(nodes: Vec<Arc<Node>>) -> String {
     use std::fmt::Write;
     let mut out = String::new();
