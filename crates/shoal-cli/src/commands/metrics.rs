@@ -48,8 +48,17 @@ pub async fn serve(addr: &str, handle: PrometheusHandle, nodes: Vec<Arc<Node>>) 
     Ok(())
 }
 
+/// Without the `raft-stats` feature openraft keeps no runtime statistics.
+#[cfg(not(feature = "raft-stats"))]
+async fn raft_stats(_nodes: Vec<Arc<Node>>) -> String {
+    "this build keeps no Raft runtime statistics; build with `--features raft-stats` \
+     (cargo build --release -p shoal-cli --features raft-stats)\n"
+        .into()
+}
+
 /// openraft's runtime statistics of every group led by a node of this process, in
 /// group order (about eighty lines per group).
+#[cfg(feature = "raft-stats")]
 async fn raft_stats(nodes: Vec<Arc<Node>>) -> String {
     use std::fmt::Write;
     let mut out = String::new();
