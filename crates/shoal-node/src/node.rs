@@ -32,6 +32,9 @@ use crate::groups::{GroupHandle, GroupRegistry};
 use crate::peers::PeerChannels;
 
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// HTTP/2 flow-control window of each stream this node receives (a peer's Raft
+/// exchange is one stream; the connection's window is twice this).
+const EXCHANGE_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 
 /// Everything a running node shares between its services and background tasks.
 pub struct Node {
@@ -223,12 +226,22 @@ pub async fn serve(
         tokio::spawn(crate::liveness::run(node.clone(), tasks_stopped.clone())),
         tokio::spawn(crate::quiescence::run(node.clone(), tasks_stopped.clone())),
     ];
+    // Peers keep one Raft exchange open to this node; it must end when the node
+    // stops, or the graceful shutdown would wait for the peers to hang up.
+    let (stop_exchanges, exchanges_stopping) = watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_exchanges.send(true);
+    };
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &node.tls {
         builder = builder.tls_config(tls.grpc_server()).context("configuring TLS for gRPC")?;
     }
     let server = builder
         .tcp_nodelay(true)
+        // A peer's Raft traffic shares one HTTP/2 stream: give it room to flow.
+        .initial_stream_window_size(Some(EXCHANGE_WINDOW_BYTES))
+        .initial_connection_window_size(Some(2 * EXCHANGE_WINDOW_BYTES))
         .add_service(StreamControlServer::new(crate::control_service::ControlService::new(node.clone())))
         .add_service(
             RecordsServer::new(crate::data_service::DataService::new(node.clone()))
@@ -242,7 +255,7 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            RaftTransportServer::new(crate::transport_service::TransportService::new(node.clone()))
+            RaftTransportServer::new(crate::transport_service::TransportService::new(node.clone(), exchanges_stopping))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )

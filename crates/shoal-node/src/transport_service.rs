@@ -1,33 +1,42 @@
-//! The node-to-node gRPC service: batches of Raft messages, forwarded shard
-//! appends and forwarded metadata proposals.
+//! The node-to-node gRPC service: streams (and, for older peers, batches) of
+//! Raft messages, forwarded shard appends and forwarded metadata proposals.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use shoal_client::status::to_status;
 use shoal_proto::v1::raft_transport_server::RaftTransport;
 use shoal_proto::v1::{
-    MetaProposal, MetaProposalReply, RaftBatch, RaftBatchReply, RaftReply, ShardAppendReply, ShardAppendRequest,
+    MetaProposal, MetaProposalReply, RaftBatch, RaftBatchReply, RaftMessage, RaftReply, ShardAppendReply,
+    ShardAppendRequest,
 };
 use shoal_raft::transport::PING_GROUP;
 use shoal_raft::wire::{RaftRequest, handle};
 use shoal_raft::{BatchOrigin, MetaCommand};
 use shoal_types::{Record, ShardId, ShoalError};
-use tonic::{Request, Response, Status};
+use tokio::sync::{mpsc, watch};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::node::Node;
 
 /// How long a message for a group this node has not started yet waits for the
 /// reconciler to start it (a new shard's first votes race its creation here).
 const GROUP_START_WAIT: Duration = Duration::from_millis(300);
+/// Most replies sent back in one frame of an exchange.
+const MAX_REPLIES_PER_FRAME: usize = 256;
 
 pub struct TransportService {
     node: Arc<Node>,
+    /// Turns true when the node begins to stop: open exchanges end then, so the
+    /// server's graceful shutdown does not wait for peers to hang up.
+    stopping: watch::Receiver<bool>,
 }
 
 impl TransportService {
-    pub fn new(node: Arc<Node>) -> Self {
-        TransportService { node }
+    pub fn new(node: Arc<Node>, stopping: watch::Receiver<bool>) -> Self {
+        TransportService { node, stopping }
     }
 
     /// With TLS on, only peers may use the node-to-node service: callers whose
@@ -40,39 +49,96 @@ impl TransportService {
         }
         Ok(())
     }
+}
 
-    async fn deliver_one(&self, from: u64, group: u64, payload: &[u8]) -> RaftReply {
-        let failed = |error: String| RaftReply { payload: Vec::new(), error };
-        if !self.node.network.faults().passes(from, self.node.id) {
-            return failed(format!("link {from} -> {} is cut", self.node.id));
-        }
-        if group == PING_GROUP {
-            return RaftReply { payload: Vec::new(), error: String::new() };
-        }
-        let Some(target) = self.node.groups.wait_for(group, GROUP_START_WAIT).await else {
-            return failed(format!("group {group} is not running on node {}", self.node.id));
-        };
-        let request = match RaftRequest::decode(payload) {
-            Ok(request) => request,
-            Err(e) => return failed(format!("undecodable raft message: {e}")),
-        };
-        match handle(&target.raft, request).await {
-            Ok(payload) => RaftReply { payload, error: String::new() },
-            Err(error) => failed(error),
+/// Hands one received Raft message to its group and answers with the outcome.
+async fn deliver_one(node: &Node, from: u64, message: RaftMessage) -> RaftReply {
+    let call_id = message.call_id;
+    let failed = |error: String| RaftReply { payload: Vec::new(), error, call_id };
+    if !node.network.faults().passes(from, node.id) {
+        return failed(format!("link {from} -> {} is cut", node.id));
+    }
+    if message.group_id == PING_GROUP {
+        return RaftReply { payload: Vec::new(), error: String::new(), call_id };
+    }
+    let Some(target) = node.groups.wait_for(message.group_id, GROUP_START_WAIT).await else {
+        return failed(format!("group {} is not running on node {}", message.group_id, node.id));
+    };
+    let request = match RaftRequest::decode(&message.payload) {
+        Ok(request) => request,
+        Err(e) => return failed(format!("undecodable raft message: {e}")),
+    };
+    match handle(&target.raft, request).await {
+        Ok(payload) => RaftReply { payload, error: String::new(), call_id },
+        Err(error) => failed(error),
+    }
+}
+
+/// Reads a peer's exchange: every message is handed to its group as it arrives
+/// (in arrival order), and each reply goes back as soon as it is ready, so a slow
+/// message (an append waiting for its fsync) holds up no other group's.
+async fn serve_exchange(
+    node: Arc<Node>,
+    mut inbound: Streaming<RaftBatch>,
+    replies: mpsc::UnboundedSender<RaftReply>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut handling = FuturesUnordered::new();
+    let mut open = true;
+    while open || !handling.is_empty() {
+        tokio::select! {
+            frame = inbound.message(), if open => match frame {
+                Ok(Some(batch)) => {
+                    let from = batch.from_node;
+                    for message in batch.messages {
+                        let node = node.clone();
+                        handling.push(async move { deliver_one(&node, from, message).await });
+                    }
+                }
+                Ok(None) | Err(_) => open = false,
+            },
+            Some(reply) = handling.next(), if !handling.is_empty() => {
+                if replies.send(reply).is_err() {
+                    return;
+                }
+            }
+            _ = stopping.wait_for(|stopping| *stopping) => return,
         }
     }
 }
 
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<RaftBatchReply, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl RaftTransport for TransportService {
+    type ExchangeStream = ReplyStream;
+
+    async fn exchange(&self, request: Request<Streaming<RaftBatch>>) -> Result<Response<ReplyStream>, Status> {
+        self.authorize(&request)?;
+        let (replies, ready) = mpsc::unbounded_channel();
+        tokio::spawn(serve_exchange(self.node.clone(), request.into_inner(), replies, self.stopping.clone()));
+        // Whatever replies are ready leave together in one frame.
+        let frames = futures::stream::unfold(ready, |mut ready| async move {
+            let first = ready.recv().await?;
+            let mut replies = vec![first];
+            while replies.len() < MAX_REPLIES_PER_FRAME {
+                match ready.try_recv() {
+                    Ok(reply) => replies.push(reply),
+                    Err(_) => break,
+                }
+            }
+            Some((Ok(RaftBatchReply { replies }), ready))
+        });
+        Ok(Response::new(Box::pin(frames)))
+    }
+
     async fn deliver(&self, request: Request<RaftBatch>) -> Result<Response<RaftBatchReply>, Status> {
         self.authorize(&request)?;
         let batch = request.into_inner();
         let from = batch.from_node;
-        let replies = futures::future::join_all(
-            batch.messages.iter().map(|message| self.deliver_one(from, message.group_id, &message.payload)),
-        )
-        .await;
+        let replies =
+            futures::future::join_all(batch.messages.into_iter().map(|message| deliver_one(&self.node, from, message)))
+                .await;
         Ok(Response::new(RaftBatchReply { replies }))
     }
 

@@ -1,10 +1,12 @@
 //! The network between nodes, shared by every group.
 //!
-//! Each peer node gets one gRPC channel and one sender task. Groups hand their Raft
-//! RPCs to the peer's queue; the sender takes everything queued (up to a size cap)
-//! and ships it as one `RaftBatch`, then routes each reply back to its caller. A
-//! few batches may be in flight at once; when they all are, new messages pile up
-//! and leave together — batching grows with load by itself.
+//! Each peer node gets one gRPC channel, one sender task and one long-lived
+//! bidirectional `Exchange` stream. Groups hand their Raft RPCs to the peer's
+//! queue; the sender takes everything queued (up to a size cap) and sends it as one
+//! frame on the stream, and the peer answers each message as soon as its group
+//! has — one slow append holds up no other group's reply, and no call pays for a
+//! new HTTP/2 stream. Batching grows with load by itself: whatever queued while
+//! the sender was busy leaves in the next frame.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,10 +21,13 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use shoal_proto::v1::raft_transport_client::RaftTransportClient;
-use shoal_proto::v1::{RaftBatch, RaftMessage};
+use shoal_proto::v1::{RaftBatch, RaftMessage, RaftReply};
 use shoal_tls::Dialer;
 use shoal_types::{GroupId, NodeId, NodeInfo};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::Code;
+use tonic::transport::Channel;
 
 use crate::faults::NetworkFaults;
 use crate::log_store::decode;
@@ -35,8 +40,14 @@ const MAX_BATCH_MESSAGES: usize = 256;
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// The shortest time a Raft RPC is given before the peer counts as unreachable.
 const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(1);
-/// Batches in flight to one peer at a time.
+/// Batches in flight to one peer at a time (peers without exchanges only).
 const MAX_IN_FLIGHT_BATCHES: usize = 4;
+/// How often an idle connection to a peer is pinged, and how long a ping may go
+/// unanswered before the connection counts as dead.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often an exchange forgets calls whose callers gave up.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
 /// The group id of a liveness probe: an empty message answered by the node
 /// itself, not by a group (no group ever gets this id).
 pub const PING_GROUP: GroupId = GroupId::MAX;
@@ -162,10 +173,20 @@ impl CallError {
     }
 }
 
-/// Drains a peer's queue into batches until every group has dropped its handle.
+/// Carries a peer's queue to the peer until every group has dropped its handle:
+/// over one long-lived exchange stream, reopened on the next message after it
+/// breaks; or, if the peer predates exchanges, as one unary call per batch.
 async fn run_sender(local: NodeId, dialer: Dialer, addr: String, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
     let endpoint = match dialer.endpoint(&addr) {
-        Ok(endpoint) => endpoint.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true),
+        // Keep-alive pings find a connection that went silent (a peer cut off
+        // without a reset), so the exchange breaks and is reopened instead of
+        // swallowing messages.
+        Ok(endpoint) => endpoint
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true),
         Err(error) => {
             tracing::error!(%addr, %error, "invalid peer address");
             return;
@@ -174,42 +195,165 @@ async fn run_sender(local: NodeId, dialer: Dialer, addr: String, mut queue: mpsc
     let client = RaftTransportClient::new(endpoint.connect_lazy())
         .max_decoding_message_size(256 * 1024 * 1024)
         .max_encoding_message_size(256 * 1024 * 1024);
+    while let Some(first) = queue.recv().await {
+        match exchange(local, client.clone(), first, &mut queue).await {
+            ExchangeEnd::QueueClosed => return,
+            ExchangeEnd::Broken => continue,
+            ExchangeEnd::Unsupported => {
+                tracing::info!(%addr, "peer does not serve Raft exchanges; sending one call per batch");
+                return deliver_unary(local, client, queue).await;
+            }
+        }
+    }
+}
+
+enum ExchangeEnd {
+    /// Every group dropped its handle: the sender is done.
+    QueueClosed,
+    /// The stream failed or the peer closed it; the next message reopens it.
+    Broken,
+    /// The peer answered `Unimplemented`: it is an older node.
+    Unsupported,
+}
+
+/// Runs one exchange stream: queued messages leave as frames (whatever is queued
+/// goes together, so batching grows with load), and replies, matched by call id,
+/// return as each is ready. Every call still waiting when the stream ends fails.
+async fn exchange(
+    local: NodeId,
+    mut client: RaftTransportClient<Channel>,
+    first: Outgoing,
+    queue: &mut mpsc::UnboundedReceiver<Outgoing>,
+) -> ExchangeEnd {
+    let mut pending = PendingCalls::default();
+    let (frames, outbound) = mpsc::unbounded_channel();
+    if let Some(frame) = pending.frame(local, first, queue) {
+        let _ = frames.send(frame);
+    }
+    let mut replies = match client.exchange(UnboundedReceiverStream::new(outbound)).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            pending.fail_all(&format!("opening the Raft exchange failed: {}", status.message()));
+            return if status.code() == Code::Unimplemented { ExchangeEnd::Unsupported } else { ExchangeEnd::Broken };
+        }
+    };
+    let mut prune = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        tokio::select! {
+            next = queue.recv() => {
+                let Some(next) = next else { return ExchangeEnd::QueueClosed };
+                if let Some(frame) = pending.frame(local, next, queue)
+                    && frames.send(frame).is_err()
+                {
+                    pending.fail_all("the Raft exchange closed");
+                    return ExchangeEnd::Broken;
+                }
+            }
+            reply = replies.message() => match reply {
+                Ok(Some(batch)) => pending.answer(batch.replies),
+                Ok(None) => {
+                    pending.fail_all("the peer ended the Raft exchange");
+                    return ExchangeEnd::Broken;
+                }
+                Err(status) => {
+                    pending.fail_all(&format!("the Raft exchange failed: {}", status.message()));
+                    return ExchangeEnd::Broken;
+                }
+            },
+            _ = prune.tick() => pending.prune(),
+        }
+    }
+}
+
+/// The calls of one exchange that wait for their replies.
+#[derive(Default)]
+struct PendingCalls {
+    next_id: u64,
+    waiting: HashMap<u64, oneshot::Sender<Reply>>,
+}
+
+impl PendingCalls {
+    /// `first` and whatever else is queued (up to the batch caps) as one frame;
+    /// messages whose callers have stopped waiting are dropped. `None` if none is
+    /// left.
+    fn frame(
+        &mut self,
+        local: NodeId,
+        first: Outgoing,
+        queue: &mut mpsc::UnboundedReceiver<Outgoing>,
+    ) -> Option<RaftBatch> {
+        let mut bytes = 0;
+        let mut messages = Vec::new();
+        let mut next = Some(first);
+        while let Some(outgoing) = next.take() {
+            if !outgoing.reply.is_closed() {
+                bytes += outgoing.payload.len();
+                self.next_id += 1;
+                self.waiting.insert(self.next_id, outgoing.reply);
+                messages.push(RaftMessage {
+                    group_id: outgoing.group,
+                    payload: outgoing.payload,
+                    call_id: self.next_id,
+                });
+            }
+            if messages.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
+                next = queue.try_recv().ok();
+            }
+        }
+        if messages.is_empty() {
+            return None;
+        }
+        metrics::histogram!("shoal_raft_batch_messages").record(messages.len() as f64);
+        Some(RaftBatch { from_node: local, messages })
+    }
+
+    fn answer(&mut self, replies: Vec<RaftReply>) {
+        for reply in replies {
+            if let Some(caller) = self.waiting.remove(&reply.call_id) {
+                let _ = caller.send(if reply.error.is_empty() { Ok(reply.payload) } else { Err(reply.error) });
+            }
+        }
+    }
+
+    /// Forgets calls whose callers gave up (their deadline passed).
+    fn prune(&mut self) {
+        self.waiting.retain(|_, caller| !caller.is_closed());
+    }
+
+    fn fail_all(&mut self, error: &str) {
+        for (_, caller) in self.waiting.drain() {
+            let _ = caller.send(Err(error.to_string()));
+        }
+    }
+}
+
+/// The sender for a peer without exchanges: one `Deliver` call per batch, a few
+/// in flight; when they all are, new messages pile up and leave together.
+async fn deliver_unary(
+    local: NodeId,
+    client: RaftTransportClient<Channel>,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BATCHES));
     while let Some(first) = queue.recv().await {
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
-        let mut bytes = first.payload.len();
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
-            match queue.try_recv() {
-                Ok(next) => {
-                    bytes += next.payload.len();
-                    batch.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        metrics::histogram!("shoal_raft_batch_messages").record(batch.len() as f64);
+        let mut calls = PendingCalls::default();
+        let Some(batch) = calls.frame(local, first, &mut queue) else { continue };
         let mut client = client.clone();
         tokio::spawn(async move {
-            let (messages, replies): (Vec<_>, Vec<_>) =
-                batch.into_iter().map(|o| (RaftMessage { group_id: o.group, payload: o.payload }, o.reply)).unzip();
-            match client.deliver(RaftBatch { from_node: local, messages }).await {
+            // Replies come back in the batch's order.
+            let ids: Vec<u64> = batch.messages.iter().map(|m| m.call_id).collect();
+            match client.deliver(batch).await {
                 Ok(response) => {
-                    let mut answers = response.into_inner().replies.into_iter();
-                    for reply in replies {
-                        let answer = match answers.next() {
-                            Some(a) if a.error.is_empty() => Ok(a.payload),
-                            Some(a) => Err(a.error),
-                            None => Err("peer sent fewer replies than messages".into()),
-                        };
-                        let _ = reply.send(answer);
+                    let replies = response.into_inner().replies;
+                    if replies.len() != ids.len() {
+                        calls.fail_all("peer sent a different number of replies than messages");
+                    } else {
+                        let replies = replies.into_iter().zip(ids).map(|(r, call_id)| RaftReply { call_id, ..r });
+                        calls.answer(replies.collect());
                     }
                 }
-                Err(status) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(format!("deliver failed: {}", status.message())));
-                    }
-                }
+                Err(status) => calls.fail_all(&format!("deliver failed: {}", status.message())),
             }
             drop(permit);
         });
@@ -310,5 +454,77 @@ impl RaftNetworkV2<TypeConfig> for GroupPeer {
             RaftResponse::TransferLeader(response) => Ok(response),
             _ => Err(unexpected()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(groups: &[GroupId]) -> (mpsc::UnboundedReceiver<Outgoing>, Vec<oneshot::Receiver<Reply>>) {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let callers = groups
+            .iter()
+            .map(|&group| {
+                let (reply, answer) = oneshot::channel();
+                queue.send(Outgoing { group, payload: vec![group as u8], reply }).unwrap();
+                answer
+            })
+            .collect();
+        (receiver, callers)
+    }
+
+    #[test]
+    fn replies_reach_their_callers_whatever_order_they_come_in() {
+        let (mut queue, mut callers) = queued(&[1, 2, 3]);
+        let mut calls = PendingCalls::default();
+        let first = queue.try_recv().unwrap();
+        let frame = calls.frame(7, first, &mut queue).unwrap();
+        assert_eq!(frame.from_node, 7);
+        assert_eq!(frame.messages.iter().map(|m| m.group_id).collect::<Vec<_>>(), [1, 2, 3]);
+
+        // The peer answers the last message first and fails the middle one.
+        let replies = frame
+            .messages
+            .iter()
+            .rev()
+            .map(|m| RaftReply {
+                payload: if m.group_id == 2 { Vec::new() } else { m.payload.clone() },
+                error: if m.group_id == 2 { "group 2 is not running".into() } else { String::new() },
+                call_id: m.call_id,
+            })
+            .collect();
+        calls.answer(replies);
+        assert_eq!(callers[0].try_recv().unwrap(), Ok(vec![1]));
+        assert_eq!(callers[1].try_recv().unwrap(), Err("group 2 is not running".to_string()));
+        assert_eq!(callers[2].try_recv().unwrap(), Ok(vec![3]));
+        assert!(calls.waiting.is_empty());
+    }
+
+    #[test]
+    fn callers_that_gave_up_are_not_sent_and_the_rest_fail_when_the_exchange_ends() {
+        let (mut queue, mut callers) = queued(&[1, 2, 3]);
+        drop(callers.remove(1)); // group 2's caller stopped waiting
+        let mut calls = PendingCalls::default();
+        let first = queue.try_recv().unwrap();
+        let frame = calls.frame(7, first, &mut queue).unwrap();
+        assert_eq!(frame.messages.iter().map(|m| m.group_id).collect::<Vec<_>>(), [1, 3]);
+
+        drop(callers.remove(1)); // and then group 3's
+        calls.prune();
+        assert_eq!(calls.waiting.len(), 1);
+        calls.fail_all("the peer ended the Raft exchange");
+        assert_eq!(callers[0].try_recv().unwrap(), Err("the peer ended the Raft exchange".to_string()));
+    }
+
+    #[test]
+    fn a_frame_stops_at_the_message_cap_and_leaves_the_rest_queued() {
+        let groups: Vec<GroupId> = (0..MAX_BATCH_MESSAGES as GroupId + 10).collect();
+        let (mut queue, _callers) = queued(&groups);
+        let mut calls = PendingCalls::default();
+        let first = queue.try_recv().unwrap();
+        assert_eq!(calls.frame(7, first, &mut queue).unwrap().messages.len(), MAX_BATCH_MESSAGES);
+        let next = queue.try_recv().unwrap();
+        assert_eq!(calls.frame(7, next, &mut queue).unwrap().messages.len(), 10);
     }
 }
