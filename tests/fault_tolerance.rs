@@ -279,3 +279,32 @@ async fn a_restarted_node_recovers_its_records_from_disk_and_catches_up() -> any
     cluster.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_stops_promptly_while_its_peers_hold_raft_streams_to_it_and_they_reconnect() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(3).await?;
+    let client = cluster.client(1).await?;
+    client.create_stream("streams", 2).await?;
+    client.wait_for_active("streams", Duration::from_secs(10)).await?;
+    let stream = cluster.stream(1, "streams").await?;
+    let first: Vec<Record> = (0..50).map(|i| record(format!("k{i}"), format!("first-{i}"))).collect();
+    assert_eq!(client.put_records("streams", first).await?.failed_record_count, 0);
+    cluster.wait_for_replicas_to_converge(&stream, Duration::from_secs(10)).await?;
+
+    // Nodes 1 and 3 hold open Raft exchanges to node 2; its graceful stop must end
+    // them instead of waiting for its peers to hang up.
+    let stopping = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), cluster.kill(2)).await??;
+    assert!(stopping.elapsed() < Duration::from_secs(5), "node 2 took {:?} to stop", stopping.elapsed());
+
+    // Its peers open new exchanges to the restarted node, which catches up.
+    cluster.restart(2).await?;
+    let second: Vec<Record> = (0..50).map(|i| record(format!("k{i}"), format!("second-{i}"))).collect();
+    assert_eq!(client.put_records("streams", second).await?.failed_record_count, 0);
+    cluster.wait_for_replicas_to_converge(&stream, Duration::from_secs(20)).await?;
+    let held: usize =
+        (0..2).map(|s| cluster.replica_records(2, &stream, s).map(|r| r.len())).sum::<anyhow::Result<_>>()?;
+    assert_eq!(held, 100, "the restarted node holds every record");
+    cluster.shutdown().await;
+    Ok(())
+}

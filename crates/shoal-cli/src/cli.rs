@@ -448,13 +448,16 @@ pub struct BenchArgs {
     /// shards' leaders, instead of sending each shard's records to its leader.
     #[arg(long)]
     pub via_entry_node: bool,
+    /// Shards of the Shoal stream (NATS runs one R3 stream either way).
     #[arg(long)]
     pub shards: Option<u32>,
     /// Record size in bytes.
     #[arg(long)]
     pub record_bytes: Option<usize>,
+    /// Distinct partition keys, picked uniformly per record.
     #[arg(long)]
     pub keys: Option<u32>,
+    /// Producer tasks sharing the target rate.
     #[arg(long)]
     pub producers: Option<u32>,
     /// Target records/s over all producers (open loop); 0 = as fast as possible.
@@ -469,8 +472,10 @@ pub struct BenchArgs {
     /// Push consumers measuring end-to-end latency (0 or 1).
     #[arg(long)]
     pub consumers: Option<u32>,
+    /// Seconds measured, after the warm-up.
     #[arg(long)]
     pub duration_secs: Option<u64>,
+    /// Seconds of load before measuring starts (not counted in the results).
     #[arg(long)]
     pub warmup_secs: Option<u64>,
 }
