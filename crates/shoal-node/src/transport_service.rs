@@ -1,8 +1,10 @@
 //! The node-to-node gRPC service: streams (and, for older peers, batches) of
 //! Raft messages, forwarded shard appends and forwarded metadata proposals.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
@@ -74,35 +76,58 @@ async fn deliver_one(node: &Node, from: u64, message: RaftMessage) -> RaftReply 
     }
 }
 
-/// Reads a peer's exchange: every message is handed to its group as it arrives
-/// (in arrival order), and each reply goes back as soon as it is ready, so a slow
-/// message (an append waiting for its fsync) holds up no other group's.
+type Delivery = Pin<Box<dyn Future<Output = RaftReply> + Send>>;
+
+/// What an exchange's server loop woke up for.
+enum Inbound {
+    Reply(RaftReply),
+    Frame(Result<Option<RaftBatch>, Status>),
+}
+
+/// Reads a peer's exchange: every message is handed to its group as it arrives,
+/// and each reply goes back as soon as it is ready, so a slow message (an append
+/// waiting for its fsync) holds up no other group's. A message is polled once as
+/// soon as it is read, which hands it to its group's Raft core then and there: a
+/// group's pipelined appends reach it in the order the leader sent them.
 async fn serve_exchange(
     node: Arc<Node>,
     mut inbound: Streaming<RaftBatch>,
     replies: mpsc::UnboundedSender<RaftReply>,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let mut handling = FuturesUnordered::new();
+    let mut handling: FuturesUnordered<Delivery> = FuturesUnordered::new();
     let mut open = true;
     while open || !handling.is_empty() {
-        tokio::select! {
-            frame = inbound.message(), if open => match frame {
-                Ok(Some(batch)) => {
-                    let from = batch.from_node;
-                    for message in batch.messages {
-                        let node = node.clone();
-                        handling.push(async move { deliver_one(&node, from, message).await });
-                    }
-                }
-                Ok(None) | Err(_) => open = false,
-            },
-            Some(reply) = handling.next(), if !handling.is_empty() => {
+        // Messages already read go first: one that could not be handed over when it
+        // was read (its task out of budget) is handed over before later ones are read.
+        let event = tokio::select! {
+            biased;
+            _ = stopping.wait_for(|stopping| *stopping) => return,
+            Some(reply) = handling.next(), if !handling.is_empty() => Inbound::Reply(reply),
+            frame = inbound.message(), if open => Inbound::Frame(frame),
+        };
+        match event {
+            Inbound::Reply(reply) => {
                 if replies.send(reply).is_err() {
                     return;
                 }
             }
-            _ = stopping.wait_for(|stopping| *stopping) => return,
+            Inbound::Frame(Ok(Some(batch))) => {
+                let from = batch.from_node;
+                for message in batch.messages {
+                    let node = node.clone();
+                    let mut delivery: Delivery = Box::pin(async move { deliver_one(&node, from, message).await });
+                    match futures::poll!(delivery.as_mut()) {
+                        Poll::Ready(reply) => {
+                            if replies.send(reply).is_err() {
+                                return;
+                            }
+                        }
+                        Poll::Pending => handling.push(delivery),
+                    }
+                }
+            }
+            Inbound::Frame(Ok(None) | Err(_)) => open = false,
         }
     }
 }

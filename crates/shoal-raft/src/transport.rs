@@ -13,12 +13,14 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use openraft::OptionalSend;
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use shoal_proto::v1::raft_transport_client::RaftTransportClient;
 use shoal_proto::v1::{RaftBatch, RaftMessage, RaftReply};
@@ -48,6 +50,9 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often an exchange forgets calls whose callers gave up.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
+/// AppendEntries of one group that may be on their way to one follower at once
+/// (see [`GroupPeer::stream_append`]).
+pub const APPENDS_IN_FLIGHT: usize = 4;
 /// The group id of a liveness probe: an empty message answered by the node
 /// itself, not by a group (no group ever gets this id).
 pub const PING_GROUP: GroupId = GroupId::MAX;
@@ -387,7 +392,37 @@ impl GroupPeer {
     async fn call(&self, request: RaftRequest, timeout: Duration) -> Result<RaftResponse, CallError> {
         self.peers.call(self.target, &self.node, self.group, request, timeout).await
     }
+
+    /// Sends one AppendEntries and answers as openraft's replication stream wants
+    /// it: the follower's outcome, and whether later requests may still count (not
+    /// after an error, a conflict, or a follower that took only part of this one).
+    fn append(
+        &self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        timeout: Duration,
+    ) -> impl Future<Output = (AppendOutcome, bool)> + Send + use<> {
+        let (peers, target, node, group) = (self.peers.clone(), self.target, self.node.clone(), self.group);
+        let prev = rpc.prev_log_id;
+        let last = rpc.entries.last().map(|entry| entry.log_id).or(prev);
+        async move {
+            let response = match peers.call(target, &node, group, RaftRequest::Append(rpc), timeout).await {
+                Ok(RaftResponse::Append(response)) => response,
+                Ok(_) => return (Err(unexpected()), false),
+                Err(error) => return (Err(error.into_rpc()), false),
+            };
+            // A conflict needs the entry before the request; the first entry has none.
+            if prev.is_none() && response.is_conflict() {
+                let error = NetworkError::from_string("follower reported a conflict before the first entry");
+                return (Err(RPCError::Network(error)), false);
+            }
+            let outcome = response.into_stream_result(prev, last);
+            let complete = matches!(&outcome, Ok(matched) if *matched == last);
+            (Ok(outcome), complete)
+        }
+    }
 }
+
+type AppendOutcome = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
 
 fn unexpected<E: std::error::Error>() -> RPCError<TypeConfig, E> {
     RPCError::Network(NetworkError::from_string("unexpected response kind"))
@@ -405,6 +440,35 @@ impl RaftNetworkV2<TypeConfig> for GroupPeer {
             RaftResponse::Append(response) => Ok(response),
             _ => Err(unexpected()),
         }
+    }
+
+    /// Pipelined replication: up to [`APPENDS_IN_FLIGHT`] requests of this group
+    /// travel to the follower at once, in order on the peer's exchange (whose server
+    /// hands them to the group in arrival order), and their outcomes return in
+    /// request order. Without this, openraft sends a request, waits for the
+    /// follower's fsync, then sends the next — and the entry-less request that only
+    /// carries a new commit index holds up the next append for a round trip. The
+    /// stream ends after the first outcome that stops the pipeline; openraft then
+    /// resumes from what the follower acknowledged. Should requests still arrive out
+    /// of order (a cut link, an older peer on unary calls), the follower answers
+    /// with a conflict and openraft probes back: slower, never wrong.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, AppendOutcome>, RPCError<TypeConfig>>>
+    where
+        S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        let timeout = option.hard_ttl();
+        let outcomes = input.map(move |rpc| self.append(rpc, timeout)).buffered(APPENDS_IN_FLIGHT).scan(
+            true,
+            |going_on, (outcome, complete)| {
+                let item = std::mem::replace(going_on, complete).then_some(outcome);
+                futures::future::ready(item)
+            },
+        );
+        Box::pin(futures::future::ready(Ok(Box::pin(outcomes) as BoxStream<'s, AppendOutcome>)))
     }
 
     async fn vote(

@@ -1,7 +1,8 @@
 //! The node-to-node transport against stand-in peers on loopback: a current peer
 //! (one exchange stream, replies in any order), a peer that ends its exchange
-//! (the next message opens a new one) and an older peer without exchanges (one
-//! `Deliver` call per batch).
+//! (the next message opens a new one), an older peer without exchanges (one
+//! `Deliver` call per batch), and a follower that answers a group's appends only
+//! once several are on the wire (pipelined replication).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,12 +10,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, StreamAppendError};
+use openraft::testing::{blank_ent, log_id};
 use shoal_proto::v1::raft_transport_server::{RaftTransport, RaftTransportServer};
 use shoal_proto::v1::{
     MetaProposal, MetaProposalReply, RaftBatch, RaftBatchReply, RaftReply, ShardAppendReply, ShardAppendRequest,
 };
-use shoal_raft::NetworkFaults;
-use shoal_raft::transport::PeerNetwork;
+use shoal_raft::transport::{APPENDS_IN_FLIGHT, PeerNetwork};
+use shoal_raft::wire::{RaftRequest, RaftResponse};
+use shoal_raft::{NetworkFaults, TypeConfig};
 use shoal_tls::Dialer;
 use shoal_types::NodeInfo;
 use tonic::{Request, Response, Status, Streaming};
@@ -27,7 +32,14 @@ enum Peer {
     EndsAfterOneFrame,
     /// Predates exchanges: `Unimplemented`, and batches through `Deliver`.
     Old,
+    /// A follower that holds its replies until [`HELD_APPENDS`] appends have
+    /// arrived, then answers them last first: `Success`, but `Conflict` for the
+    /// entry at index [`CONFLICT_AT`].
+    Holding,
 }
+
+const HELD_APPENDS: usize = 4;
+const CONFLICT_AT: u64 = 3;
 
 #[derive(Clone)]
 struct StandIn {
@@ -44,6 +56,37 @@ fn answered(batch: RaftBatch) -> Vec<RaftReply> {
         .collect()
 }
 
+/// [`Peer::Holding`]'s replies: nothing until [`HELD_APPENDS`] appends arrived, then
+/// one frame answering them in reverse order.
+fn held_replies(inbound: Streaming<RaftBatch>) -> impl Stream<Item = Result<RaftBatchReply, Status>> + Send {
+    futures::stream::once(async move {
+        let mut inbound = inbound;
+        let mut held = Vec::new();
+        while held.len() < HELD_APPENDS {
+            match inbound.message().await {
+                Ok(Some(batch)) => held.extend(batch.messages),
+                _ => return Err(Status::aborted("the exchange ended early")),
+            }
+        }
+        let replies = held
+            .iter()
+            .rev()
+            .map(|message| {
+                let Ok(RaftRequest::Append(rpc)) = RaftRequest::decode(&message.payload) else {
+                    panic!("the stand-in follower only expects appends");
+                };
+                let response = match rpc.entries.first() {
+                    Some(entry) if entry.log_id.index == CONFLICT_AT => AppendEntriesResponse::Conflict,
+                    _ => AppendEntriesResponse::Success,
+                };
+                let payload = bincode::serialize(&RaftResponse::Append(response)).unwrap();
+                RaftReply { payload, error: String::new(), call_id: message.call_id }
+            })
+            .collect();
+        Ok(RaftBatchReply { replies })
+    })
+}
+
 #[tonic::async_trait]
 impl RaftTransport for StandIn {
     type ExchangeStream = Pin<Box<dyn Stream<Item = Result<RaftBatchReply, Status>> + Send>>;
@@ -52,6 +95,9 @@ impl RaftTransport for StandIn {
         self.exchanges.fetch_add(1, Ordering::SeqCst);
         if self.kind == Peer::Old {
             return Err(Status::unimplemented("this peer predates exchanges"));
+        }
+        if self.kind == Peer::Holding {
+            return Ok(Response::new(Box::pin(held_replies(request.into_inner()))));
         }
         let replies = request
             .into_inner()
@@ -136,4 +182,38 @@ async fn an_older_peer_gets_one_call_per_batch() {
     assert!(peer.delivers.load(Ordering::SeqCst) >= 2);
     // One refused exchange, and the sender never tried again.
     assert_eq!(peer.exchanges.load(Ordering::SeqCst), 1, "exchange attempts");
+}
+
+#[tokio::test]
+async fn a_groups_appends_are_pipelined_and_their_outcomes_come_back_in_order() {
+    const { assert!(APPENDS_IN_FLIGHT >= HELD_APPENDS, "the test needs HELD_APPENDS appends in flight") };
+    let (_peer, node) = start(Peer::Holding).await;
+    let mut follower = network().for_group(7).new_client(2, &node).await;
+    // Four appends of one entry each, every one following the one before.
+    let requests: Vec<AppendEntriesRequest<TypeConfig>> = (1..=HELD_APPENDS as u64)
+        .map(|index| AppendEntriesRequest {
+            vote: openraft::Vote::new_committed(1, 1),
+            prev_log_id: (index > 1).then(|| log_id::<TypeConfig>(1, 1, index - 1)),
+            leader_commit: None,
+            entries: vec![blank_ent::<TypeConfig>(1, 1, index)],
+        })
+        .collect();
+    let option = RPCOption::new(Duration::from_secs(5));
+    let outcomes = tokio::time::timeout(Duration::from_secs(10), async {
+        let answers = follower.stream_append(futures::stream::iter(requests), option).await.unwrap();
+        answers.collect::<Vec<_>>().await
+    })
+    .await
+    .expect("the follower answers only once all four appends are on the wire: they must not wait for each other");
+    let outcomes: Vec<_> = outcomes.into_iter().map(|outcome| outcome.unwrap()).collect();
+    // In request order, whatever order the replies came in, and nothing after the
+    // conflict: openraft resumes from what the follower acknowledged.
+    assert_eq!(
+        outcomes,
+        vec![
+            Ok(Some(log_id::<TypeConfig>(1, 1, 1))),
+            Ok(Some(log_id::<TypeConfig>(1, 1, 2))),
+            Err(StreamAppendError::Conflict(log_id::<TypeConfig>(1, 1, 2))),
+        ]
+    );
 }
