@@ -349,3 +349,39 @@ async fn a_leader_router_sends_records_to_their_leaders_and_answers_in_request_o
     assert_eq!(stored, 90);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscription_on_a_node_that_does_not_lead_the_shard_is_pushed_records_by_the_leader() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3).await?;
+    let entry = cluster.client(1).await?;
+    entry.create_stream("pushed", 1).await?;
+    let shard_id = entry.wait_for_active("pushed", ACTIVE_WITHIN).await?.shards[0].shard_id.clone();
+    let stream = cluster.stream(1, "pushed").await?;
+    let leader = cluster.shard_leader(&stream, 0).expect("the shard has a leader");
+    let follower = cluster.node_ids().into_iter().find(|&id| id != leader).expect("three nodes");
+    // The follower's replica hears nothing more from the leader: served there, the
+    // subscription would only see new records when it polls (once a second).
+    cluster.faults.block(leader, follower);
+    let mut events = cluster.client(follower).await?.subscribe_to_shard("pushed", &shard_id, "LATEST", None).await?;
+    let writer = cluster.client(leader).await?;
+    for i in 0..5 {
+        let data = format!("pushed {i}");
+        writer.put_record("pushed", "key", data.clone().into_bytes()).await?;
+        let acknowledged = tokio::time::Instant::now();
+        let record = loop {
+            let event = tokio::time::timeout(Duration::from_secs(5), events.message()).await??;
+            let event = event.ok_or_else(|| anyhow::anyhow!("the subscription ended"))?;
+            if let Some(record) = event.records.into_iter().next() {
+                break record;
+            }
+        };
+        assert_eq!(record.data, data.as_bytes());
+        // Well under the poll interval: the leader pushed it when it applied it.
+        assert!(acknowledged.elapsed() < Duration::from_millis(400), "record {i} took {:?}", acknowledged.elapsed());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    drop(events);
+    cluster.heal();
+    cluster.shutdown().await;
+    Ok(())
+}

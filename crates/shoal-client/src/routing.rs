@@ -20,6 +20,7 @@ use crate::{Record, ShoalClient};
 /// An open shard's hash range and the client of the node leading it.
 #[derive(Clone)]
 struct Route {
+    shard_id: String,
     start: u128,
     end: u128,
     node: usize,
@@ -33,6 +34,8 @@ pub struct LeaderRouter {
     entry: ShoalClient,
     dialer: Dialer,
     nodes: Vec<ShoalClient>,
+    /// The address of each of `nodes`.
+    addrs: Vec<String>,
     routes: Vec<Route>,
 }
 
@@ -44,8 +47,14 @@ impl LeaderRouter {
     /// Learns `stream`'s open shards and their leaders through `entry`, and
     /// connects to each leading node as `dialer` says.
     pub async fn discover(entry: ShoalClient, dialer: Dialer, stream: &str) -> ShoalResult<LeaderRouter> {
-        let mut router =
-            LeaderRouter { stream: stream.to_string(), entry, dialer, nodes: Vec::new(), routes: Vec::new() };
+        let mut router = LeaderRouter {
+            stream: stream.to_string(),
+            entry,
+            dialer,
+            nodes: Vec::new(),
+            addrs: Vec::new(),
+            routes: Vec::new(),
+        };
         router.refresh().await?;
         Ok(router)
     }
@@ -63,6 +72,7 @@ impl LeaderRouter {
             .collect();
         let mut clients: HashMap<u64, usize> = HashMap::new();
         let mut nodes = Vec::new();
+        let mut node_addrs = Vec::new();
         let mut routes = Vec::new();
         for shard in shards.iter().filter(|s| s.ending_sequence_number.is_empty()) {
             let Some(leader) = leaders.get(shard.shard_id.as_str()) else { continue };
@@ -71,11 +81,13 @@ impl LeaderRouter {
                 Some(index) => *index,
                 None => {
                     nodes.push(ShoalClient::connect_with(addr, &self.dialer).await?);
+                    node_addrs.push(addr.clone());
                     clients.insert(*leader, nodes.len() - 1);
                     nodes.len() - 1
                 }
             };
             routes.push(Route {
+                shard_id: shard.shard_id.clone(),
                 start: parse_hash(&shard.starting_hash_key)?,
                 end: parse_hash(&shard.ending_hash_key)?,
                 node,
@@ -83,6 +95,7 @@ impl LeaderRouter {
         }
         routes.sort_by_key(|r| r.start);
         self.nodes = nodes;
+        self.addrs = node_addrs;
         self.routes = routes;
         Ok(())
     }
@@ -90,6 +103,13 @@ impl LeaderRouter {
     /// How many open shards have a known leader.
     pub fn routed_shards(&self) -> usize {
         self.routes.len()
+    }
+
+    /// The address of the node leading `shard_id`, if known: where to read or
+    /// subscribe to the shard without a hop.
+    pub fn shard_leader_addr(&self, shard_id: &str) -> Option<&str> {
+        let route = self.routes.iter().find(|route| route.shard_id == shard_id)?;
+        self.addrs.get(route.node).map(String::as_str)
     }
 
     /// Which client takes a record with this hash key.
@@ -148,9 +168,9 @@ mod tests {
     #[tokio::test]
     async fn a_hash_key_finds_the_shard_whose_range_holds_it() {
         let routes = vec![
-            Route { start: 0, end: 99, node: 0 },
-            Route { start: 100, end: 199, node: 1 },
-            Route { start: 300, end: u128::MAX, node: 2 },
+            Route { shard_id: "shardId-000000000000".into(), start: 0, end: 99, node: 0 },
+            Route { shard_id: "shardId-000000000001".into(), start: 100, end: 199, node: 1 },
+            Route { shard_id: "shardId-000000000003".into(), start: 300, end: u128::MAX, node: 2 },
         ];
         let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
         let router = LeaderRouter {
@@ -158,6 +178,7 @@ mod tests {
             entry: ShoalClient::from_channel(channel),
             dialer: Dialer::plain(),
             nodes: Vec::new(),
+            addrs: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into(), "127.0.0.1:3".into()],
             routes,
         };
         assert_eq!(router.client_for(0), Some(0));
@@ -165,5 +186,7 @@ mod tests {
         assert_eq!(router.client_for(100), Some(1));
         assert_eq!(router.client_for(250), None, "a gap (a shard without a known leader) goes to the entry node");
         assert_eq!(router.client_for(u128::MAX), Some(2));
+        assert_eq!(router.shard_leader_addr("shardId-000000000001"), Some("127.0.0.1:2"));
+        assert_eq!(router.shard_leader_addr("shardId-000000000002"), None, "no known leader");
     }
 }

@@ -31,7 +31,7 @@ fn to_record(entry: proto::RecordEntry) -> Record {
     Record { partition_key: entry.partition_key, explicit_hash_key: entry.explicit_hash_key, data: entry.data }
 }
 
-fn find_shard<'a>(stream: &'a Stream, shard_id: &str) -> ShoalResult<&'a Shard> {
+pub(crate) fn find_shard<'a>(stream: &'a Stream, shard_id: &str) -> ShoalResult<&'a Shard> {
     let id = ShardId::parse(shard_id)?;
     stream.shard(id).ok_or_else(|| {
         ShoalError::not_found(format!(
@@ -77,7 +77,11 @@ impl DataService {
         self.node.groups.get(shard)?.progress.clone()
     }
 
-    fn peer_records(&self, addr: &str) -> ShoalResult<RecordsClient<tonic::transport::Channel>> {
+    pub(crate) fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub(crate) fn peer_records(&self, addr: &str) -> ShoalResult<RecordsClient<tonic::transport::Channel>> {
         Ok(RecordsClient::new(self.node.peers.channel(addr)?)
             .max_decoding_message_size(64 * 1024 * 1024)
             .max_encoding_message_size(64 * 1024 * 1024))
@@ -314,7 +318,8 @@ impl Records for DataService {
         &self,
         request: Request<proto::SubscribeToShardRequest>,
     ) -> Result<Response<Self::SubscribeToShardStream>, Status> {
-        crate::subscription::subscribe(self.clone(), request.into_inner()).await.map(Response::new)
+        let was_forwarded = is_forwarded(&request);
+        crate::subscription::subscribe(self.clone(), request.into_inner(), was_forwarded).await.map(Response::new)
     }
 
     async fn put_record(

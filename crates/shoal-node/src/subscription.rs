@@ -1,22 +1,28 @@
 //! SubscribeToShard over gRPC: a shard's records pushed as they are committed.
 //!
-//! The subscription reads through the ordinary GetRecords path (so reads go to
-//! the shard leader, wherever it is) marked as fan-out, which has its own budget.
-//! Between reads it waits for the local replica to apply something new — the
-//! records are usually there within a millisecond of their acknowledgement —
-//! or, on a node without a replica, polls every 20 ms. An idle shard still gets
-//! an event every second.
+//! A node that does not lead the shard hands the subscription to the leader and
+//! relays its events: the leader applies a record before acknowledging it, so
+//! its subscription sees the record at once, where a follower's replica learns of
+//! the commit a round trip later. If the leader cannot be reached, or leadership
+//! moves later, the subscription is served where it is: it reads through the
+//! ordinary GetRecords path (so reads go to the shard leader, wherever it is)
+//! marked as fan-out, which has its own budget. Between reads it waits for the
+//! local replica to apply something new or, on a node without a replica, polls
+//! every 20 ms. An idle shard still gets an event every second.
 
 use std::pin::Pin;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
+use shoal_client::status::{from_status, to_status};
 use shoal_proto::v1 as proto;
 use shoal_proto::v1::records_server::Records;
 use tokio::sync::mpsc;
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
 
-use crate::data_service::{DataService, FAN_OUT_HEADER};
+use crate::data_service::{DataService, FAN_OUT_HEADER, find_shard};
+use crate::peers::forwarded;
+use crate::routing::{ShardLeader, locate};
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<proto::SubscribeToShardEvent, Status>> + Send>>;
 
@@ -24,7 +30,44 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const REMOTE_POLL: Duration = Duration::from_millis(20);
 const RECORDS_PER_EVENT: u32 = 10_000;
 
-pub async fn subscribe(service: DataService, request: proto::SubscribeToShardRequest) -> Result<EventStream, Status> {
+/// Serves a subscription; a `forwarded` one (from a node that found this one the
+/// shard's leader) is served here, whoever leads now.
+pub async fn subscribe(
+    service: DataService,
+    request: proto::SubscribeToShardRequest,
+    forwarded: bool,
+) -> Result<EventStream, Status> {
+    if !forwarded && let Some(events) = at_leader(&service, &request).await {
+        return events;
+    }
+    serve_here(service, request).await
+}
+
+/// The subscription served by the shard's leader, if another node leads it and
+/// answers; `None` to serve it here.
+async fn at_leader(
+    service: &DataService,
+    request: &proto::SubscribeToShardRequest,
+) -> Option<Result<EventStream, Status>> {
+    let stream = service.node().stream(&request.stream_name).await.ok()?;
+    let shard = find_shard(&stream, &request.shard_id).ok()?;
+    let ShardLeader::Remote { addr, .. } = locate(service.node(), shard, Duration::ZERO).await.ok()? else {
+        return None;
+    };
+    let mut leader = service.peer_records(&addr).ok()?;
+    match leader.subscribe_to_shard(forwarded(request.clone())).await {
+        Ok(events) => {
+            let events = events.into_inner().map(|event| event.map_err(|status| to_status(from_status(&status))));
+            Some(Ok(Box::pin(events) as EventStream))
+        }
+        // The leader could not be reached or is going away: serve it here.
+        Err(status) if matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled) => None,
+        // Its answer to the request itself (a bad position, say) is the answer.
+        Err(status) => Some(Err(to_status(from_status(&status)))),
+    }
+}
+
+async fn serve_here(service: DataService, request: proto::SubscribeToShardRequest) -> Result<EventStream, Status> {
     let position =
         if request.starting_position.is_empty() { "LATEST".into() } else { request.starting_position.clone() };
     let first = proto::GetShardIteratorRequest {

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shoal_node::data_service::FAN_OUT_HEADER;
+use shoal_node::subscription::EventStream;
 use shoal_proto::v1 as proto;
 use shoal_proto::v1::records_server::Records;
 use shoal_types::ShoalError;
@@ -34,8 +35,6 @@ use crate::server::encode_body;
 
 const SUBSCRIPTION_LIFETIME: Duration = Duration::from_secs(300);
 const TAKEOVER_AFTER: Duration = Duration::from_secs(5);
-const IDLE_POLL: Duration = Duration::from_millis(200);
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// Which subscription currently owns each (consumer, shard).
 #[derive(Default)]
@@ -100,11 +99,10 @@ struct Cursor {
     consumer_arn: String,
     shard_id: String,
     id: u64,
-    iterator: String,
-    continuation: String,
+    /// The node's own push subscription (served by the shard's leader).
+    events: EventStream,
     format: WireFormat,
     started: Instant,
-    last_event: Instant,
     sent_initial: bool,
     done: bool,
 }
@@ -117,25 +115,24 @@ pub async fn subscribe(api: Arc<KinesisApi>, request: AwsRequest) -> Result<Resp
         Some(Value::String(s)) => s.parse::<f64>().ok().map(|s| (s * 1000.0).round() as u64),
         _ => None,
     };
-    let iterator_request = proto::GetShardIteratorRequest {
+    let subscription = proto::SubscribeToShardRequest {
         stream_name: stream,
         shard_id: input.shard_id.clone(),
-        shard_iterator_type: input.starting_position.kind.clone(),
+        starting_position: input.starting_position.kind.clone(),
         starting_sequence_number: input.starting_position.sequence_number.clone().unwrap_or_default(),
         timestamp_millis,
     };
-    let iterator = api.data.get_shard_iterator(Request::new(iterator_request)).await?.into_inner().shard_iterator;
+    // Bad positions and unknown shards fail here, before the consumer is claimed.
+    let events = api.data.subscribe_to_shard(Request::new(subscription)).await?.into_inner();
     let id = api.subscriptions.claim(&input.consumer_arn, &input.shard_id)?;
     let cursor = Cursor {
         api,
         consumer_arn: input.consumer_arn,
         shard_id: input.shard_id,
         id,
-        iterator,
-        continuation: input.starting_position.sequence_number.unwrap_or_default(),
+        events,
         format: request.format,
         started: Instant::now(),
-        last_event: Instant::now(),
         sent_initial: false,
         done: false,
     };
@@ -148,54 +145,41 @@ pub async fn subscribe(api: Arc<KinesisApi>, request: AwsRequest) -> Result<Resp
     Ok(response)
 }
 
-/// The next frame to send, or `None` when the subscription is over.
+/// The next frame to send, or `None` when the subscription is over. Events come
+/// as the node's push subscription yields them: when records are applied, and at
+/// least once a second.
 async fn next_frame(cursor: &mut Cursor) -> Option<Vec<u8>> {
     let content_type = cursor.format.content_type();
     if !cursor.sent_initial {
         cursor.sent_initial = true;
         return Some(event_stream::event("initial-response", content_type, &encode_body(&json!({}), cursor.format)));
     }
-    loop {
-        let superseded = !cursor.api.subscriptions.still_owns(&cursor.consumer_arn, &cursor.shard_id, cursor.id);
-        if cursor.done || superseded || cursor.started.elapsed() >= SUBSCRIPTION_LIFETIME {
+    let superseded = !cursor.api.subscriptions.still_owns(&cursor.consumer_arn, &cursor.shard_id, cursor.id);
+    if cursor.done || superseded || cursor.started.elapsed() >= SUBSCRIPTION_LIFETIME {
+        cursor.api.subscriptions.release(&cursor.consumer_arn, &cursor.shard_id, cursor.id);
+        return None;
+    }
+    let event = match cursor.events.next().await {
+        Some(Ok(event)) => event,
+        Some(Err(status)) => {
+            cursor.done = true;
+            let error = AwsError::from(status);
+            let payload = encode_body(&json!({ "message": error.message }), cursor.format);
+            return Some(event_stream::exception(&error.type_name, content_type, &payload));
+        }
+        None => {
             cursor.api.subscriptions.release(&cursor.consumer_arn, &cursor.shard_id, cursor.id);
             return None;
         }
-        let request = proto::GetRecordsRequest { shard_iterator: cursor.iterator.clone(), limit: 10_000 };
-        let mut call = Request::new(request);
-        call.metadata_mut().insert(FAN_OUT_HEADER, tonic::metadata::MetadataValue::from_static("1"));
-        let page = match cursor.api.data.get_records(call).await {
-            Ok(page) => page.into_inner(),
-            Err(status) => {
-                cursor.done = true;
-                let error = AwsError::from(status);
-                let payload = encode_body(&json!({ "message": error.message }), cursor.format);
-                return Some(event_stream::exception(&error.type_name, content_type, &payload));
-            }
-        };
-        if !page.next_shard_iterator.is_empty() {
-            cursor.iterator = page.next_shard_iterator.clone();
-        }
-        if let Some(last) = page.records.last() {
-            cursor.continuation = last.sequence_number.clone();
-        }
-        if page.records.is_empty() && cursor.last_event.elapsed() < HEARTBEAT_EVERY {
-            tokio::time::sleep(IDLE_POLL).await;
-            continue;
-        }
-        cursor.last_event = Instant::now();
-        let records: Vec<Value> = page.records.iter().map(shapes::record).collect();
-        let event = json!({
-            "Records": records,
-            "ContinuationSequenceNumber": cursor.continuation,
-            "MillisBehindLatest": page.millis_behind_latest,
-            "ChildShards": shapes::child_shards(&page.child_shards),
-        });
-        if page.next_shard_iterator.is_empty() {
-            // The shard is closed and read to its end: this event names the
-            // children, and the subscription ends after it.
-            cursor.done = true;
-        }
-        return Some(event_stream::event("SubscribeToShardEvent", content_type, &encode_body(&event, cursor.format)));
-    }
+    };
+    // The last event of a closed shard names its children; the subscription ends after it.
+    cursor.done = event.shard_ended;
+    let records: Vec<Value> = event.records.iter().map(shapes::record).collect();
+    let event = json!({
+        "Records": records,
+        "ContinuationSequenceNumber": event.continuation_sequence_number,
+        "MillisBehindLatest": event.millis_behind_latest,
+        "ChildShards": shapes::child_shards(&event.child_shards),
+    });
+    Some(event_stream::event("SubscribeToShardEvent", content_type, &encode_body(&event, cursor.format)))
 }

@@ -1,5 +1,6 @@
 //! The Shoal driver: PutRecords over gRPC, push consumers over SubscribeToShard.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use shoal_client::{LeaderRouter, Record, ShoalClient};
@@ -11,6 +12,7 @@ use super::workload::Workload;
 #[derive(Clone)]
 pub struct ShoalDriver {
     client: ShoalClient,
+    endpoint: String,
     stream: String,
     /// Whether calls go to the shards' leaders (else all to the entry node).
     route: bool,
@@ -21,7 +23,7 @@ pub struct ShoalDriver {
 impl ShoalDriver {
     pub async fn connect(endpoint: &str, stream: &str, route: bool) -> anyhow::Result<ShoalDriver> {
         let client = crate::commands::connect::connect(endpoint).await?;
-        Ok(ShoalDriver { client, stream: stream.into(), route, router: None })
+        Ok(ShoalDriver { client, endpoint: endpoint.into(), stream: stream.into(), route, router: None })
     }
 
     /// A fresh stream with the workload's shards.
@@ -69,16 +71,30 @@ impl ShoalDriver {
         Ok(response.failed_record_count as usize)
     }
 
-    /// One push subscription per shard, from LATEST; sends each record's
-    /// end-to-end latency (µs) to `latencies` until `stop`.
+    /// One push subscription per shard, from LATEST, opened on the shard's leader
+    /// when calls are routed (else on the entry node, which hands it to the
+    /// leader), over connections of their own (not the producers'); sends each
+    /// record's end-to-end latency (µs) to `latencies` until `stop`.
     pub async fn consume(
         &self,
         latencies: mpsc::UnboundedSender<u64>,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        let mut connections: HashMap<String, ShoalClient> = HashMap::new();
         for shard in self.client.list_shards(&self.stream).await? {
-            let (client, stream, latencies, mut stop) =
-                (self.client.clone(), self.stream.clone(), latencies.clone(), stop.clone());
+            let addr = match self.router.as_ref().and_then(|router| router.shard_leader_addr(&shard.shard_id)) {
+                Some(leader) => leader.to_string(),
+                None => self.endpoint.clone(),
+            };
+            let client = match connections.get(&addr) {
+                Some(client) => client.clone(),
+                None => {
+                    let client = crate::commands::connect::connect(&addr).await?;
+                    connections.insert(addr, client.clone());
+                    client
+                }
+            };
+            let (stream, latencies, mut stop) = (self.stream.clone(), latencies.clone(), stop.clone());
             let mut events = client.subscribe_to_shard(&stream, &shard.shard_id, "LATEST", None).await?;
             tokio::spawn(async move {
                 loop {
