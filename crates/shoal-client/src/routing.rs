@@ -33,10 +33,15 @@ pub struct LeaderRouter {
     /// Where unknown or leaderless shards go (the node first connected to).
     entry: ShoalClient,
     dialer: Dialer,
-    nodes: Vec<ShoalClient>,
-    /// The address of each of `nodes`.
-    addrs: Vec<String>,
+    nodes: Vec<LeaderNode>,
     routes: Vec<Route>,
+}
+
+/// A node that leads some of the stream's shards.
+#[derive(Clone)]
+struct LeaderNode {
+    addr: String,
+    client: ShoalClient,
 }
 
 fn parse_hash(text: &str) -> ShoalResult<u128> {
@@ -47,14 +52,8 @@ impl LeaderRouter {
     /// Learns `stream`'s open shards and their leaders through `entry`, and
     /// connects to each leading node as `dialer` says.
     pub async fn discover(entry: ShoalClient, dialer: Dialer, stream: &str) -> ShoalResult<LeaderRouter> {
-        let mut router = LeaderRouter {
-            stream: stream.to_string(),
-            entry,
-            dialer,
-            nodes: Vec::new(),
-            addrs: Vec::new(),
-            routes: Vec::new(),
-        };
+        let mut router =
+            LeaderRouter { stream: stream.to_string(), entry, dialer, nodes: Vec::new(), routes: Vec::new() };
         router.refresh().await?;
         Ok(router)
     }
@@ -72,7 +71,6 @@ impl LeaderRouter {
             .collect();
         let mut clients: HashMap<u64, usize> = HashMap::new();
         let mut nodes = Vec::new();
-        let mut node_addrs = Vec::new();
         let mut routes = Vec::new();
         for shard in shards.iter().filter(|s| s.ending_sequence_number.is_empty()) {
             let Some(leader) = leaders.get(shard.shard_id.as_str()) else { continue };
@@ -80,8 +78,8 @@ impl LeaderRouter {
             let node = match clients.get(leader) {
                 Some(index) => *index,
                 None => {
-                    nodes.push(ShoalClient::connect_with(addr, &self.dialer).await?);
-                    node_addrs.push(addr.clone());
+                    let client = ShoalClient::connect_with(addr, &self.dialer).await?;
+                    nodes.push(LeaderNode { addr: addr.clone(), client });
                     clients.insert(*leader, nodes.len() - 1);
                     nodes.len() - 1
                 }
@@ -95,7 +93,6 @@ impl LeaderRouter {
         }
         routes.sort_by_key(|r| r.start);
         self.nodes = nodes;
-        self.addrs = node_addrs;
         self.routes = routes;
         Ok(())
     }
@@ -109,7 +106,7 @@ impl LeaderRouter {
     /// subscribe to the shard without a hop.
     pub fn shard_leader_addr(&self, shard_id: &str) -> Option<&str> {
         let route = self.routes.iter().find(|route| route.shard_id == shard_id)?;
-        self.addrs.get(route.node).map(String::as_str)
+        self.nodes.get(route.node).map(|node| node.addr.as_str())
     }
 
     /// Which client takes a record with this hash key.
@@ -133,7 +130,7 @@ impl LeaderRouter {
         let total: usize = parts.iter().map(|(indexes, _)| indexes.len()).sum();
         let calls = parts.into_iter().enumerate().filter(|(_, (indexes, _))| !indexes.is_empty()).map(
             |(target, (indexes, records))| {
-                let client = self.nodes.get(target).unwrap_or(&self.entry).clone();
+                let client = self.nodes.get(target).map_or(&self.entry, |node| &node.client).clone();
                 let stream = self.stream.clone();
                 async move { (indexes, client.put_records(&stream, records).await) }
             },
@@ -172,15 +169,10 @@ mod tests {
             Route { shard_id: "shardId-000000000001".into(), start: 100, end: 199, node: 1 },
             Route { shard_id: "shardId-000000000003".into(), start: 300, end: u128::MAX, node: 2 },
         ];
-        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
-        let router = LeaderRouter {
-            stream: "s".into(),
-            entry: ShoalClient::from_channel(channel),
-            dialer: Dialer::plain(),
-            nodes: Vec::new(),
-            addrs: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into(), "127.0.0.1:3".into()],
-            routes,
-        };
+        let client =
+            || ShoalClient::from_channel(tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy());
+        let nodes = (1..=3).map(|i| LeaderNode { addr: format!("127.0.0.1:{i}"), client: client() }).collect();
+        let router = LeaderRouter { stream: "s".into(), entry: client(), dialer: Dialer::plain(), nodes, routes };
         assert_eq!(router.client_for(0), Some(0));
         assert_eq!(router.client_for(99), Some(0));
         assert_eq!(router.client_for(100), Some(1));
