@@ -253,19 +253,33 @@ async fn a_cut_off_leader_acknowledges_nothing_and_catches_up_after_healing() ->
     Ok(())
 }
 
+/// `count` records keyed `k0`, `k1`, … with data `{tag}-0`, `{tag}-1`, ….
+fn tagged(tag: &str, count: usize) -> Vec<Record> {
+    (0..count).map(|i| record(format!("k{i}"), format!("{tag}-{i}"))).collect()
+}
+
+/// A three-node cluster whose stream `name` of `shards` shards holds `records` on
+/// every replica.
+async fn cluster_holding(
+    name: &str,
+    shards: u32,
+    records: Vec<Record>,
+) -> anyhow::Result<(TestCluster, ShoalClient, Stream)> {
+    let cluster = TestCluster::start(3).await?;
+    let client = cluster.client(1).await?;
+    client.create_stream(name, shards).await?;
+    client.wait_for_active(name, Duration::from_secs(10)).await?;
+    let stream = cluster.stream(1, name).await?;
+    assert_eq!(client.put_records(name, records).await?.failed_record_count, 0);
+    cluster.wait_for_replicas_to_converge(&stream, Duration::from_secs(10)).await?;
+    Ok((cluster, client, stream))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_node_recovers_its_records_from_disk_and_catches_up() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3).await?;
-    let client = cluster.client(1).await?;
-    client.create_stream("durable", 2).await?;
-    client.wait_for_active("durable", Duration::from_secs(10)).await?;
-    let stream = cluster.stream(1, "durable").await?;
-    let first: Vec<Record> = (0..100).map(|i| record(format!("k{i}"), format!("first-{i}"))).collect();
-    assert_eq!(client.put_records("durable", first).await?.failed_record_count, 0);
-    cluster.wait_for_replicas_to_converge(&stream, Duration::from_secs(10)).await?;
+    let (mut cluster, client, stream) = cluster_holding("durable", 2, tagged("first", 100)).await?;
     cluster.kill(3).await?;
-    let second: Vec<Record> = (0..100).map(|i| record(format!("k{i}"), format!("second-{i}"))).collect();
-    assert_eq!(client.put_records("durable", second).await?.failed_record_count, 0);
+    assert_eq!(client.put_records("durable", tagged("second", 100)).await?.failed_record_count, 0);
     cluster.restart(3).await?;
     cluster.wait_for_replicas_to_converge(&stream, Duration::from_secs(20)).await?;
     for shard in 0..2 {
@@ -282,14 +296,7 @@ async fn a_restarted_node_recovers_its_records_from_disk_and_catches_up() -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_stops_promptly_while_its_peers_hold_raft_streams_to_it_and_they_reconnect() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3).await?;
-    let client = cluster.client(1).await?;
-    client.create_stream("streams", 2).await?;
-    client.wait_for_active("streams", Duration::from_secs(10)).await?;
-    let stream = cluster.stream(1, "streams").await?;
-    let first: Vec<Record> = (0..50).map(|i| record(format!("k{i}"), format!("first-{i}"))).collect();
-    assert_eq!(client.put_records("streams", first).await?.failed_record_count, 0);
-    cluster.wait_for_replicas_to_converge(&stream, Duration::from_secs(10)).await?;
+    let (mut cluster, client, stream) = cluster_holding("streams", 2, tagged("first", 50)).await?;
 
     // Nodes 1 and 3 hold open Raft exchanges to node 2; its graceful stop must end
     // them instead of waiting for its peers to hang up.
@@ -299,8 +306,7 @@ async fn a_node_stops_promptly_while_its_peers_hold_raft_streams_to_it_and_they_
 
     // Its peers open new exchanges to the restarted node, which catches up.
     cluster.restart(2).await?;
-    let second: Vec<Record> = (0..50).map(|i| record(format!("k{i}"), format!("second-{i}"))).collect();
-    assert_eq!(client.put_records("streams", second).await?.failed_record_count, 0);
+    assert_eq!(client.put_records("streams", tagged("second", 50)).await?.failed_record_count, 0);
     cluster.wait_for_replicas_to_converge(&stream, Duration::from_secs(20)).await?;
     let held: usize =
         (0..2).map(|s| cluster.replica_records(2, &stream, s).map(|r| r.len())).sum::<anyhow::Result<_>>()?;
