@@ -44,15 +44,25 @@ pub async fn expire(node: &Node) {
             }
         }
     }
+    let mut expired_any = false;
     for (stream, shard) in meta.shard_groups() {
         if node.groups.get(shard.group_id).is_none() {
             continue;
         }
         let cutoff = node.config.retention_cutoff(stream.retention_hours, now);
         match expire_before(&node.db, shard.group_id, cutoff) {
-            Ok(true) => tracing::info!(stream = %stream.name, shard = %shard.id, "expired records removed"),
+            Ok(true) => {
+                expired_any = true;
+                tracing::info!(stream = %stream.name, shard = %shard.id, "expired records removed");
+            }
             Ok(false) => {}
             Err(error) => tracing::error!(stream = %stream.name, shard = %shard.id, %error, "retention pass failed"),
         }
+    }
+    // Shards apply without the WAL: flushing now persists their applied state
+    // past the records just removed, so a crash cannot re-apply expired records
+    // from the Raft log.
+    if expired_any && let Err(error) = node.db.flushed().await {
+        tracing::error!(%error, "flush after the retention pass failed");
     }
 }

@@ -6,6 +6,15 @@
 //! applied id this state machine persisted. Applying the same entry twice writes
 //! the same keys with the same values, so re-application is harmless.
 //!
+//! A shard applies without the WAL at all (`commit_unlogged`): its records are
+//! already in the WAL once, in their Raft log entry, and writing them there a
+//! second time doubled the WAL's bytes. A crash then loses what
+//! was applied since the last memtable flush, records and applied id together
+//! (RocksDB's atomic flush persists every column family at one point), and
+//! openraft re-applies it from the log. The log must therefore outlive that
+//! point: a snapshot, after which openraft may purge the log, first flushes.
+//! The metadata group, small and rarely written, keeps its state in the WAL.
+//!
 //! Snapshots are built cheaply: a shard's snapshot records only its metadata, and
 //! the records are read out when a lagging follower actually needs them (in
 //! [`RaftStateMachine::get_current_snapshot`]). Such a dump may hold records newer
@@ -211,7 +220,10 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                 batch.put(Cf::StateMachine, &self.key(PROGRESS), &encode(progress)?)?
             }
         }
-        batch.commit()?;
+        match &self.data {
+            GroupData::Meta { .. } => batch.commit()?,
+            GroupData::Shard { .. } => batch.commit_unlogged()?,
+        }
         self.publish();
         for (responder, response) in replies {
             responder.send(response);
@@ -301,6 +313,11 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
             Some(state) => Some(encode_meta(state)?),
             None => None,
         };
+        if meta_state.is_none() {
+            // The shard's state up to the snapshot was written without the WAL:
+            // make it durable before openraft purges the log entries it came from.
+            self.db.flushed().await?;
+        }
         let stored = StoredSnapshot { meta: meta.clone(), meta_state: meta_state.clone() };
         self.db.put_synced(Cf::StateMachine, &keys::group_named(self.group, SNAPSHOT), &encode(&stored)?)?;
         Ok(Snapshot { meta, snapshot: meta_state.unwrap_or_default() })

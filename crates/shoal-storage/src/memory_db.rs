@@ -7,7 +7,10 @@
 //! * a batch is durable only once a sync covered it: [`commit_synced`] syncs,
 //!   and a `when_durable` completion syncs everything written before it runs;
 //! * the WAL is sequential, so a sync makes every earlier batch durable too, and
-//!   a crash keeps the durable state plus some prefix of the unsynced batches.
+//!   a crash keeps the durable state plus some prefix of the unsynced batches;
+//! * a batch committed without the WAL is in no sync's reach: only a flush (of
+//!   every column family at once, like RocksDB's atomic flush) makes it durable,
+//!   and a crash before one loses it, while logged batches after it survive.
 //!
 //! [`MemoryDb::crash`] returns a fresh database holding what survives a crash; the
 //! crashed handle refuses every later operation, as a dead process would.
@@ -21,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::column_family::Cf;
+use crate::node_db::Durability;
 
 type Table = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -65,7 +69,8 @@ struct State {
     live: Tables,
     /// What a crash keeps for sure: every batch a sync covered.
     durable: Tables,
-    /// Committed batches no sync has covered yet, oldest first.
+    /// Logged batches no sync or flush has covered yet, oldest first (batches
+    /// committed without the WAL are only in `live` until a flush).
     unsynced: Vec<Vec<MemoryOp>>,
     /// Set on the handle of a crashed incarnation: it refuses everything after.
     crashed: bool,
@@ -133,17 +138,30 @@ impl MemoryDb {
         Ok(if reverse { range.rev().take(limit).map(copy).collect() } else { range.take(limit).map(copy).collect() })
     }
 
-    /// Commits a batch atomically; `sync` also makes it (and all before it) durable.
-    pub(crate) fn commit(&self, ops: Vec<MemoryOp>, sync: bool) -> std::io::Result<()> {
+    /// Commits a batch atomically; a synced one also makes every logged batch
+    /// before it durable.
+    pub(crate) fn commit(&self, ops: Vec<MemoryOp>, durability: Durability) -> std::io::Result<()> {
         let mut state = self.lock()?;
         for op in &ops {
             state.live.apply(op);
         }
+        if durability == Durability::Unlogged {
+            return Ok(());
+        }
         state.unsynced.push(ops);
-        if sync {
+        if durability == Durability::Synced {
             Self::sync_locked(&mut state);
             self.syncs.fetch_add(1, Ordering::Relaxed);
         }
+        Ok(())
+    }
+
+    /// Makes everything committed so far durable, logged or not, like a flush of
+    /// every memtable.
+    pub(crate) fn flush(&self) -> std::io::Result<()> {
+        let mut state = self.lock()?;
+        state.durable = state.live.clone();
+        state.unsynced.clear();
         Ok(())
     }
 

@@ -56,6 +56,10 @@ impl NodeDb {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_max_total_wal_size(256 * 1024 * 1024);
+        // Applied records are written without the WAL (see `Batch::commit_unlogged`):
+        // every flush must then persist all column families at one point, so that
+        // what a crash keeps of them is consistent.
+        options.set_atomic_flush(true);
         options.increase_parallelism(2);
         let descriptors = || {
             Cf::ALL.map(|cf| {
@@ -240,6 +244,35 @@ impl NodeDb {
         rx.await.unwrap_or_else(|_| Err(std::io::Error::other("wal sync thread stopped")))
     }
 
+    /// Writes every memtable to disk, all column families at one point (atomic
+    /// flush): afterwards everything written so far survives a crash, including
+    /// batches committed without the WAL. Blocks until done; seconds on a big
+    /// memtable, so async callers use [`NodeDb::flushed`].
+    pub fn flush(&self) -> std::io::Result<()> {
+        match &self.backend {
+            Backend::Rocks(inner) => {
+                let handles = Cf::ALL.iter().map(|cf| inner.cf(*cf)).collect::<std::io::Result<Vec<_>>>()?;
+                let mut options = rocksdb::FlushOptions::default();
+                options.set_wait(true);
+                inner.db.flush_cfs_opt(&handles, &options).map_err(io_error)
+            }
+            Backend::Memory(memory) => memory.flush(),
+        }
+    }
+
+    /// [`NodeDb::flush`] off the async runtime's threads.
+    pub async fn flushed(&self) -> std::io::Result<()> {
+        match &self.backend {
+            Backend::Rocks(_) => {
+                let db = self.clone();
+                tokio::task::spawn_blocking(move || db.flush())
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(format!("flush task failed: {e}"))))
+            }
+            Backend::Memory(memory) => memory.flush(),
+        }
+    }
+
     /// Removes every key of `group` from every column family.
     pub fn drop_group(&self, group: u64) -> std::io::Result<()> {
         let mut batch = self.batch();
@@ -339,28 +372,48 @@ impl Batch<'_> {
 
     /// Writes the batch to the memtable and the (not yet synced) WAL.
     pub fn commit(self) -> std::io::Result<()> {
-        self.write(false)
+        self.write(Durability::Logged)
     }
 
     /// Writes the batch and fsyncs the WAL before returning.
     pub fn commit_synced(self) -> std::io::Result<()> {
-        self.write(true)
+        self.write(Durability::Synced)
     }
 
-    fn write(self, sync: bool) -> std::io::Result<()> {
+    /// Writes the batch to the memtable only, not to the WAL: a crash loses it
+    /// unless a [`NodeDb::flush`] ran after it. For state that can be rebuilt
+    /// from elsewhere — applied records, re-applied from the Raft log — it saves
+    /// writing every byte twice.
+    pub fn commit_unlogged(self) -> std::io::Result<()> {
+        self.write(Durability::Unlogged)
+    }
+
+    fn write(self, durability: Durability) -> std::io::Result<()> {
         if let Some(e) = self.error {
             return Err(e);
         }
         match (self.writes, &self.db.backend) {
             (Writes::Rocks(batch), Backend::Rocks(inner)) => {
                 let mut options = rocksdb::WriteOptions::default();
-                options.set_sync(sync);
+                options.set_sync(durability == Durability::Synced);
+                options.disable_wal(durability == Durability::Unlogged);
                 inner.db.write_opt(batch, &options).map_err(io_error)
             }
-            (Writes::Memory(ops), Backend::Memory(memory)) => memory.commit(ops, sync),
+            (Writes::Memory(ops), Backend::Memory(memory)) => memory.commit(ops, durability),
             _ => Err(mismatched_batch()),
         }
     }
+}
+
+/// How a committed batch reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// In the WAL; durable with the next WAL sync.
+    Logged,
+    /// In the WAL, synced before the commit returns.
+    Synced,
+    /// Not in the WAL; durable only with the next flush.
+    Unlogged,
 }
 
 /// A batch is always built for the backend of the database that created it.
@@ -541,6 +594,57 @@ mod tests {
         assert_eq!(again.get(Cf::RaftLog, b"b").unwrap(), Some(b"1".to_vec()));
         assert_eq!(again.get(Cf::RaftLog, b"c").unwrap(), Some(b"1".to_vec()));
         assert_eq!(again.get(Cf::RaftState, b"vote").unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn memory_unlogged_writes_survive_a_crash_only_once_flushed() {
+        let db = NodeDb::in_memory(Duration::ZERO);
+        let mut batch = db.batch();
+        batch.put(Cf::Records, b"r1", b"applied").unwrap();
+        batch.commit_unlogged().unwrap();
+        assert_eq!(db.get(Cf::Records, b"r1").unwrap(), Some(b"applied".to_vec()), "readers see it at once");
+        // A WAL sync does not reach a write that is not in the WAL ...
+        db.put_synced(Cf::RaftLog, b"e2", b"entry").unwrap();
+        let recovered = db.crash(0).unwrap();
+        assert_eq!(recovered.get(Cf::Records, b"r1").unwrap(), None, "an unlogged write is lost");
+        assert_eq!(recovered.get(Cf::RaftLog, b"e2").unwrap(), Some(b"entry".to_vec()), "a later logged one is not");
+
+        // ... a flush does, and makes logged but unsynced writes durable too.
+        let mut batch = recovered.batch();
+        batch.put(Cf::Records, b"r1", b"applied again").unwrap();
+        batch.commit_unlogged().unwrap();
+        let mut batch = recovered.batch();
+        batch.put(Cf::RaftLog, b"e3", b"entry").unwrap();
+        batch.commit().unwrap();
+        recovered.flush().unwrap();
+        let mut batch = recovered.batch();
+        batch.put(Cf::Records, b"r1", b"overwritten after the flush").unwrap();
+        batch.commit_unlogged().unwrap();
+        let again = recovered.crash(0).unwrap();
+        assert_eq!(again.get(Cf::Records, b"r1").unwrap(), Some(b"applied again".to_vec()));
+        assert_eq!(again.get(Cf::RaftLog, b"e3").unwrap(), Some(b"entry".to_vec()));
+    }
+
+    #[test]
+    fn unlogged_writes_are_read_and_flushed_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = NodeDb::open(dir.path()).unwrap();
+            let mut batch = db.batch();
+            batch.put(Cf::Records, b"r", b"applied").unwrap();
+            batch.put(Cf::StateMachine, b"applied", b"1").unwrap();
+            batch.commit_unlogged().unwrap();
+            assert_eq!(db.get(Cf::Records, b"r").unwrap(), Some(b"applied".to_vec()));
+            db.flush().unwrap();
+            let mut batch = db.batch();
+            batch.put(Cf::Records, b"late", b"unlogged, in the memtable at close").unwrap();
+            batch.commit_unlogged().unwrap();
+        }
+        // A clean close flushes what the WAL does not hold.
+        let db = NodeDb::open(dir.path()).unwrap();
+        assert_eq!(db.get(Cf::Records, b"r").unwrap(), Some(b"applied".to_vec()));
+        assert_eq!(db.get(Cf::StateMachine, b"applied").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(db.get(Cf::Records, b"late").unwrap(), Some(b"unlogged, in the memtable at close".to_vec()));
     }
 
     #[test]
