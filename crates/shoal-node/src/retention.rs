@@ -60,8 +60,8 @@ pub async fn expire(node: &Node) {
         }
     }
     // Shards apply without the WAL: flushing now persists their applied state
-    // past the records just removed, so a crash cannot re-apply expired records
-    // from the Raft log.
+    // past the records just removed, so a crash does not re-apply expired records
+    // from the Raft log (a crash before this flush: until the next pass).
     if expired_any && let Err(error) = node.db.flushed().await {
         tracing::error!(%error, "flush after the retention pass failed");
     }
