@@ -214,15 +214,13 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         batch.put(Cf::StateMachine, &self.key(APPLIED), &encode(&self.applied)?)?;
         match &self.data {
             GroupData::Meta { state, .. } => {
-                batch.put(Cf::StateMachine, &self.key(META_STATE), &encode_meta(state)?)?
+                batch.put(Cf::StateMachine, &self.key(META_STATE), &encode_meta(state)?)?;
+                batch.commit()?;
             }
             GroupData::Shard { progress, .. } => {
-                batch.put(Cf::StateMachine, &self.key(PROGRESS), &encode(progress)?)?
+                batch.put(Cf::StateMachine, &self.key(PROGRESS), &encode(progress)?)?;
+                batch.commit_unlogged()?;
             }
-        }
-        match &self.data {
-            GroupData::Meta { .. } => batch.commit()?,
-            GroupData::Shard { .. } => batch.commit_unlogged()?,
         }
         self.publish();
         for (responder, response) in replies {

@@ -262,15 +262,13 @@ impl NodeDb {
 
     /// [`NodeDb::flush`] off the async runtime's threads.
     pub async fn flushed(&self) -> std::io::Result<()> {
-        match &self.backend {
-            Backend::Rocks(_) => {
-                let db = self.clone();
-                tokio::task::spawn_blocking(move || db.flush())
-                    .await
-                    .unwrap_or_else(|e| Err(std::io::Error::other(format!("flush task failed: {e}"))))
-            }
-            Backend::Memory(memory) => memory.flush(),
+        if let Backend::Memory(_) = &self.backend {
+            return self.flush();
         }
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(format!("flush task failed: {e}"))))
     }
 
     /// Removes every key of `group` from every column family.
@@ -596,12 +594,16 @@ mod tests {
         assert_eq!(again.get(Cf::RaftState, b"vote").unwrap(), Some(b"2".to_vec()));
     }
 
+    fn put_unlogged(db: &NodeDb, cf: Cf, key: &[u8], value: &[u8]) {
+        let mut batch = db.batch();
+        batch.put(cf, key, value).unwrap();
+        batch.commit_unlogged().unwrap();
+    }
+
     #[test]
     fn memory_unlogged_writes_survive_a_crash_only_once_flushed() {
         let db = NodeDb::in_memory(Duration::ZERO);
-        let mut batch = db.batch();
-        batch.put(Cf::Records, b"r1", b"applied").unwrap();
-        batch.commit_unlogged().unwrap();
+        put_unlogged(&db, Cf::Records, b"r1", b"applied");
         assert_eq!(db.get(Cf::Records, b"r1").unwrap(), Some(b"applied".to_vec()), "readers see it at once");
         // A WAL sync does not reach a write that is not in the WAL ...
         db.put_synced(Cf::RaftLog, b"e2", b"entry").unwrap();
@@ -610,23 +612,19 @@ mod tests {
         assert_eq!(recovered.get(Cf::RaftLog, b"e2").unwrap(), Some(b"entry".to_vec()), "a later logged one is not");
 
         // ... a flush does, and makes logged but unsynced writes durable too.
-        let mut batch = recovered.batch();
-        batch.put(Cf::Records, b"r1", b"applied again").unwrap();
-        batch.commit_unlogged().unwrap();
+        put_unlogged(&recovered, Cf::Records, b"r1", b"applied again");
         let mut batch = recovered.batch();
         batch.put(Cf::RaftLog, b"e3", b"entry").unwrap();
         batch.commit().unwrap();
         recovered.flush().unwrap();
-        let mut batch = recovered.batch();
-        batch.put(Cf::Records, b"r1", b"overwritten after the flush").unwrap();
-        batch.commit_unlogged().unwrap();
+        put_unlogged(&recovered, Cf::Records, b"r1", b"overwritten after the flush");
         let again = recovered.crash(0).unwrap();
         assert_eq!(again.get(Cf::Records, b"r1").unwrap(), Some(b"applied again".to_vec()));
         assert_eq!(again.get(Cf::RaftLog, b"e3").unwrap(), Some(b"entry".to_vec()));
     }
 
     #[test]
-    fn unlogged_writes_are_read_and_flushed_to_disk() {
+    fn unlogged_writes_are_read_at_once_and_survive_a_flush_and_a_clean_close() {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = NodeDb::open(dir.path()).unwrap();
@@ -636,9 +634,7 @@ mod tests {
             batch.commit_unlogged().unwrap();
             assert_eq!(db.get(Cf::Records, b"r").unwrap(), Some(b"applied".to_vec()));
             db.flush().unwrap();
-            let mut batch = db.batch();
-            batch.put(Cf::Records, b"late", b"unlogged, in the memtable at close").unwrap();
-            batch.commit_unlogged().unwrap();
+            put_unlogged(&db, Cf::Records, b"late", b"unlogged, in the memtable at close");
         }
         // A clean close flushes what the WAL does not hold.
         let db = NodeDb::open(dir.path()).unwrap();
