@@ -253,8 +253,24 @@ fn metrics_and_probes_answer() {
         "shoal_shard_iterator_age_milliseconds{stream=\"measured\"",
         "shoal_put_records_seconds",
         "shoal_wal_sync_seconds",
+        "shoal_rocksdb_memtable_bytes{node=\"1\"}",
+        "shoal_rocksdb_level0_files{node=\"3\"}",
+        "shoal_rocksdb_write_stopped{node=\"2\"} 0",
     ] {
         assert!(body.contains(metric), "{metric} missing from /metrics:\n{body}");
+    }
+    // RocksDB's own report, for each node: flushes, compactions and stalls.
+    let (status, body) = http_get(&metrics, "/debug/rocksdb");
+    assert_eq!(status, 200);
+    for part in [
+        "node 1\n",
+        "node 3\n",
+        "** DB Stats **",
+        "Cumulative stall",
+        "column family records\n",
+        "** Compaction Stats [records] **",
+    ] {
+        assert!(body.contains(part), "{part} missing from /debug/rocksdb:\n{body}");
     }
     // Where a write's time went: openraft's per-stage latencies of every group a
     // node of this process leads, the shard's group among them — or, in a build

@@ -38,6 +38,7 @@ pub mod resharding;
 pub mod retention;
 pub mod routing;
 pub mod shard_writer;
+pub mod storage_metrics;
 pub mod subscription;
 pub mod throughput;
 pub mod transport_service;

@@ -271,6 +271,47 @@ impl NodeDb {
             .unwrap_or_else(|e| Err(std::io::Error::other(format!("flush task failed: {e}"))))
     }
 
+    /// A RocksDB property of the whole database as text (`rocksdb.dbstats`: writes,
+    /// WAL syncs and write stalls so far); `None` on the in-memory database.
+    pub fn property(&self, name: &str) -> std::io::Result<Option<String>> {
+        match &self.backend {
+            Backend::Rocks(inner) => inner.db.property_value(name).map_err(io_error),
+            Backend::Memory(_) => Ok(None),
+        }
+    }
+
+    /// A RocksDB property of one column family as text (`rocksdb.cfstats`:
+    /// its levels, flushes, compactions and stalls); `None` on the in-memory database.
+    pub fn cf_property(&self, cf: Cf, name: &str) -> std::io::Result<Option<String>> {
+        match &self.backend {
+            Backend::Rocks(inner) => inner.db.property_value_cf(inner.cf(cf)?, name).map_err(io_error),
+            Backend::Memory(_) => Ok(None),
+        }
+    }
+
+    /// An integer RocksDB property of the whole database (`rocksdb.is-write-stopped`,
+    /// `rocksdb.actual-delayed-write-rate`); `None` on the in-memory database.
+    pub fn property_int(&self, name: &str) -> std::io::Result<Option<u64>> {
+        match &self.backend {
+            Backend::Rocks(inner) => inner.db.property_int_value(name).map_err(io_error),
+            Backend::Memory(_) => Ok(None),
+        }
+    }
+
+    /// An integer RocksDB property summed over every column family
+    /// (`rocksdb.cur-size-all-mem-tables`, `rocksdb.num-files-at-level0`, …);
+    /// `None` on the in-memory database or for a property RocksDB does not know.
+    pub fn property_total(&self, name: &str) -> std::io::Result<Option<u64>> {
+        let Backend::Rocks(inner) = &self.backend else { return Ok(None) };
+        let mut total = None;
+        for cf in Cf::ALL {
+            if let Some(value) = inner.db.property_int_value_cf(inner.cf(cf)?, name).map_err(io_error)? {
+                total = Some(total.unwrap_or(0) + value);
+            }
+        }
+        Ok(total)
+    }
+
     /// Removes every key of `group` from every column family.
     pub fn drop_group(&self, group: u64) -> std::io::Result<()> {
         let mut batch = self.batch();

@@ -8,6 +8,8 @@
 //!   openraft's runtime statistics: batch sizes and how long entries spent in
 //!   each stage of their life (proposed, received, submitted, persisted,
 //!   committed, applied) — where a write's latency goes.
+//! * `/debug/rocksdb` shows RocksDB's own report of every node of this process:
+//!   flushes, compactions and write stalls per level and column family.
 
 use std::sync::Arc;
 
@@ -22,14 +24,24 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     Ok(PrometheusBuilder::new().install_recorder()?)
 }
 
-/// Serves `/metrics`, `/health`, `/ready` and `/debug/raft` on `addr` (empty: not at all).
+/// Serves `/metrics`, `/health`, `/ready`, `/debug/raft` and `/debug/rocksdb` on
+/// `addr` (empty: not at all).
 pub async fn serve(addr: &str, handle: PrometheusHandle, nodes: Vec<Arc<Node>>) -> anyhow::Result<()> {
     if addr.is_empty() {
         return Ok(());
     }
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
     let app = Router::new()
-        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route(
+            "/metrics",
+            get({
+                let nodes = nodes.clone();
+                move || {
+                    nodes.iter().for_each(|node| shoal_node::storage_metrics::record(node));
+                    std::future::ready(handle.render())
+                }
+            }),
+        )
         .route("/health", get(|| std::future::ready("ok\n")))
         .route(
             "/ready",
@@ -38,8 +50,22 @@ pub async fn serve(addr: &str, handle: PrometheusHandle, nodes: Vec<Arc<Node>>) 
                 move || std::future::ready(readiness(&nodes))
             }),
         )
+        .route(
+            "/debug/rocksdb",
+            get({
+                let nodes = nodes.clone();
+                move || {
+                    std::future::ready(
+                        nodes.iter().map(|node| shoal_node::storage_metrics::report(node)).collect::<String>(),
+                    )
+                }
+            }),
+        )
         .route("/debug/raft", get(move || raft_stats(nodes.clone())));
-    tracing::info!(%addr, "metrics at /metrics, probes at /health and /ready, Raft stage latencies at /debug/raft");
+    tracing::info!(
+        %addr,
+        "metrics at /metrics, probes at /health and /ready, Raft stage latencies at /debug/raft, RocksDB at /debug/rocksdb"
+    );
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "metrics server stopped");
