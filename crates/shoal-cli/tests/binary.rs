@@ -245,45 +245,50 @@ fn metrics_and_probes_answer() {
     stdout(&shoal(&cluster, &["stream", "create", "measured"], None));
     stdout(&shoal(&cluster, &["put", "measured"], Some("a\nb\nc\n")));
     stdout(&shoal(&cluster, &["get", "measured"], None));
-    let (status, body) = http_get(&metrics, "/metrics");
-    assert_eq!(status, 200);
-    for metric in [
-        "shoal_shard_incoming_records_total{stream=\"measured\",shard=\"shardId-000000000000\"} 3",
-        "shoal_shard_outgoing_records_total{stream=\"measured\",shard=\"shardId-000000000000\"} 3",
-        "shoal_shard_iterator_age_milliseconds{stream=\"measured\"",
-        "shoal_put_records_seconds",
-        "shoal_wal_sync_seconds",
-        "shoal_rocksdb_memtable_bytes{node=\"1\"}",
-        "shoal_rocksdb_level0_files{node=\"3\"}",
-        "shoal_rocksdb_write_stopped{node=\"2\"} 0",
-    ] {
-        assert!(body.contains(metric), "{metric} missing from /metrics:\n{body}");
-    }
+    assert_serves(
+        &metrics,
+        "/metrics",
+        &[
+            "shoal_shard_incoming_records_total{stream=\"measured\",shard=\"shardId-000000000000\"} 3",
+            "shoal_shard_outgoing_records_total{stream=\"measured\",shard=\"shardId-000000000000\"} 3",
+            "shoal_shard_iterator_age_milliseconds{stream=\"measured\"",
+            "shoal_put_records_seconds",
+            "shoal_wal_sync_seconds",
+            "shoal_rocksdb_memtable_bytes{node=\"1\"}",
+            "shoal_rocksdb_level0_files{node=\"3\"}",
+            "shoal_rocksdb_write_stopped{node=\"2\"} 0",
+        ],
+    );
     // RocksDB's own report, for each node: flushes, compactions and stalls.
-    let (status, body) = http_get(&metrics, "/debug/rocksdb");
-    assert_eq!(status, 200);
-    for part in [
-        "node 1\n",
-        "node 3\n",
-        "** DB Stats **",
-        "Cumulative stall",
-        "column family records\n",
-        "** Compaction Stats [records] **",
-    ] {
-        assert!(body.contains(part), "{part} missing from /debug/rocksdb:\n{body}");
-    }
+    assert_serves(
+        &metrics,
+        "/debug/rocksdb",
+        &[
+            "node 1\n",
+            "node 3\n",
+            "** DB Stats **",
+            "Cumulative stall",
+            "column family records\n",
+            "** Compaction Stats [records] **",
+        ],
+    );
     // Where a write's time went: openraft's per-stage latencies of every group a
     // node of this process leads, the shard's group among them — or, in a build
     // without the `raft-stats` feature, how to get them.
-    let (status, body) = http_get(&metrics, "/debug/raft");
-    assert_eq!(status, 200);
     let expected: &[&str] = if cfg!(feature = "raft-stats") {
         &["\"measured\", \"shardId-000000000000\"", "Log Stage Latencies", "submitted→persisted", "ClientWrite"]
     } else {
         &["--features raft-stats"]
     };
-    for part in expected {
-        assert!(body.contains(part), "{part} missing from /debug/raft:\n{body}");
+    assert_serves(&metrics, "/debug/raft", expected);
+}
+
+/// Asserts that `path` on the metrics address answers 200 with every one of `parts`.
+fn assert_serves(addr: &str, path: &str, parts: &[&str]) {
+    let (status, body) = http_get(addr, path);
+    assert_eq!(status, 200, "{path}:\n{body}");
+    for part in parts {
+        assert!(body.contains(part), "{part} missing from {path}:\n{body}");
     }
 }
 

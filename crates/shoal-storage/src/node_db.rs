@@ -353,7 +353,8 @@ const BLOB_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// node's CPU under load). So their values go to blob files (RocksDB's integrated
 /// BlobDB): written once at flush, never rewritten by compaction, which moves only
 /// keys and blob references; a blob file is deleted once nothing refers to it,
-/// and garbage collection relocates what is still alive in the oldest files.
+/// and for the log, garbage collection relocates what is still alive in the
+/// oldest files.
 fn column_family_options(cf: Cf) -> Options {
     let mut options = Options::default();
     if matches!(cf, Cf::RaftLog | Cf::Records) {
