@@ -314,3 +314,104 @@ async fn a_node_stops_promptly_while_its_peers_hold_raft_streams_to_it_and_they_
     cluster.shutdown().await;
     Ok(())
 }
+
+/// Whether a write through `client` gets an answer (success or error) within
+/// `limit`, and which.
+async fn answer_within(
+    client: &ShoalClient,
+    stream: &str,
+    data: &str,
+    limit: Duration,
+) -> Result<shoal_client::proto::PutRecordResponse, String> {
+    match tokio::time::timeout(limit, client.put_record(stream, "k", data.as_bytes().to_vec())).await {
+        Ok(Ok(put)) => Ok(put),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => panic!("a write through a node with failed storage got no answer within {limit:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_whose_storage_fails_gives_way_and_every_acknowledged_record_survives() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start(3).await?;
+    let client = cluster.client(1).await?;
+    client.create_stream("full", 1).await?;
+    client.wait_for_active("full", Duration::from_secs(10)).await?;
+    let stream = cluster.stream(1, "full").await?;
+    let (stop, ledger, writers) = start_writers(&cluster, "full", 4).await;
+    wait_for_progress(&ledger, 200, Duration::from_secs(20)).await;
+
+    // The disk of shard 0's leader fills up: its writes fail from now on.
+    let victim = cluster.shard_leader(&stream, 0).expect("shard 0 has a leader");
+    cluster.fail_storage(victim)?;
+    let failed_at = Instant::now();
+    wait_for_progress(&ledger, 200, Duration::from_secs(20)).await;
+    let others = cluster.node_ids().into_iter().filter(|id| *id != victim).collect::<Vec<_>>();
+    let failure = cluster.node(victim).and_then(|node| node.storage_failure());
+    assert!(failure.is_some_and(|f| f.contains("no space left")), "node {victim} reports no storage failure");
+    let new_leader = cluster.shard_leader(&stream, 0).expect("shard 0 has a new leader");
+    assert!(others.contains(&new_leader), "shard 0 is still led by the failed node {victim}");
+    eprintln!("writes resumed on the healthy nodes {:?} after the failure", failed_at.elapsed());
+    // The failed node still takes writes for the shard it led: it forwards them to
+    // the new leader instead of waiting on its stopped group.
+    let through_victim = cluster.client(victim).await?.with_retry_for(Duration::from_millis(500));
+    let forwarded = answer_within(&through_victim, "full", "via-failed-node", Duration::from_secs(10)).await;
+    assert!(forwarded.is_ok(), "a write through the failed node: {forwarded:?}");
+
+    // Restarted, with working storage again, it catches up.
+    cluster.kill(victim).await?;
+    cluster.restart(victim).await?;
+    wait_for_progress(&ledger, 200, Duration::from_secs(20)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await?;
+    }
+    let acked = ledger.lock().unwrap().clone();
+    cluster.wait_for_replicas_to_converge(&stream, Duration::from_secs(20)).await?;
+    for node in cluster.node_ids() {
+        check_replica(&cluster, node, &stream, &acked);
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_two_failed_disks_writes_fail_promptly_and_restarts_lose_nothing() -> anyhow::Result<()> {
+    let (mut cluster, client, stream) = cluster_holding("stuck", 1, tagged("kept", 20)).await?;
+    let leader = cluster.shard_leader(&stream, 0).expect("a leader");
+    let follower = cluster.node_ids().into_iter().find(|id| *id != leader).unwrap();
+    cluster.fail_storage(leader)?;
+    cluster.fail_storage(follower)?;
+
+    // No quorum can make a record durable: every node must say so, not hang.
+    for id in cluster.node_ids() {
+        let node_client = cluster.client(id).await?.with_retry_for(Duration::from_millis(500));
+        let started = Instant::now();
+        let answer = answer_within(&node_client, "stuck", &format!("lost-{id}"), Duration::from_secs(15)).await;
+        assert!(answer.is_err(), "node {id} acknowledged a write no quorum can hold: {answer:?}");
+        eprintln!("node {id} refused the write after {:?}: {:?}", started.elapsed(), answer.err());
+    }
+    // Restarted with working disks, the cluster takes writes again and holds
+    // every acknowledged record once, in order.
+    for id in [leader, follower] {
+        cluster.kill(id).await?;
+        cluster.restart(id).await?;
+    }
+    let after = client.with_retry_for(Duration::from_secs(10));
+    after.put_record("stuck", "k", b"after".to_vec()).await?;
+    cluster.wait_for_replicas_to_converge(&stream, Duration::from_secs(20)).await?;
+    let read = after.read_shard("stuck", "shardId-000000000000").await?;
+    assert_eq!(read.first().map(|r| r.data.as_slice()), Some(&b"kept-0"[..]));
+    for id in cluster.node_ids() {
+        let held: Vec<String> = cluster
+            .replica_records(id, &stream, 0)?
+            .into_iter()
+            .map(|r| String::from_utf8(r.record.data).unwrap())
+            .filter(|d| !d.starts_with("lost-"))
+            .collect();
+        let mut expected: Vec<String> = (0..20).map(|i| format!("kept-{i}")).collect();
+        expected.push("after".into());
+        assert_eq!(held, expected, "node {id}");
+    }
+    cluster.shutdown().await;
+    Ok(())
+}

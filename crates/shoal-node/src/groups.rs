@@ -126,6 +126,14 @@ impl GroupHandle {
         self.raft.metrics().borrow_watched().current_leader
     }
 
+    /// Why this node's replica of the group stopped, if it has: openraft stops a
+    /// group for good when its storage fails (a full disk), and only a restart of
+    /// the node brings it back. Its last metrics still name a leader, which may
+    /// long have changed.
+    pub fn stopped(&self) -> Option<String> {
+        self.raft.metrics().borrow_watched().running_state.as_ref().err().map(ToString::to_string)
+    }
+
     /// The address of a member of this group, from its membership.
     pub fn member(&self, id: NodeId) -> Option<NodeInfo> {
         let metrics = self.raft.metrics();

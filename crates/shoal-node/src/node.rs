@@ -118,6 +118,20 @@ impl Node {
         self.cluster_nodes().get(&id).map(|info| info.addr.clone())
     }
 
+    /// Why Raft stopped on this node, if it did for the metadata group or any
+    /// shard: it stops a group for good when a write to the node's storage fails
+    /// (a full or failing disk). The node then serves reads of what it holds and
+    /// forwards writes, and must be restarted once its storage works again.
+    pub fn storage_failure(&self) -> Option<String> {
+        if let Err(fatal) = &self.meta.metrics().borrow_watched().running_state {
+            return Some(format!("the metadata group stopped: {fatal}"));
+        }
+        let stopped: Vec<(u64, String)> =
+            self.groups.all().iter().filter_map(|handle| Some((handle.group, handle.stopped()?))).collect();
+        let (group, reason) = stopped.first()?;
+        Some(format!("{} group(s) stopped, group {group}: {reason}", stopped.len()))
+    }
+
     /// Whether this node knows who leads the metadata group (it can route calls).
     pub fn knows_meta_leader(&self) -> bool {
         self.meta.metrics().borrow_watched().current_leader.is_some()

@@ -33,7 +33,11 @@ pub async fn locate(node: &Node, shard: &Shard, timeout: Duration) -> ShoalResul
 }
 
 fn try_locate(node: &Node, shard: &Shard) -> ShoalResult<Option<ShardLeader>> {
-    let Some(handle) = node.groups.get(shard.group_id) else {
+    let local = node.groups.get(shard.group_id);
+    if let Some(reason) = local.as_ref().and_then(|handle| handle.stopped()) {
+        return Ok(another_replica(node, shard, &reason));
+    }
+    let Some(handle) = local else {
         // No local replica: ask the preferred leader, which holds one.
         let Some(&preferred) = shard.replicas.first() else {
             return Err(ShoalError::internal(format!("{} has no replicas", shard.id)));
@@ -51,4 +55,15 @@ fn try_locate(node: &Node, shard: &Shard) -> ShoalResult<Option<ShardLeader>> {
         }
         _ => Ok(None),
     }
+}
+
+/// Where to go for `shard` when this node's replica has stopped (its storage
+/// failed) and no longer knows the leader: each call tries the next of the other
+/// replicas, and one that does not lead answers "not the leader" at once.
+fn another_replica(node: &Node, shard: &Shard, reason: &str) -> Option<ShardLeader> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let others: Vec<NodeId> = shard.replicas.iter().copied().filter(|id| *id != node.id).collect();
+    let pick = *others.get(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % others.len().max(1))?;
+    tracing::debug!(shard = %shard.id, %reason, to = pick, "local replica stopped; asking another");
+    node.node_addr(pick).map(|addr| ShardLeader::Remote { node: pick, addr })
 }

@@ -16,7 +16,8 @@ const SUMMED: [(&str, &str); 5] = [
 ];
 
 /// Properties of the whole database, as gauges.
-const WHOLE: [(&str, &str); 4] = [
+const WHOLE: [(&str, &str); 5] = [
+    ("rocksdb.background-errors", "shoal_rocksdb_background_errors"),
     ("rocksdb.is-write-stopped", "shoal_rocksdb_write_stopped"),
     ("rocksdb.actual-delayed-write-rate", "shoal_rocksdb_delayed_write_rate_bytes"),
     ("rocksdb.num-running-flushes", "shoal_rocksdb_running_flushes"),
@@ -33,6 +34,9 @@ pub fn record(node: &Node) {
             None
         }
     };
+    // Groups whose Raft stopped because a write to this storage failed.
+    let stopped = node.groups.all().iter().filter(|handle| handle.stopped().is_some()).count();
+    metrics::gauge!("shoal_raft_groups_stopped", "node" => label.clone()).set(stopped as f64);
     for (property, gauge) in SUMMED {
         if let Some(value) = read(node.db.property_total(property)) {
             metrics::gauge!(gauge, "node" => label.clone()).set(value as f64);

@@ -66,6 +66,11 @@ async fn deliver_one(node: &Node, from: u64, message: RaftMessage) -> RaftReply 
     let Some(target) = node.groups.wait_for(message.group_id, GROUP_START_WAIT).await else {
         return failed(format!("group {} is not running on node {}", message.group_id, node.id));
     };
+    if let Some(reason) = target.stopped() {
+        // Its storage failed: answer here rather than have openraft log an error
+        // for every heartbeat and vote request that its stopped core cannot take.
+        return failed(format!("group {} stopped on node {}: {reason}", message.group_id, node.id));
+    }
     let request = match RaftRequest::decode(&message.payload) {
         Ok(request) => request,
         Err(e) => return failed(format!("undecodable raft message: {e}")),

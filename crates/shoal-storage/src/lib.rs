@@ -8,15 +8,19 @@
 //! * [`WalSyncer`](wal_syncer): group commit — callers write without syncing and
 //!   queue a completion; one thread fsyncs the WAL once for everything queued and
 //!   then completes them all;
+//! * [`StorageFaults`]: a switch that fails every write, as a full disk makes
+//!   RocksDB do, for fault tests;
 //! * an in-memory backend ([`NodeDb::in_memory`]) for deterministic simulation,
 //!   which loses on a simulated crash exactly the writes no sync covered.
 
 mod column_family;
 mod memory_db;
 mod node_db;
+mod storage_faults;
 mod wal_syncer;
 
 pub mod keys;
 
 pub use column_family::Cf;
 pub use node_db::{Batch, NodeDb};
+pub use storage_faults::StorageFaults;

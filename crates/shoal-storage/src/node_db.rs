@@ -10,6 +10,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode,
 
 use crate::column_family::Cf;
 use crate::memory_db::{MemoryDb, MemoryOp};
+use crate::storage_faults::StorageFaults;
 use crate::wal_syncer::{self, Completion};
 
 /// Pairs an in-memory scan copies out at a time.
@@ -22,6 +23,7 @@ const MEMORY_SCAN_CHUNK: usize = 64;
 #[derive(Clone)]
 pub struct NodeDb {
     backend: Backend,
+    faults: Arc<StorageFaults>,
 }
 
 #[derive(Clone)]
@@ -85,7 +87,7 @@ impl NodeDb {
         let wal_syncs = Arc::new(AtomicU64::new(0));
         let (sender, thread) = wal_syncer::spawn(db.clone(), wal_syncs.clone())?;
         let inner = Inner { db, wal_sync: Mutex::new(Some(sender)), wal_thread: Mutex::new(Some(thread)), wal_syncs };
-        Ok(NodeDb { backend: Backend::Rocks(Arc::new(inner)) })
+        Ok(NodeDb { backend: Backend::Rocks(Arc::new(inner)), faults: Arc::default() })
     }
 
     /// An empty in-memory database for simulations. A `when_durable` completion
@@ -93,7 +95,7 @@ impl NodeDb {
     /// like a WAL fsync; with a zero delay, or outside a tokio runtime, it syncs
     /// and completes inline. See [`NodeDb::crash`] for what survives a crash.
     pub fn in_memory(sync_delay: Duration) -> NodeDb {
-        NodeDb { backend: Backend::Memory(Arc::new(MemoryDb::new(sync_delay))) }
+        NodeDb { backend: Backend::Memory(Arc::new(MemoryDb::new(sync_delay))), faults: Arc::default() }
     }
 
     /// Simulates a crash of an in-memory database: this handle (and every clone)
@@ -102,9 +104,10 @@ impl NodeDb {
     /// sequential WAL reached the disk up to some point). Fails on RocksDB.
     pub fn crash(&self, surviving_unsynced: usize) -> std::io::Result<NodeDb> {
         match &self.backend {
-            Backend::Memory(memory) => {
-                Ok(NodeDb { backend: Backend::Memory(Arc::new(memory.crash(surviving_unsynced)?)) })
-            }
+            Backend::Memory(memory) => Ok(NodeDb {
+                backend: Backend::Memory(Arc::new(memory.crash(surviving_unsynced)?)),
+                faults: Arc::default(),
+            }),
             Backend::Rocks(_) => Err(std::io::Error::other("only an in-memory database can simulate a crash")),
         }
     }
@@ -115,6 +118,11 @@ impl NodeDb {
             Backend::Memory(memory) => memory.unsynced_batches(),
             Backend::Rocks(_) => 0,
         }
+    }
+
+    /// The switch that fails this database's writes, for fault tests.
+    pub fn faults(&self) -> &StorageFaults {
+        &self.faults
     }
 
     /// How many WAL fsyncs this database has done since it was opened.
@@ -219,6 +227,9 @@ impl NodeDb {
     /// Queues `done` to run once everything written so far is durable on disk.
     /// Appends of all groups share one fsync this way (group commit).
     pub fn when_durable(&self, done: impl FnOnce(std::io::Result<()>) + Send + 'static) {
+        if let Err(error) = self.faults.check() {
+            return done(Err(error));
+        }
         let inner = match &self.backend {
             Backend::Rocks(inner) => inner,
             Backend::Memory(memory) => return when_memory_durable(memory.clone(), done),
@@ -250,6 +261,7 @@ impl NodeDb {
     /// batches committed without the WAL. Blocks until done; seconds on a big
     /// memtable, so async callers use [`NodeDb::flushed`].
     pub fn flush(&self) -> std::io::Result<()> {
+        self.faults.check()?;
         match &self.backend {
             Backend::Rocks(inner) => {
                 let handles = Cf::ALL.iter().map(|cf| inner.cf(*cf)).collect::<std::io::Result<Vec<_>>>()?;
@@ -482,6 +494,7 @@ impl Batch<'_> {
         if let Some(e) = self.error {
             return Err(e);
         }
+        self.db.faults.check()?;
         match (self.writes, &self.db.backend) {
             (Writes::Rocks(batch), Backend::Rocks(inner)) => {
                 let mut options = rocksdb::WriteOptions::default();

@@ -195,6 +195,13 @@ impl TestCluster {
         self.faults.heal();
     }
 
+    /// Fails node `id`'s storage as a full disk would: from now on its every write
+    /// and WAL sync fails, reads go on. A restart gives it working storage again.
+    pub fn fail_storage(&self, id: NodeId) -> anyhow::Result<()> {
+        self.node(id).context("node is not running")?.db.faults().fail();
+        Ok(())
+    }
+
     /// The leader of `stream`'s shard `shard_index`, as the running nodes see it.
     pub fn shard_leader(&self, stream: &Stream, shard_index: u32) -> Option<NodeId> {
         let group = stream.shard(ShardId(shard_index))?.group_id;

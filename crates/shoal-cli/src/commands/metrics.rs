@@ -3,7 +3,8 @@
 //!
 //! * `/health` answers 200 while the process serves HTTP at all (liveness).
 //! * `/ready` answers 200 once every node of this process knows a metadata
-//!   leader (it can take and route calls), else 503 with the reason (readiness).
+//!   leader (it can take and route calls), else 503 with the reason (readiness);
+//!   503 also once a node's storage failed and stopped its Raft groups.
 //! * `/debug/raft` shows, for every group a node of this process leads,
 //!   openraft's runtime statistics: batch sizes and how long entries spent in
 //!   each stage of their life (proposed, received, submitted, persisted,
@@ -110,6 +111,12 @@ async fn raft_stats(nodes: Vec<Arc<Node>>) -> String {
 
 fn readiness(nodes: &[Arc<Node>]) -> (StatusCode, String) {
     for node in nodes {
+        if let Some(failure) = node.storage_failure() {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("node {}'s storage failed ({failure}); restart it once its disk works\n", node.id),
+            );
+        }
         if !node.knows_meta_leader() {
             return (StatusCode::SERVICE_UNAVAILABLE, format!("node {} knows no metadata leader yet\n", node.id));
         }
