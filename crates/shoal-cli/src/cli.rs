@@ -487,6 +487,10 @@ impl BenchArgs {
             ($($field:ident),*) => {$( if let Some(value) = self.$field.clone() { workload.$field = value; } )*};
         }
         set!(shards, record_bytes, keys, producers, rate, in_flight, batch, consumers, duration_secs, warmup_secs);
+        if self.rate.is_some() {
+            // A rate given on the command line is the rate.
+            workload.rate_of = None;
+        }
     }
 }
 

@@ -103,8 +103,19 @@ pub async fn run(endpoint: &str, args: BenchArgs) -> anyhow::Result<()> {
                 "nats" => Target::Nats(NatsDriver::connect(&args.nats).await?),
                 other => anyhow::bail!("unknown target {other}: shoal, nats or both"),
             };
-            eprintln!("== {} on {}", workload.name, driver.name());
-            let result = run_one(&mut driver, workload).await?;
+            let earlier: Vec<(String, f64)> = match *target {
+                "nats" => &nats_results,
+                _ => &shoal_results,
+            }
+            .iter()
+            .map(|r: &RunResult| (r.workload.name.clone(), r.records_per_sec))
+            .collect();
+            let workload = workload.with_rate_from(&earlier)?;
+            match workload.rate {
+                0 => eprintln!("== {} on {}", workload.name, driver.name()),
+                rate => eprintln!("== {} on {} at {rate} records/s", workload.name, driver.name()),
+            }
+            let result = run_one(&mut driver, &workload).await?;
             report::print_table(std::slice::from_ref(&result));
             if *target == "nats" { nats_results.push(result) } else { shoal_results.push(result) }
         }
