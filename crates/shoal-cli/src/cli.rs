@@ -237,6 +237,10 @@ pub struct NodeArgs {
     /// Minimum election timeout in milliseconds (`raft.election_timeout_millis`).
     #[arg(long, env = "SHOAL_RAFT_ELECTION_TIMEOUT_MILLIS")]
     pub election_timeout_millis: Option<u64>,
+    /// Write RocksDB flushes and compactions with O_DIRECT where the file system
+    /// takes it (`direct_io`; off by default: it helps some disks and stalls others).
+    #[arg(long, env = "SHOAL_DIRECT_IO")]
+    pub direct_io: bool,
     /// How often expired records are removed, in seconds (`retention_check_secs`).
     #[arg(long, env = "SHOAL_RETENTION_CHECK_SECS")]
     pub retention_check_secs: Option<u64>,

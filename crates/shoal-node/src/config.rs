@@ -19,6 +19,10 @@ pub struct NodeConfig {
     pub advertise: Option<String>,
     /// Where the node keeps its RocksDB.
     pub data_dir: PathBuf,
+    /// Write RocksDB's flushes and compactions with `O_DIRECT` (around the page
+    /// cache) where the data directory's file system takes it. Off by default:
+    /// measure on your disks first (docs/performance.md).
+    pub direct_io: bool,
     /// Every voting node of the cluster, this one included. Empty means a cluster
     /// of just this node.
     pub peers: Vec<PeerConfig>,
@@ -87,6 +91,7 @@ impl Default for NodeConfig {
             listen: "0.0.0.0:50051".into(),
             advertise: None,
             data_dir: PathBuf::from("./shoal-data"),
+            direct_io: false,
             peers: Vec::new(),
             raft: RaftTiming::default(),
             aws_listen: "0.0.0.0:4567".into(),

@@ -53,6 +53,15 @@ impl NodeDb {
     /// node in the same process is still shutting down, waits up to ten seconds for
     /// it to release the lock.
     pub fn open(dir: &Path) -> std::io::Result<NodeDb> {
+        NodeDb::open_with(dir, false)
+    }
+
+    /// [`NodeDb::open`], with flushes and compactions written with `O_DIRECT` if
+    /// `direct_io` is set and the file system of `dir` takes it. Off by default: it
+    /// saved the kernel's page-cache copy on one machine (+15% at 1 KiB), and on
+    /// another made every flush a queue of synchronous writes (half the throughput
+    /// at 64 KiB, with seconds-long write stalls); see docs/performance.md.
+    pub fn open_with(dir: &Path, direct_io: bool) -> std::io::Result<NodeDb> {
         std::fs::create_dir_all(dir)?;
         let mut options = Options::default();
         options.create_if_missing(true);
@@ -64,13 +73,17 @@ impl NodeDb {
         options.set_atomic_flush(true);
         options.increase_parallelism(2);
         // Flushes and compactions write big files once and seldom read them back
-        // soon: writing them around the page cache saved the kernel's copy, which
-        // took a quarter of a node's CPU under 1 KiB max load once values went to
-        // blob files (reads still use the page cache).
-        let direct_io = supports_direct_io(dir);
-        if !direct_io {
-            tracing::info!(dir = %dir.display(), "the file system takes no O_DIRECT: RocksDB flushes through the page cache");
-        }
+        // soon: writing them around the page cache can save the kernel's copy (a
+        // quarter of a node's CPU under 1 KiB max load on one machine), where the
+        // disk keeps up with synchronous writes (reads still use the page cache).
+        let direct_io = direct_io
+            && {
+                let supported = supports_direct_io(dir);
+                if !supported {
+                    tracing::info!(dir = %dir.display(), "the file system takes no O_DIRECT: RocksDB flushes through the page cache");
+                }
+                supported
+            };
         options.set_use_direct_io_for_flush_and_compaction(direct_io);
         let descriptors = || Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), column_family_options(cf)));
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -791,7 +804,7 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir_in(shm).unwrap();
-        let db = NodeDb::open(dir.path()).unwrap();
+        let db = NodeDb::open_with(dir.path(), true).unwrap();
         put_unlogged(&db, Cf::Records, b"r", &[1u8; 1024]);
         db.flush().unwrap();
         assert_eq!(db.get(Cf::Records, b"r").unwrap(), Some(vec![1u8; 1024]));

@@ -83,6 +83,7 @@ impl TestCluster {
                 listen: peer.addr.clone(),
                 advertise: Some(peer.addr.clone()),
                 data_dir: data.path().join(format!("node-{}", peer.id)),
+                direct_io: false,
                 peers: peers.clone(),
                 raft: RaftTiming { heartbeat_millis: 50, election_timeout_millis: 300, ..Default::default() },
                 aws_listen: String::new(),

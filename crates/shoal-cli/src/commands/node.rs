@@ -72,6 +72,9 @@ pub fn load_config(args: &NodeArgs, tls: &TlsArgs) -> anyhow::Result<NodeConfig>
     if let Some(millis) = args.election_timeout_millis {
         config.raft.election_timeout_millis = millis;
     }
+    if args.direct_io {
+        config.direct_io = true;
+    }
     if let Some(secs) = args.retention_check_secs {
         config.retention_check_secs = secs;
     }
