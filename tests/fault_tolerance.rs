@@ -121,11 +121,7 @@ fn check_replica(cluster: &TestCluster, node: u64, stream: &Stream, acked: &[Ack
     }
 }
 
-async fn start_writers(
-    cluster: &TestCluster,
-    stream: &str,
-    count: usize,
-) -> (Arc<AtomicBool>, Ledger, Vec<tokio::task::JoinHandle<u64>>) {
+async fn start_writers(cluster: &TestCluster, stream: &str, count: usize) -> Writers {
     let stop = Arc::new(AtomicBool::new(false));
     let ledger: Ledger = Arc::default();
     let addrs: Vec<String> = cluster.node_ids().into_iter().map(|id| cluster.addr(id)).collect();
@@ -149,15 +145,24 @@ async fn wait_for_progress(ledger: &Ledger, more: usize, timeout: Duration) {
     }
 }
 
+type Writers = (Arc<AtomicBool>, Ledger, Vec<tokio::task::JoinHandle<u64>>);
+
+/// A three-node cluster with stream `name` of `shards` shards, and four writers
+/// that have had 200 records acknowledged.
+async fn cluster_under_writes(name: &str, shards: u32) -> anyhow::Result<(TestCluster, Stream, Writers)> {
+    let cluster = TestCluster::start(3).await?;
+    let client = cluster.client(1).await?;
+    client.create_stream(name, shards).await?;
+    client.wait_for_active(name, Duration::from_secs(10)).await?;
+    let stream = cluster.stream(1, name).await?;
+    let writers = start_writers(&cluster, name, 4).await;
+    wait_for_progress(&writers.1, 200, Duration::from_secs(20)).await;
+    Ok((cluster, stream, writers))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_records_survive_leader_kills_restarts_and_partitions() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3).await?;
-    let client = cluster.client(1).await?;
-    client.create_stream("ledger", 3).await?;
-    client.wait_for_active("ledger", Duration::from_secs(10)).await?;
-    let stream = cluster.stream(1, "ledger").await?;
-    let (stop, ledger, writers) = start_writers(&cluster, "ledger", 4).await;
-    wait_for_progress(&ledger, 200, Duration::from_secs(20)).await;
+    let (mut cluster, stream, (stop, ledger, writers)) = cluster_under_writes("ledger", 3).await?;
 
     // Kill the leader of shard 0; writes must go on through the survivors.
     let victim = cluster.shard_leader(&stream, 0).expect("shard 0 has a leader");
@@ -332,13 +337,7 @@ async fn answer_within(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_whose_storage_fails_gives_way_and_every_acknowledged_record_survives() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3).await?;
-    let client = cluster.client(1).await?;
-    client.create_stream("full", 1).await?;
-    client.wait_for_active("full", Duration::from_secs(10)).await?;
-    let stream = cluster.stream(1, "full").await?;
-    let (stop, ledger, writers) = start_writers(&cluster, "full", 4).await;
-    wait_for_progress(&ledger, 200, Duration::from_secs(20)).await;
+    let (mut cluster, stream, (stop, ledger, writers)) = cluster_under_writes("full", 1).await?;
 
     // The disk of shard 0's leader fills up: its writes fail from now on.
     let victim = cluster.shard_leader(&stream, 0).expect("shard 0 has a leader");

@@ -121,8 +121,8 @@ impl Node {
 
     /// Why Raft stopped on this node, if it did for the metadata group or any
     /// shard: it stops a group for good when a write to the node's storage fails
-    /// (a full or failing disk). The node then serves reads of what it holds and
-    /// forwards writes, and must be restarted once its storage works again.
+    /// (a full or failing disk). The node then forwards calls for those shards to
+    /// their other replicas, and must be restarted once its storage works again.
     pub fn storage_failure(&self) -> Option<String> {
         if let Err(fatal) = &self.meta.metrics().borrow_watched().running_state {
             return Some(format!("the metadata group stopped: {fatal}"));
