@@ -49,14 +49,14 @@ pub async fn logs_match(nodes: &[SimNode], group: GroupId, committed: u64) -> Re
 }
 
 /// State machine safety for a shard: every replica holds the same records.
-pub fn replicas_agree_on_records(nodes: &[SimNode], group: GroupId) -> Result<(), String> {
-    let first = nodes[0].records(group)?;
+pub fn replicas_agree_on_records(nodes: &[SimNode], store: u64) -> Result<(), String> {
+    let first = nodes[0].records(store)?;
     for node in &nodes[1..] {
-        let records = node.records(group)?;
+        let records = node.records(store)?;
         if records != first {
             let at = first.iter().zip(&records).position(|(a, b)| a != b).unwrap_or(first.len().min(records.len()));
             return Err(format!(
-                "state machine safety: group {group}: node {} has {} records, node {} has {}; first difference at #{at}: {:?} vs {:?}",
+                "state machine safety: shard {store}: node {} has {} records, node {} has {}; first difference at #{at}: {:?} vs {:?}",
                 nodes[0].id,
                 first.len(),
                 node.id,
@@ -87,39 +87,39 @@ pub fn replicas_agree_on_metadata(nodes: &[SimNode]) -> Result<(), String> {
     Ok(())
 }
 
-/// The client-visible properties of the records of shard `group`.
-pub fn acknowledged_records_survive(nodes: &[SimNode], group: GroupId, ledger: &Ledger) -> Result<(), String> {
+/// The client-visible properties of the records of the shard stored under `store`.
+pub fn acknowledged_records_survive(nodes: &[SimNode], store: u64, ledger: &Ledger) -> Result<(), String> {
     let mut found: BTreeMap<(u32, u64, u32), Vec<RecordPosition>> = BTreeMap::new();
-    for read in nodes[0].records(group)? {
+    for read in nodes[0].records(store)? {
         if read.record.partition_key == "probe" {
             continue;
         }
         let key = parse_payload(&read.record.data)
-            .ok_or_else(|| format!("group {group}: unreadable record at {:?}", read.position))?;
+            .ok_or_else(|| format!("shard {store}: unreadable record at {:?}", read.position))?;
         found.entry(key).or_default().push(read.position);
     }
     if let Some((key, positions)) = found.iter().find(|(_, positions)| positions.len() > 1) {
         return Err(format!(
-            "exactly once: group {group}: record (producer, batch, index) {key:?} is stored {} times, at {positions:?}",
+            "exactly once: shard {store}: record (producer, batch, index) {key:?} is stored {} times, at {positions:?}",
             positions.len()
         ));
     }
     let mut last_of_producer: BTreeMap<u32, (u64, RecordPosition)> = BTreeMap::new();
-    for batch in ledger.acked_batches().into_iter().filter(|b| b.group == group) {
+    for batch in ledger.acked_batches().into_iter().filter(|b| b.store == store) {
         for index in 0..batch.count {
             let expected = RecordPosition { log_index: batch.log_index, offset: batch.first_offset + index };
             let position = match found.get(&(batch.producer, batch.seq, index)).map(Vec::as_slice) {
                 Some([position]) => *position,
                 _ => {
                     return Err(format!(
-                        "durability: group {group}: record {index} of producer {} batch {} was acknowledged at {expected:?} but is missing",
+                        "durability: shard {store}: record {index} of producer {} batch {} was acknowledged at {expected:?} but is missing",
                         batch.producer, batch.seq
                     ));
                 }
             };
             if position != expected {
                 return Err(format!(
-                    "durability: group {group}: record {index} of producer {} batch {} was acknowledged at {expected:?} but sits at {position:?}",
+                    "durability: shard {store}: record {index} of producer {} batch {} was acknowledged at {expected:?} but sits at {position:?}",
                     batch.producer, batch.seq
                 ));
             }
@@ -129,7 +129,7 @@ pub fn acknowledged_records_survive(nodes: &[SimNode], group: GroupId, ledger: &
             && *previous >= first
         {
             return Err(format!(
-                "order: group {group}: producer {} batch {} (at {first:?}) was acknowledged after batch {seq} (at {previous:?}) but sits before it",
+                "order: shard {store}: producer {} batch {} (at {first:?}) was acknowledged after batch {seq} (at {previous:?}) but sits before it",
                 batch.producer, batch.seq
             ));
         }

@@ -7,7 +7,8 @@
 //! second of wall time whenever every task waits on a timer.
 //!
 //! A run: three nodes with in-memory databases start the metadata group and two
-//! shard groups. For [`Schedule::faults`] of virtual time clients write while the
+//! shard groups, one carrying a single shard and one carrying two (as a packed
+//! stream's group does). For [`Schedule::faults`] of virtual time clients write while the
 //! schedule partitions nodes (both ways and one way), loses and delays messages,
 //! and crashes nodes (losing their unsynced writes) and restarts them. Then
 //! everything heals, every group must accept a write within [`PROGRESS_BOUND`],
@@ -38,8 +39,12 @@ use observer::Observer;
 use trace::Trace;
 use workload::Ledger;
 
-/// The shard groups every node runs besides the metadata group.
-const SHARD_GROUPS: [GroupId; 2] = [1001, 1002];
+/// A shard group and the stores of the shards it carries.
+type ShardGroup = (GroupId, &'static [u64]);
+
+/// The shard groups every node runs besides the metadata group: 1001 carries one
+/// shard, stored under the group's id; 1002 carries two, each stored apart.
+const SHARD_GROUPS: [ShardGroup; 2] = [(1001, &[1001]), (1002, &[2001, 2002])];
 const NODES: [NodeId; 3] = [1, 2, 3];
 /// After healing, every group must acknowledge a new write within this.
 const PROGRESS_BOUND: Duration = Duration::from_secs(10);
@@ -135,7 +140,7 @@ async fn run(seed: u64, schedule: Schedule, trace: Trace) -> Result<Summary, Str
     let ledger = Ledger::default();
     let config = sim_raft_config()?;
     let members = NODES.iter().map(|id| (*id, node_info(*id))).collect::<BTreeMap<_, _>>();
-    let all_groups: Vec<GroupId> = std::iter::once(META_GROUP_ID).chain(SHARD_GROUPS).collect();
+    let all_groups: Vec<GroupId> = std::iter::once(META_GROUP_ID).chain(SHARD_GROUPS.map(|(g, _)| g)).collect();
 
     let mut nodes: Vec<SimNode> = NODES.iter().map(|id| SimNode::new(*id)).collect();
     for node in &mut nodes {
@@ -155,11 +160,12 @@ async fn run(seed: u64, schedule: Schedule, trace: Trace) -> Result<Summary, Str
         nodes: NODES.to_vec(),
     };
     let mut clients = Vec::new();
-    for (g, group) in SHARD_GROUPS.iter().enumerate() {
+    for (g, (group, stores)) in SHARD_GROUPS.iter().enumerate() {
         for p in 0..2u32 {
             let producer = g as u32 * 2 + p;
             let rng = StdRng::seed_from_u64(rng.random());
-            clients.push(tokio::spawn(workload::run_producer(env.clone(), *group, producer, rng, faults_end)));
+            let run = workload::run_producer(env.clone(), *group, stores, producer, rng, faults_end);
+            clients.push(tokio::spawn(run));
         }
     }
     let meta_rng = StdRng::seed_from_u64(rng.random());
@@ -240,7 +246,7 @@ async fn run(seed: u64, schedule: Schedule, trace: Trace) -> Result<Summary, Str
         let started = Instant::now();
         let answer = tokio::time::timeout(
             PROGRESS_BOUND,
-            workload::probe_progress(&network, *group, NODES.to_vec(), &mut rng, &trace),
+            workload::probe_progress(&network, *group, stores_of(*group)[0], NODES.to_vec(), &mut rng, &trace),
         )
         .await;
         match answer {
@@ -271,9 +277,9 @@ async fn run(seed: u64, schedule: Schedule, trace: Trace) -> Result<Summary, Str
     for (group, last) in &progress_index {
         checks::logs_match(&nodes, *group, *last).await?;
     }
-    for group in SHARD_GROUPS {
-        checks::replicas_agree_on_records(&nodes, group)?;
-        checks::acknowledged_records_survive(&nodes, group, &ledger)?;
+    for store in SHARD_GROUPS.iter().flat_map(|(_, stores)| stores.iter()) {
+        checks::replicas_agree_on_records(&nodes, *store)?;
+        checks::acknowledged_records_survive(&nodes, *store, &ledger)?;
     }
     checks::replicas_agree_on_metadata(&nodes)?;
     checks::acknowledged_streams_exist(&nodes, &ledger)?;
@@ -322,6 +328,11 @@ async fn crash(
 
 fn index(node: NodeId) -> usize {
     NODES.iter().position(|n| *n == node).unwrap_or(0)
+}
+
+/// The shard stores `group` carries (the metadata group: its own id).
+fn stores_of(group: GroupId) -> &'static [u64] {
+    SHARD_GROUPS.iter().find(|(g, _)| *g == group).map(|(_, stores)| *stores).unwrap_or(&[META_GROUP_ID])
 }
 
 /// The node that leads `group` by its own account, if exactly one does in the

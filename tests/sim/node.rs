@@ -48,21 +48,26 @@ impl SimNode {
         self.running.is_some()
     }
 
-    /// Opens the metadata group and `shards` from the node's database and puts
-    /// them on the network.
+    /// Opens the metadata group and the shard groups of `shards` (each with the
+    /// stores of its shards) from the node's database and puts them on the network.
     pub async fn start(
         &mut self,
         config: &Arc<openraft::Config>,
-        shards: &[GroupId],
+        shards: &[(GroupId, &[u64])],
         network: &SimNetwork,
         observer: &Observer,
     ) -> Result<(), String> {
         let mut groups = BTreeMap::new();
         let (meta_tx, meta_state) = watch::channel(Arc::new(MetaState::default()));
         let mut watches = vec![(META_GROUP_ID, StateWatch::Meta(meta_tx))];
-        for group in shards {
-            let (progress_tx, _) = watch::channel(ShardProgress::default());
-            watches.push((*group, StateWatch::Shard(progress_tx)));
+        for (group, stores) in shards {
+            let watch = match stores {
+                [store] if store == group => StateWatch::Shard(watch::channel(ShardProgress::default()).0),
+                _ => StateWatch::Shards(
+                    stores.iter().map(|store| (*store, watch::channel(ShardProgress::default()).0)).collect(),
+                ),
+            };
+            watches.push((*group, watch));
         }
         for (group, watch) in watches {
             let state_machine = GroupStateMachine::open(self.db.clone(), group, watch)
@@ -116,10 +121,10 @@ impl SimNode {
         self.running.as_ref().map(|r| r.meta_state.borrow().clone())
     }
 
-    /// Every record of shard group `group` as this node has applied them.
-    pub fn records(&self, group: GroupId) -> Result<Vec<ReadRecord>, String> {
-        shard_state::read_records(&self.db, group, RecordPosition::default(), usize::MAX, usize::MAX)
-            .map_err(|e| format!("node {}: reading group {group}: {e}", self.id))
+    /// Every record of the shard stored under `store` as this node has applied them.
+    pub fn records(&self, store: u64) -> Result<Vec<ReadRecord>, String> {
+        shard_state::read_records(&self.db, store, RecordPosition::default(), usize::MAX, usize::MAX)
+            .map_err(|e| format!("node {}: reading shard store {store}: {e}", self.id))
     }
 
     pub fn db(&self) -> &NodeDb {

@@ -60,7 +60,7 @@ pub fn restarted_leader_keeps_what_followers_committed(leader_restore: bool) -> 
         let observer = Observer::new(trace.clone());
         let config = openraft::Config { enable_leader_restore: Some(leader_restore), ..(*sim_raft_config()?).clone() };
         let config = Arc::new(config);
-        let group = SHARD_GROUPS[0];
+        let (group, _) = SHARD_GROUPS[0];
         let members = NODES.iter().map(|id| (*id, node_info(*id))).collect::<BTreeMap<_, _>>();
         // Node 1's disk is slow; it initializes the group and so leads it.
         let mut nodes: Vec<SimNode> = NODES
@@ -68,7 +68,7 @@ pub fn restarted_leader_keeps_what_followers_committed(leader_restore: bool) -> 
             .map(|id| SimNode::with_sync_delay(*id, Duration::from_millis(if *id == 1 { 200 } else { 1 })))
             .collect();
         for node in &mut nodes {
-            node.start(&config, &[group], &network, &observer).await?;
+            node.start(&config, &SHARD_GROUPS[..1], &network, &observer).await?;
         }
         nodes[0].initialize(&members).await?;
         let leader = wait_for_leader(&network, group, Duration::from_secs(5)).await?;
@@ -87,13 +87,13 @@ pub fn restarted_leader_keeps_what_followers_committed(leader_restore: bool) -> 
             node.crash(&network, 0).await?;
         }
         let follower = nodes.iter().position(|n| n.id != leader).ok_or("no follower")?;
-        nodes[slow].start(&config, &[group], &network, &observer).await?;
-        nodes[follower].start(&config, &[group], &network, &observer).await?;
+        nodes[slow].start(&config, &SHARD_GROUPS[..1], &network, &observer).await?;
+        nodes[follower].start(&config, &SHARD_GROUPS[..1], &network, &observer).await?;
 
         write_through_leader(&network, group, b"B").await?;
         for node in &mut nodes {
             if !node.is_up() {
-                node.start(&config, &[group], &network, &observer).await?;
+                node.start(&config, &SHARD_GROUPS[..1], &network, &observer).await?;
             }
         }
         let last = current_leader(&network, group)

@@ -1,7 +1,10 @@
 //! Clients of the simulated cluster and what they were promised.
 //!
 //! Producers append numbered record batches to a shard group, one batch at a
-//! time, through whichever node they believe leads it. After an ambiguous failure
+//! time, through whichever node they believe leads it. In a group that carries
+//! several shards a batch goes to one of them, and the two batches of a
+//! coalesced entry may go to different shards, as a packed group's leader
+//! proposes them. After an ambiguous failure
 //! they retry with the same origin id and `retry_since_millis` set, as Shoal's
 //! shard writer does, so a batch that did commit is not stored twice. Metadata
 //! clients create streams the same way. The [`Ledger`] remembers every
@@ -14,6 +17,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use shoal_raft::{
     AppendPart, BatchOrigin, CoalescedBatch, Command, CommandResponse, Landed, MetaCommand, MetaResponse, RecordBatch,
+    ShardAppend, ShardAppended,
 };
 use shoal_types::stream::META_GROUP_ID;
 use shoal_types::{ErrorCode, GroupId, NodeId, Record};
@@ -35,7 +39,8 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 /// `first_offset..first_offset + count` of entry `log_index`.
 #[derive(Debug, Clone, Copy)]
 pub struct AckedBatch {
-    pub group: GroupId,
+    /// The store of the shard the batch went to.
+    pub store: u64,
     pub producer: u32,
     pub seq: u64,
     pub log_index: u64,
@@ -150,8 +155,17 @@ pub struct ClientEnv {
     pub nodes: Vec<NodeId>,
 }
 
-/// Appends batches of 1–3 records to `group` until `until`, one at a time.
-pub async fn run_producer(env: ClientEnv, group: GroupId, producer: u32, mut rng: StdRng, until: Instant) {
+/// Appends batches of 1–3 records to the shards (`stores`) of `group` until
+/// `until`, one at a time.
+pub async fn run_producer(
+    env: ClientEnv,
+    group: GroupId,
+    stores: &'static [u64],
+    producer: u32,
+    mut rng: StdRng,
+    until: Instant,
+) {
+    let lone = stores == [group];
     let ClientEnv { network, trace, ledger, nodes } = env;
     let mut target = Target { node: nodes[0], nodes };
     let mut seq = 0u64;
@@ -159,9 +173,10 @@ pub async fn run_producer(env: ClientEnv, group: GroupId, producer: u32, mut rng
         // Sometimes two batches leave as one coalesced entry, as a shard leader's
         // group commit proposes them; each part keeps its own origin.
         let parts = if rng.random_bool(0.3) { 2 } else { 1 };
-        let batches: Vec<(u64, u128, Vec<Record>)> = (0..parts)
+        let mut batches: Vec<(u64, u128, Vec<Record>, u64)> = (0..parts)
             .map(|_| {
                 seq += 1;
+                let store = stores[rng.random_range(0..stores.len())];
                 let count = rng.random_range(1..=3u32);
                 let records = (0..count)
                     .map(|i| Record {
@@ -170,28 +185,41 @@ pub async fn run_producer(env: ClientEnv, group: GroupId, producer: u32, mut rng
                         data: payload(producer, seq, i),
                     })
                     .collect();
-                (seq, (u128::from(producer) << 64) | u128::from(seq), records)
+                (seq, (u128::from(producer) << 64) | u128::from(seq), records, store)
             })
             .collect();
+        // One shard's parts side by side, as the answer lists them.
+        batches.sort_by_key(|(_, _, _, store)| *store);
         let first_attempt_millis = EPOCH_MILLIS + trace.now_ms();
         let make = |retry: bool| {
             let retry_since_millis = if retry { first_attempt_millis.saturating_sub(RETRY_LOOKBACK_MILLIS) } else { 0 };
             let arrival_millis = EPOCH_MILLIS + trace.now_ms();
+            let part = |id: &u128, records: &Vec<Record>| AppendPart {
+                origin: BatchOrigin { id: *id, retry_since_millis },
+                records: records.clone(),
+            };
+            if !lone {
+                let mut appends: Vec<ShardAppend> = Vec::new();
+                for (_, id, records, store) in &batches {
+                    match appends.last_mut() {
+                        Some(last) if last.shard == *store => last.batch.parts.push(part(id, records)),
+                        _ => appends.push(ShardAppend {
+                            shard: *store,
+                            batch: CoalescedBatch { arrival_millis, parts: vec![part(id, records)] },
+                        }),
+                    }
+                }
+                return Command::AppendShards(appends);
+            }
             match batches.as_slice() {
-                [(_, id, records)] => Command::Append(RecordBatch {
+                [(_, id, records, _)] => Command::Append(RecordBatch {
                     records: records.clone(),
                     arrival_millis,
                     origin: BatchOrigin { id: *id, retry_since_millis },
                 }),
                 _ => Command::AppendMany(CoalescedBatch {
                     arrival_millis,
-                    parts: batches
-                        .iter()
-                        .map(|(_, id, records)| AppendPart {
-                            origin: BatchOrigin { id: *id, retry_since_millis },
-                            records: records.clone(),
-                        })
-                        .collect(),
+                    parts: batches.iter().map(|(_, id, records, _)| part(id, records)).collect(),
                 }),
             }
         };
@@ -200,6 +228,19 @@ pub async fn run_producer(env: ClientEnv, group: GroupId, producer: u32, mut rng
                 Some(vec![Landed { log_index, first_offset, count, arrival_millis }])
             }
             Some(CommandResponse::AppendedMany(landings)) => Some(landings),
+            Some(CommandResponse::AppendedShards(outcomes))
+                if outcomes.iter().all(|o| matches!(o, ShardAppended::Landed(_))) =>
+            {
+                Some(
+                    outcomes
+                        .into_iter()
+                        .flat_map(|o| match o {
+                            ShardAppended::Landed(landings) => landings,
+                            _ => Vec::new(),
+                        })
+                        .collect(),
+                )
+            }
             Some(other) => {
                 ledger.books().violations.push(format!("group {group}: append answered {other:?}"));
                 None
@@ -218,7 +259,7 @@ pub async fn run_producer(env: ClientEnv, group: GroupId, producer: u32, mut rng
                     landings.len()
                 ));
             }
-            for ((seq, _, records), landed) in batches.iter().zip(landings) {
+            for ((seq, _, records, store), landed) in batches.iter().zip(landings) {
                 let (seq, count, log_index) = (*seq, records.len() as u32, landed.log_index);
                 trace.record(format!(
                     "group {group}: producer {producer} batch {seq} acked at {log_index}+{} x{}",
@@ -231,7 +272,7 @@ pub async fn run_producer(env: ClientEnv, group: GroupId, producer: u32, mut rng
                     ));
                 }
                 ledger.books().batches.push(AckedBatch {
-                    group,
+                    store: *store,
                     producer,
                     seq,
                     log_index,
@@ -287,20 +328,30 @@ pub async fn run_meta_client(env: ClientEnv, client: u32, mut rng: StdRng, until
     }
 }
 
-/// Proposes one batch after the faults have healed; the answer must come soon.
+/// Proposes one batch (to the shard stored under `store`) after the faults have
+/// healed; the answer must come soon.
 pub async fn probe_progress(
     network: &SimNetwork,
     group: GroupId,
+    store: u64,
     nodes: Vec<NodeId>,
     rng: &mut StdRng,
     trace: &Trace,
 ) -> Option<CommandResponse> {
     let mut target = Target { node: nodes[0], nodes };
     let now = EPOCH_MILLIS + trace.now_ms();
+    let records = vec![Record { partition_key: "probe".into(), explicit_hash_key: None, data: b"probe".to_vec() }];
     let make = |_| match group {
         META_GROUP_ID => Command::Meta(MetaCommand::SetAccountSettings { settings: format!("{{\"probe\":{now}}}") }),
+        _ if store != group => Command::AppendShards(vec![ShardAppend {
+            shard: store,
+            batch: CoalescedBatch {
+                arrival_millis: now,
+                parts: vec![AppendPart { origin: BatchOrigin::default(), records: records.clone() }],
+            },
+        }]),
         _ => Command::Append(RecordBatch {
-            records: vec![Record { partition_key: "probe".into(), explicit_hash_key: None, data: b"probe".to_vec() }],
+            records: records.clone(),
             arrival_millis: now,
             origin: BatchOrigin::default(),
         }),

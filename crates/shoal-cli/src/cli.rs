@@ -241,6 +241,11 @@ pub struct NodeArgs {
     /// takes it (`direct_io`; off by default: it helps some disks and stalls others).
     #[arg(long, env = "SHOAL_DIRECT_IO")]
     pub direct_io: bool,
+    /// How many shards of a new stream may share one Raft group (`shards_per_group`,
+    /// default 8; at least one group per node either way). 1 gives every shard a
+    /// Raft group of its own.
+    #[arg(long, env = "SHOAL_SHARDS_PER_GROUP")]
+    pub shards_per_group: Option<u32>,
     /// How often expired records are removed, in seconds (`retention_check_secs`).
     #[arg(long, env = "SHOAL_RETENTION_CHECK_SECS")]
     pub retention_check_secs: Option<u64>,

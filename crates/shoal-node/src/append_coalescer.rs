@@ -1,18 +1,22 @@
-//! Group commit for one shard's appends on its leader.
+//! Group commit for one Raft group's appends on its leader.
 //!
 //! Every PutRecords call touches many shards with a few records each; proposed one
 //! by one, each would be its own Raft entry — its own log write, replication
-//! message, apply and reply — and under load a shard's entries would queue behind
-//! each other. The coalescer keeps at most [`MAX_IN_FLIGHT`] proposals of a shard
+//! message, apply and reply — and under load a group's entries would queue behind
+//! each other. The coalescer keeps at most [`MAX_IN_FLIGHT`] proposals of a group
 //! in flight; appends that arrive meanwhile wait and then leave together as one
-//! entry ([`Command::AppendMany`]), each keeping its own origin (a retried part is
-//! still stored once) and learning its own offsets. Idle, an append is proposed at
-//! once, alone: coalescing only ever happens when there is a queue.
+//! entry, each keeping its own origin (a retried part is still stored once) and
+//! learning its own offsets. When the group carries several shards, one entry
+//! ([`Command::AppendShards`]) takes the waiting appends of all of them. Idle, an
+//! append is proposed at once, alone: coalescing only ever happens when there is
+//! a queue.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use shoal_raft::{AppendPart, BatchOrigin, CoalescedBatch, Command, CommandResponse, Landed, RecordBatch};
+use shoal_raft::{
+    AppendPart, BatchOrigin, CoalescedBatch, Command, CommandResponse, Landed, RecordBatch, ShardAppend, ShardAppended,
+};
 use shoal_types::{Record, ShoalError, ShoalResult, now_millis};
 use tokio::sync::oneshot;
 
@@ -29,6 +33,8 @@ const MAX_ENTRY_RECORDS: usize = 10_000;
 type Reply = oneshot::Sender<ShoalResult<Landed>>;
 
 struct Waiting {
+    /// The shard's store id.
+    store: u64,
     origin: BatchOrigin,
     records: Vec<Record>,
     bytes: usize,
@@ -41,7 +47,7 @@ struct Queue {
     in_flight: usize,
 }
 
-/// A shard's queue of appends waiting to be proposed.
+/// A group's queue of appends waiting to be proposed.
 #[derive(Default)]
 pub struct AppendCoalescer {
     queue: Mutex<Queue>,
@@ -58,11 +64,13 @@ impl AppendCoalescer {
     }
 }
 
-/// Proposes `records` on `handle`'s shard, alone or together with other appends
-/// waiting for it; returns where they landed once a quorum has them and they are
-/// applied. `bytes` is what they count against the shard's limits.
+/// Proposes `records` for the shard stored under `store` on `handle`'s group,
+/// alone or together with other appends waiting for it; returns where they
+/// landed once a quorum has them and they are applied. `bytes` is what they
+/// count against the shard's limits.
 pub async fn append(
     handle: &Arc<GroupHandle>,
+    store: u64,
     records: Vec<Record>,
     bytes: usize,
     origin: BatchOrigin,
@@ -70,7 +78,7 @@ pub async fn append(
     let (reply, answer) = oneshot::channel();
     let start_proposer = {
         let mut queue = handle.appends.lock();
-        queue.waiting.push_back(Waiting { origin, records, bytes, reply });
+        queue.waiting.push_back(Waiting { store, origin, records, bytes, reply });
         let start = queue.in_flight < MAX_IN_FLIGHT;
         if start {
             queue.in_flight += 1;
@@ -85,6 +93,10 @@ pub async fn append(
 
 /// Takes what waits (up to one entry's worth) and proposes it, until nothing waits.
 async fn propose_while_waiting(handle: Arc<GroupHandle>) {
+    // A PutRecords call appends to all its shards at once (one `join_all`): let
+    // the appends to this group's other shards join the queue before the first
+    // proposal leaves, so that they share its entry.
+    tokio::task::yield_now().await;
     loop {
         let parts = {
             let mut queue = handle.appends.lock();
@@ -120,27 +132,50 @@ async fn propose(handle: &GroupHandle, parts: Vec<Waiting>) {
     handle.wake();
     let arrival_millis = handle.next_arrival(now_millis());
     metrics::histogram!("shoal_append_coalesced_parts").record(parts.len() as f64);
-    let mut replies = Vec::with_capacity(parts.len());
-    let mut appends: Vec<AppendPart> = parts
-        .into_iter()
-        .map(|p| {
-            replies.push((p.reply, p.records.len(), p.bytes));
-            AppendPart { origin: p.origin, records: p.records }
-        })
-        .collect();
-    let command = if appends.len() == 1 {
-        let AppendPart { origin, records } = appends.remove(0);
-        Command::Append(RecordBatch { records, arrival_millis, origin })
-    } else {
-        Command::AppendMany(CoalescedBatch { arrival_millis, parts: appends })
+    // The parts of each shard, in the order they came.
+    let mut by_shard: BTreeMap<u64, Vec<Waiting>> = BTreeMap::new();
+    for part in parts {
+        by_shard.entry(part.store).or_default().push(part);
+    }
+    let lone = by_shard.len() == 1 && by_shard.contains_key(&handle.group);
+    let mut replies: Vec<Vec<(Reply, usize, usize)>> = Vec::with_capacity(by_shard.len());
+    let mut appends = Vec::with_capacity(by_shard.len());
+    for (store, parts) in by_shard {
+        let mut shard_replies = Vec::with_capacity(parts.len());
+        let parts: Vec<AppendPart> = parts
+            .into_iter()
+            .map(|p| {
+                shard_replies.push((p.reply, p.records.len(), p.bytes));
+                AppendPart { origin: p.origin, records: p.records }
+            })
+            .collect();
+        replies.push(shard_replies);
+        appends.push((store, parts));
+    }
+    let stores: Vec<u64> = appends.iter().map(|(store, _)| *store).collect();
+    let command = match appends.pop() {
+        // A shard alone in its group: the entries every version reads.
+        Some((_, mut parts)) if lone && parts.len() == 1 => {
+            let AppendPart { origin, records } = parts.remove(0);
+            Command::Append(RecordBatch { records, arrival_millis, origin })
+        }
+        Some((_, parts)) if lone => Command::AppendMany(CoalescedBatch { arrival_millis, parts }),
+        last => Command::AppendShards(
+            appends
+                .into_iter()
+                .chain(last)
+                .map(|(shard, parts)| ShardAppend { shard, batch: CoalescedBatch { arrival_millis, parts } })
+                .collect(),
+        ),
     };
-    let outcome: Result<Vec<Landed>, ShoalError> = match handle.raft.client_write(command).await {
+    let outcome: Result<Vec<ShardAppended>, ShoalError> = match handle.raft.client_write(command).await {
         Ok(written) => match written.data {
             CommandResponse::Appended { log_index, first_offset, count, arrival_millis } => {
-                Ok(vec![Landed { log_index, first_offset, count, arrival_millis }])
+                Ok(vec![ShardAppended::Landed(vec![Landed { log_index, first_offset, count, arrival_millis }])])
             }
-            CommandResponse::AppendedMany(landings) => Ok(landings),
-            CommandResponse::Sealed { .. } => Err(crate::shard_writer::sealed_error()),
+            CommandResponse::AppendedMany(landings) => Ok(vec![ShardAppended::Landed(landings)]),
+            CommandResponse::Sealed { end } => Ok(vec![ShardAppended::Sealed { end }]),
+            CommandResponse::AppendedShards(outcomes) => Ok(outcomes),
             other => Err(ShoalError::internal(format!("unexpected append response {other:?}"))),
         },
         Err(error) if error.forward_to_leader().is_some() => {
@@ -148,33 +183,56 @@ async fn propose(handle: &GroupHandle, parts: Vec<Waiting>) {
         }
         Err(error) => Err(ShoalError::unavailable(format!("append failed: {error}"))),
     };
-    match outcome {
-        Ok(landings) if landings.len() == replies.len() => {
-            let (records, bytes) = replies
-                .iter()
-                .fold((0u64, 0u64), |(r, b), (_, records, bytes)| (r + *records as u64, b + *bytes as u64));
-            let landed: u64 = landings.iter().map(|l| u64::from(l.count)).sum();
-            let (stream, shard) = handle.labels.clone();
-            metrics::counter!("shoal_records_appended_total").increment(landed);
+    let outcomes = match outcome {
+        Ok(outcomes) if outcomes.len() == replies.len() => outcomes,
+        Ok(outcomes) => {
+            let error = ShoalError::internal(format!("{} outcomes for {} shards", outcomes.len(), replies.len()));
+            return answer_all(replies, &error);
+        }
+        Err(error) => return answer_all(replies, &error),
+    };
+    let mut landed_total = 0u64;
+    for ((store, shard_replies), outcome) in stores.into_iter().zip(replies).zip(outcomes) {
+        let landings = match outcome {
+            ShardAppended::Landed(landings) if landings.len() == shard_replies.len() => landings,
+            ShardAppended::Landed(landings) => {
+                let error =
+                    ShoalError::internal(format!("{} landings for {} appends", landings.len(), shard_replies.len()));
+                answer_all(vec![shard_replies], &error);
+                continue;
+            }
+            ShardAppended::Sealed { .. } => {
+                answer_all(vec![shard_replies], &crate::shard_writer::sealed_error());
+                continue;
+            }
+            ShardAppended::Unknown => {
+                let error = ShoalError::unavailable(format!("group {} does not carry shard {store}", handle.group));
+                answer_all(vec![shard_replies], &error);
+                continue;
+            }
+        };
+        let (records, bytes) = shard_replies
+            .iter()
+            .fold((0u64, 0u64), |(r, b), (_, records, bytes)| (r + *records as u64, b + *bytes as u64));
+        landed_total += landings.iter().map(|l| u64::from(l.count)).sum::<u64>();
+        if let Some(slot) = handle.shards.get(&store) {
+            let (stream, shard) = slot.labels.clone();
             metrics::counter!("shoal_shard_incoming_records_total", "stream" => stream.clone(), "shard" => shard.clone())
                 .increment(records);
             metrics::counter!("shoal_shard_incoming_bytes_total", "stream" => stream, "shard" => shard)
                 .increment(bytes);
-            handle.load.record(records, bytes);
-            for ((reply, _, _), landed) in replies.into_iter().zip(landings) {
-                let _ = reply.send(Ok(landed));
-            }
+            slot.load.record(records, bytes);
         }
-        Ok(landings) => {
-            let error = ShoalError::internal(format!("{} landings for {} appends", landings.len(), replies.len()));
-            for (reply, _, _) in replies {
-                let _ = reply.send(Err(error.clone()));
-            }
+        for ((reply, _, _), landed) in shard_replies.into_iter().zip(landings) {
+            let _ = reply.send(Ok(landed));
         }
-        Err(error) => {
-            for (reply, _, _) in replies {
-                let _ = reply.send(Err(error.clone()));
-            }
-        }
+    }
+    metrics::counter!("shoal_records_appended_total").increment(landed_total);
+}
+
+/// Answers every waiting append with `error`.
+fn answer_all(replies: Vec<Vec<(Reply, usize, usize)>>, error: &ShoalError) {
+    for (reply, _, _) in replies.into_iter().flatten() {
+        let _ = reply.send(Err(error.clone()));
     }
 }

@@ -70,7 +70,10 @@ struct ShardHeat {
 }
 
 /// Per group: the reporting leader, and the records and bytes it appended so far.
-type Counters = BTreeMap<GroupId, (u64, u64, u64)>;
+/// A shard as the cluster status reports it: its group and shard id.
+type ShardKey = (GroupId, String);
+
+type Counters = BTreeMap<ShardKey, (u64, u64, u64)>;
 
 /// A resharding the autoscaler decided on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +89,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     }
     let every = Duration::from_secs(config.interval_secs.max(1));
     let status = ClusterService::new(node.clone());
-    let mut heat: BTreeMap<GroupId, ShardHeat> = BTreeMap::new();
+    let mut heat: BTreeMap<ShardKey, ShardHeat> = BTreeMap::new();
     let mut previous: Option<(Instant, Counters)> = None;
     loop {
         tokio::select! {
@@ -103,12 +106,12 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             .into_inner()
             .groups
             .iter()
-            .map(|g| (g.group_id, (g.leader_id, g.appended_records, g.appended_bytes)))
+            .map(|g| ((g.group_id, g.shard_id.clone()), (g.leader_id, g.appended_records, g.appended_bytes)))
             .collect();
         if let Some((then, before)) = &previous {
             let seconds = now.duration_since(*then).as_secs_f64().max(0.001);
             for (group, (leader, records, bytes)) in &counters {
-                let entry = heat.entry(*group).or_default();
+                let entry = heat.entry(group.clone()).or_default();
                 // A new leader counts from zero: skip the interval it took over in.
                 let (records, bytes) = match before.get(group) {
                     Some((old_leader, r, b)) if old_leader == leader && records >= r => (records - r, bytes - b),
@@ -137,7 +140,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                     metrics::counter!("shoal_autoscaler_reshards_total").increment(1);
                     // Measure the new layout afresh.
                     for shard in &stream.shards {
-                        heat.remove(&shard.group_id);
+                        heat.remove(&key_of(shard));
                     }
                 }
                 Err(error) => tracing::warn!(?decision, %error, "autoscaler resharding failed"),
@@ -154,13 +157,17 @@ fn utilization(config: &AutoscalerConfig, heat: &ShardHeat) -> f64 {
 
 /// The one resharding `stream` needs now, if any: the hottest sustained-hot
 /// shard is split; otherwise the coldest pair of sustained-cold neighbours merges.
-fn decide(config: &AutoscalerConfig, stream: &Stream, heat: &BTreeMap<GroupId, ShardHeat>) -> Option<Decision> {
+fn key_of(shard: &Shard) -> ShardKey {
+    (shard.group_id, shard.id.to_string())
+}
+
+fn decide(config: &AutoscalerConfig, stream: &Stream, heat: &BTreeMap<ShardKey, ShardHeat>) -> Option<Decision> {
     if stream.settings.mode != "ON_DEMAND" || stream.status != StreamStatus::Active {
         return None;
     }
     let mut open: Vec<&Shard> = stream.open_shards().collect();
     open.sort_by_key(|s| s.hash_key_range.start);
-    let heat_of = |shard: &Shard| heat.get(&shard.group_id).copied().unwrap_or_default();
+    let heat_of = |shard: &Shard| heat.get(&key_of(shard)).copied().unwrap_or_default();
     let sustained = config.sustain_intervals.max(1);
     if (open.len() as u32) < config.max_shards {
         let hottest = open
@@ -213,11 +220,13 @@ mod tests {
         stream
     }
 
-    fn heat(entries: &[(GroupId, u64, u32, u32)]) -> BTreeMap<GroupId, ShardHeat> {
+    /// Heat by group, in `stream`'s layout (shard `g - 1` alone in group `g`).
+    fn heat(entries: &[(GroupId, u64, u32, u32)]) -> BTreeMap<ShardKey, ShardHeat> {
         entries
             .iter()
             .map(|(g, records, hot, cold)| {
-                (*g, ShardHeat { records: *records, bytes: 0, hot_streak: *hot, cold_streak: *cold })
+                let key = (*g, ShardId(*g as u32 - 1).to_string());
+                (key, ShardHeat { records: *records, bytes: 0, hot_streak: *hot, cold_streak: *cold })
             })
             .collect()
     }

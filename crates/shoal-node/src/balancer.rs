@@ -89,14 +89,16 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
 /// The moves to start now. Pure, so it is tested without a cluster.
 pub fn plan_moves(meta: &MetaState, members: &BTreeMap<NodeId, NodeInfo>) -> Vec<Move> {
     let settled = |status: StreamStatus| matches!(status, StreamStatus::Active | StreamStatus::Updating);
+    // One shard per group: shards that share a group move together.
+    let mut seen = BTreeSet::new();
     let movable: Vec<(&str, &Shard)> = meta
         .streams
         .values()
         .filter(|s| settled(s.status))
         .flat_map(|s| s.shards.iter().map(move |shard| (s.name.as_str(), shard)))
-        .filter(|(_, shard)| shard.ready)
+        .filter(|(_, shard)| shard.ready && seen.insert(shard.group_id))
         .collect();
-    let in_flight = meta.shard_groups().filter(|(_, shard)| !shard.retiring.is_empty()).count();
+    let in_flight = meta.distinct_groups().filter(|(_, shard)| !shard.retiring.is_empty()).count();
     let mut budget = MAX_MOVES_IN_FLIGHT.saturating_sub(in_flight);
     let mut load = meta.replica_load();
     let accepts = |id: &NodeId| members.contains_key(id) && !meta.draining.contains(id);
@@ -161,6 +163,8 @@ pub fn plan_leader_change(meta: &MetaState, members: &BTreeMap<NodeId, NodeInfo>
     }
     let accepts = |id: &NodeId| members.contains_key(id) && !meta.draining.contains(id);
     let mut leads: BTreeMap<NodeId, usize> = members.keys().filter(|id| accepts(id)).map(|id| (*id, 0)).collect();
+    // One shard per group: a group has one leader however many shards it carries.
+    let mut seen = BTreeSet::new();
     let shards: Vec<(&str, &Shard)> = meta
         .streams
         .values()
@@ -168,6 +172,7 @@ pub fn plan_leader_change(meta: &MetaState, members: &BTreeMap<NodeId, NodeInfo>
         .flat_map(|s| {
             s.shards.iter().filter(|shard| shard.ready && shard.is_open()).map(move |shard| (s.name.as_str(), shard))
         })
+        .filter(|(_, shard)| seen.insert(shard.group_id))
         .collect();
     for (_, shard) in &shards {
         if let Some(count) = shard.replicas.first().and_then(|id| leads.get_mut(id)) {

@@ -40,19 +40,15 @@ impl ClusterService {
         }
     }
 
-    /// This node's view of every group it runs.
+    /// This node's view of every group it runs: one row per shard (a group
+    /// that carries several shards has a row for each).
     pub fn local_groups(&self) -> proto::LocalGroupsResponse {
-        let meta = self.node.meta_snapshot();
-        let shard_names: BTreeMap<u64, (String, String)> = meta
-            .shard_groups()
-            .map(|(stream, shard)| (shard.group_id, (stream.name.clone(), shard.id.to_string())))
-            .collect();
         let mut groups: Vec<proto::GroupStatus> = self
             .node
             .groups
             .all()
             .into_iter()
-            .map(|handle| {
+            .flat_map(|handle| {
                 let metrics = handle.raft.metrics().borrow_watched().clone();
                 let last_log_index = metrics.last_log_index.unwrap_or(0);
                 let follower_lag = metrics
@@ -68,27 +64,36 @@ impl ClusterService {
                             .collect()
                     })
                     .unwrap_or_default();
-                let (stream_name, shard_id) = if handle.group == META_GROUP_ID {
-                    (String::new(), String::new())
-                } else {
-                    shard_names.get(&handle.group).cloned().unwrap_or_default()
-                };
-                proto::GroupStatus {
+                let row = proto::GroupStatus {
                     group_id: handle.group,
-                    stream_name,
-                    shard_id,
+                    stream_name: String::new(),
+                    shard_id: String::new(),
                     leader_id: metrics.current_leader.unwrap_or(0),
                     term: metrics.current_term,
                     replicas: metrics.membership_config.voter_ids().collect(),
                     last_log_index,
                     applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
                     follower_lag,
-                    appended_records: handle.load.records.load(Ordering::Relaxed),
-                    appended_bytes: handle.load.bytes.load(Ordering::Relaxed),
+                    appended_records: 0,
+                    appended_bytes: 0,
+                };
+                if handle.group == META_GROUP_ID {
+                    return vec![row];
                 }
+                handle
+                    .shards
+                    .values()
+                    .map(|slot| proto::GroupStatus {
+                        stream_name: slot.labels.0.clone(),
+                        shard_id: slot.labels.1.clone(),
+                        appended_records: slot.load.records.load(Ordering::Relaxed),
+                        appended_bytes: slot.load.bytes.load(Ordering::Relaxed),
+                        ..row.clone()
+                    })
+                    .collect()
             })
             .collect();
-        groups.sort_by_key(|g| g.group_id);
+        groups.sort_by(|a, b| (a.group_id, &a.shard_id).cmp(&(b.group_id, &b.shard_id)));
         proto::LocalGroupsResponse { node_id: self.node.id, groups }
     }
 }
@@ -113,7 +118,7 @@ impl Cluster for ClusterService {
         let load = meta.replica_load();
         let voters = membership::voters(&self.node);
         let mut nodes = Vec::new();
-        let mut merged: BTreeMap<u64, proto::GroupStatus> = BTreeMap::new();
+        let mut merged: BTreeMap<(u64, String), proto::GroupStatus> = BTreeMap::new();
         for (id, info) in &members {
             let report = if *id == self.node.id {
                 Some(self.local_groups())
@@ -142,12 +147,13 @@ impl Cluster for ClusterService {
             });
             for group in report.map(|r| r.groups).unwrap_or_default() {
                 let reporter_leads = group.leader_id == *id;
-                let keep = match merged.get(&group.group_id) {
+                let key = (group.group_id, group.shard_id.clone());
+                let keep = match merged.get(&key) {
                     None => true,
                     Some(existing) => reporter_leads || (existing.leader_id == 0 && group.leader_id != 0),
                 };
                 if keep {
-                    merged.insert(group.group_id, group);
+                    merged.insert(key, group);
                 }
             }
         }

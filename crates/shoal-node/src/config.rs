@@ -23,6 +23,11 @@ pub struct NodeConfig {
     /// cache) where the data directory's file system takes it. Off by default:
     /// measure on your disks first (docs/performance.md).
     pub direct_io: bool,
+    /// How many shards of a new stream may share one Raft group (at least one
+    /// group per node either way). Shards in one group share a log: one entry
+    /// carries appends to all of them, which is what makes many shards cheap
+    /// (docs/architecture.md, "Shards and groups"). 1 gives each shard a group.
+    pub shards_per_group: u32,
     /// Every voting node of the cluster, this one included. Empty means a cluster
     /// of just this node.
     pub peers: Vec<PeerConfig>,
@@ -83,6 +88,9 @@ impl Default for RaftTiming {
     }
 }
 
+/// See [`NodeConfig::shards_per_group`].
+pub const DEFAULT_SHARDS_PER_GROUP: u32 = 8;
+
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
@@ -92,6 +100,7 @@ impl Default for NodeConfig {
             advertise: None,
             data_dir: PathBuf::from("./shoal-data"),
             direct_io: false,
+            shards_per_group: DEFAULT_SHARDS_PER_GROUP,
             peers: Vec::new(),
             raft: RaftTiming::default(),
             aws_listen: "0.0.0.0:4567".into(),

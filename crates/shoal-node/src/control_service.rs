@@ -140,11 +140,20 @@ impl StreamControl for ControlService {
         let retention_hours =
             if message.retention_hours == 0 { DEFAULT_RETENTION_HOURS } else { message.retention_hours };
         validate_retention_hours(retention_hours).map_err(to_status)?;
-        let command = MetaCommand::CreateStream {
-            name: message.stream_name.clone(),
-            shard_count: message.shard_count,
-            retention_hours,
-            now_millis: now_millis(),
+        let command = match self.node.config.shards_per_group {
+            0 | 1 => MetaCommand::CreateStream {
+                name: message.stream_name.clone(),
+                shard_count: message.shard_count,
+                retention_hours,
+                now_millis: now_millis(),
+            },
+            shards_per_group => MetaCommand::CreatePackedStream {
+                name: message.stream_name.clone(),
+                shard_count: message.shard_count,
+                retention_hours,
+                now_millis: now_millis(),
+                shards_per_group,
+            },
         };
         meta_writer::propose(&self.node, command).await.map_err(to_status)?;
         if on_demand {

@@ -73,8 +73,8 @@ impl DataService {
         shard_id: &str,
     ) -> Option<tokio::sync::watch::Receiver<shoal_raft::ShardProgress>> {
         let meta = self.node.meta_snapshot();
-        let shard = meta.stream(stream).ok()?.shard(ShardId::parse(shard_id).ok()?)?.group_id;
-        self.node.groups.get(shard)?.progress.clone()
+        let shard = meta.stream(stream).ok()?.shard(ShardId::parse(shard_id).ok()?)?;
+        Some(self.node.groups.get(shard.group_id)?.shard(shard.store()).ok()?.progress.clone())
     }
 
     pub(crate) fn node(&self) -> &Node {
@@ -194,6 +194,7 @@ impl DataService {
         stream: &Stream,
         shard: &Shard,
     ) -> ShoalResult<String> {
+        let progress = handle.shard(shard.store())?.progress();
         let start = IteratorStart::from_request(
             &request.shard_iterator_type,
             Some(request.starting_sequence_number.as_str()).filter(|s| !s.is_empty()),
@@ -210,7 +211,7 @@ impl DataService {
         };
         let position = match start {
             IteratorStart::TrimHorizon => RecordPosition::START,
-            IteratorStart::Latest => handle.progress().next_position,
+            IteratorStart::Latest => progress.next_position,
             IteratorStart::AtSequenceNumber(seq) => {
                 belongs(&seq)?;
                 seq.position
@@ -220,9 +221,9 @@ impl DataService {
                 seq.position.next()
             }
             IteratorStart::AtTimestamp { millis } => {
-                shard_state::position_at_timestamp(&self.node.db, shard.group_id, millis)
+                shard_state::position_at_timestamp(&self.node.db, shard.store(), millis)
                     .map_err(|e| ShoalError::internal(e.to_string()))?
-                    .unwrap_or(handle.progress().next_position)
+                    .unwrap_or(progress.next_position)
             }
         };
         let iterator = ShardIterator {
@@ -244,7 +245,7 @@ impl DataService {
     ) -> ShoalResult<proto::GetRecordsResponse> {
         let read = shard_state::read_records(
             &self.node.db,
-            shard.group_id,
+            shard.store(),
             iterator.position,
             limit as usize,
             MAX_GET_RECORDS_BYTES,
@@ -253,7 +254,7 @@ impl DataService {
         let next_position = read.last().map(|r| r.position.next()).unwrap_or(iterator.position);
         // Behind by the age of the last record returned, if anything follows it.
         let more_follow = !read.is_empty()
-            && !shard_state::read_records(&self.node.db, shard.group_id, next_position, 1, 1)
+            && !shard_state::read_records(&self.node.db, shard.store(), next_position, 1, 1)
                 .map_err(|e| ShoalError::internal(format!("reading {}: {e}", shard.id)))?
                 .is_empty();
         let millis_behind_latest = match read.last() {
@@ -421,8 +422,9 @@ impl Records for DataService {
             .ok_or_else(|| to_status(ShoalError::invalid_argument("Invalid ShardIterator.")))?;
         match locate(&self.node, shard, LEADER_WAIT).await.map_err(to_status)? {
             ShardLeader::Local(handle) => {
+                let slot = handle.shard(shard.store()).map_err(to_status)?;
                 // Enhanced fan-out reads have their own budget, not the shard's five calls.
-                if !fan_out && !handle.throttle.admit_read() {
+                if !fan_out && !slot.throttle.admit_read() {
                     metrics::counter!("shoal_read_throttled_calls_total").increment(1);
                     let labels = [("stream", stream.name.clone()), ("shard", shard.id.to_string())];
                     metrics::counter!("shoal_shard_read_throughput_exceeded_total", &labels).increment(1);
@@ -435,8 +437,7 @@ impl Records for DataService {
                 let response = self.read(&iterator, limit, shard, &stream).map_err(to_status)?;
                 metrics::histogram!("shoal_get_records_seconds").record(started.elapsed().as_secs_f64());
                 if !fan_out {
-                    handle
-                        .throttle
+                    slot.throttle
                         .charge_read(response.records.iter().map(|r| r.data.len() + r.partition_key.len()).sum());
                 }
                 Ok(Response::new(response))

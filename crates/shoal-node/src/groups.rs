@@ -1,7 +1,7 @@
 //! The Raft groups running on this node.
 
 use openraft::async_runtime::WatchReceiver;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -13,22 +13,19 @@ use tokio::sync::{Notify, watch};
 pub struct GroupHandle {
     pub group: GroupId,
     pub raft: GroupRaft,
-    /// Applied progress of a shard group (None for the metadata group).
-    pub progress: Option<watch::Receiver<ShardProgress>>,
+    /// The shards the group carries, by store id (none for the metadata group).
+    pub shards: BTreeMap<u64, ShardSlot>,
     /// The arrival time of the last batch this node proposed as leader; new
     /// batches never get an earlier one.
     pub last_arrival: AtomicU64,
     /// Whether this node has seen the group initialized (skips repeated checks).
     pub initialized: AtomicBool,
-    /// Throughput limits, applied while this node leads the shard.
-    pub throttle: crate::throughput::ShardThrottle,
     /// When this node last handed leadership of the group away (ms).
     pub last_leader_transfer: AtomicU64,
-    /// Records and bytes this node appended as the shard's leader.
-    pub load: AppendedLoad,
-    /// `(stream, shard id)` for per-shard metrics; empty for the metadata group.
+    /// `(stream, shard id)` of the group's first shard, for group-level metrics;
+    /// empty for the metadata group.
     pub labels: (String, String),
-    /// Appends waiting to be proposed while this node leads the shard.
+    /// Appends waiting to be proposed while this node leads the group.
     pub appends: crate::append_coalescer::AppendCoalescer,
     /// The leader this node last saw, to count leader changes.
     pub last_seen_leader: AtomicU64,
@@ -37,6 +34,42 @@ pub struct GroupHandle {
     /// The last log index the quiescence pass saw, and when the log last moved.
     seen_log_index: AtomicU64,
     last_activity_millis: AtomicU64,
+}
+
+/// One shard of a group, as this node sees it.
+pub struct ShardSlot {
+    /// Where the shard's records are kept ([`shoal_types::Shard::store`]).
+    pub store: u64,
+    /// Applied progress, published by the group's state machine.
+    pub progress: watch::Receiver<ShardProgress>,
+    /// Throughput limits, applied while this node leads the shard.
+    pub throttle: crate::throughput::ShardThrottle,
+    /// Records and bytes this node appended as the shard's leader.
+    pub load: AppendedLoad,
+    /// `(stream, shard id)` for per-shard metrics.
+    pub labels: (String, String),
+}
+
+impl ShardSlot {
+    pub fn new(
+        store: u64,
+        progress: watch::Receiver<ShardProgress>,
+        limits: crate::throughput::ThroughputLimits,
+        stream: &str,
+        shard: &str,
+    ) -> Self {
+        ShardSlot {
+            store,
+            progress,
+            throttle: crate::throughput::ShardThrottle::new(limits),
+            load: AppendedLoad::default(),
+            labels: (stream.to_string(), shard.to_string()),
+        }
+    }
+
+    pub fn progress(&self) -> ShardProgress {
+        *self.progress.borrow()
+    }
 }
 
 /// Counters of what a leader appended, read by the autoscaler as rates.
@@ -54,22 +87,17 @@ impl AppendedLoad {
 }
 
 impl GroupHandle {
-    pub fn new(
-        group: GroupId,
-        raft: GroupRaft,
-        progress: Option<watch::Receiver<ShardProgress>>,
-        limits: crate::throughput::ThroughputLimits,
-    ) -> Self {
+    /// A handle on `group`, which carries `shards` (none for the metadata group).
+    pub fn new(group: GroupId, raft: GroupRaft, shards: Vec<ShardSlot>) -> Self {
+        let labels = shards.first().map(|s| s.labels.clone()).unwrap_or_default();
         GroupHandle {
             group,
             raft,
-            progress,
+            shards: shards.into_iter().map(|slot| (slot.store, slot)).collect(),
             last_arrival: AtomicU64::new(0),
             initialized: AtomicBool::new(false),
-            throttle: crate::throughput::ShardThrottle::new(limits),
             last_leader_transfer: AtomicU64::new(0),
-            load: AppendedLoad::default(),
-            labels: (String::new(), String::new()),
+            labels,
             appends: Default::default(),
             last_seen_leader: AtomicU64::new(0),
             resting: AtomicBool::new(false),
@@ -116,10 +144,11 @@ impl GroupHandle {
         moved
     }
 
-    /// Names the shard this group replicates, for its metrics.
-    pub fn with_labels(mut self, stream: &str, shard: &str) -> Self {
-        self.labels = (stream.to_string(), shard.to_string());
-        self
+    /// The shard stored under `store`, if the group carries it.
+    pub fn shard(&self, store: u64) -> shoal_types::ShoalResult<&ShardSlot> {
+        self.shards.get(&store).ok_or_else(|| {
+            shoal_types::ShoalError::internal(format!("group {} does not carry shard store {store}", self.group))
+        })
     }
 
     pub fn leader(&self) -> Option<NodeId> {
@@ -141,13 +170,10 @@ impl GroupHandle {
         metrics.membership_config.nodes().find(|(n, _)| **n == id).map(|(_, info)| info.clone())
     }
 
-    pub fn progress(&self) -> ShardProgress {
-        self.progress.as_ref().map(|p| *p.borrow()).unwrap_or_default()
-    }
-
-    /// The arrival time for a new batch: now, but never before the last one.
+    /// The arrival time for a new entry: now, but never before the last one
+    /// of any of the group's shards.
     pub fn next_arrival(&self, now_millis: u64) -> u64 {
-        let floor = self.progress().last_arrival_millis;
+        let floor = self.shards.values().map(|s| s.progress().last_arrival_millis).max().unwrap_or(0);
         let proposed = now_millis.max(floor);
         let previous = self.last_arrival.fetch_max(proposed, Ordering::SeqCst);
         proposed.max(previous)

@@ -78,7 +78,7 @@ impl Node {
         .await
         .context("starting the metadata group")?;
         let groups = GroupRegistry::default();
-        groups.insert(Arc::new(GroupHandle::new(META_GROUP_ID, meta.clone(), None, crate::ThroughputLimits::off())));
+        groups.insert(Arc::new(GroupHandle::new(META_GROUP_ID, meta.clone(), Vec::new())));
         let voters = config.voters();
         let bootstrapper = voters.keys().next().copied() == Some(config.id);
         if bootstrapper && !meta.is_initialized().await.context("reading metadata group state")? {

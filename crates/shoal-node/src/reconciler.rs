@@ -19,7 +19,7 @@ use shoal_types::stream::META_GROUP_ID;
 use shoal_types::{GroupId, NodeInfo, Shard, Stream, StreamStatus};
 use tokio::sync::{Mutex, watch};
 
-use crate::groups::GroupHandle;
+use crate::groups::{GroupHandle, ShardSlot};
 use crate::meta_writer;
 use crate::node::Node;
 
@@ -62,10 +62,12 @@ async fn settled(node: &Node, in_flight: &Mutex<HashSet<String>>) -> bool {
 
 async fn reconcile(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>, record_health: bool) {
     let meta = node.meta_snapshot();
-    let mut wanted: BTreeMap<GroupId, (&Stream, &Shard)> = BTreeMap::new();
+    // Each wanted group with its stream and shards (the first stands for the
+    // group: shards that share a group share its replicas and readiness).
+    let mut wanted: BTreeMap<GroupId, (&Stream, Vec<&Shard>)> = BTreeMap::new();
     for (stream, shard) in meta.shard_groups() {
         if stream.status != StreamStatus::Deleting && shard.holders().any(|id| id == node.id) {
-            wanted.insert(shard.group_id, (stream, shard));
+            wanted.entry(shard.group_id).or_insert_with(|| (stream, Vec::new())).1.push(shard);
         }
     }
     // Stop groups whose stream is gone or being deleted, and erase their data.
@@ -75,10 +77,11 @@ async fn reconcile(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>, re
         }
     }
     let members = node.cluster_nodes();
-    for (group, (stream, shard)) in wanted {
+    for (group, (stream, shards)) in wanted {
+        let shard = shards[0];
         let handle = match node.groups.get(group) {
             Some(handle) => handle,
-            None => match start_group(node, group, &stream.name, &shard.id.to_string()).await {
+            None => match start_group(node, group, stream, &shards).await {
                 Ok(handle) => handle,
                 Err(error) => {
                     tracing::error!(group, shard = %shard.id, %error, "cannot start shard group");
@@ -252,9 +255,27 @@ async fn spawn_once(node: &Arc<Node>, in_flight: &Arc<Mutex<HashSet<String>>>, k
     });
 }
 
-async fn start_group(node: &Node, group: GroupId, stream: &str, shard: &str) -> anyhow::Result<Arc<GroupHandle>> {
-    let (progress_tx, progress_rx) = watch::channel(ShardProgress::default());
-    let state_machine = GroupStateMachine::open(node.db.clone(), group, StateWatch::Shard(progress_tx))?;
+/// Starts the group that carries `shards` (of `stream`) on this node.
+async fn start_group(
+    node: &Node,
+    group: GroupId,
+    stream: &Stream,
+    shards: &[&Shard],
+) -> anyhow::Result<Arc<GroupHandle>> {
+    let mut watches = Vec::with_capacity(shards.len());
+    let mut slots = Vec::with_capacity(shards.len());
+    for shard in shards {
+        let (progress_tx, progress_rx) = watch::channel(ShardProgress::default());
+        watches.push((shard.store(), progress_tx));
+        let limits = node.config.limits.clone();
+        slots.push(ShardSlot::new(shard.store(), progress_rx, limits, &stream.name, &shard.id.to_string()));
+    }
+    // A shard alone in its group keeps the layout every version reads.
+    let watch = match watches.pop() {
+        Some((store, progress_tx)) if watches.is_empty() && store == group => StateWatch::Shard(progress_tx),
+        last => StateWatch::Shards(watches.into_iter().chain(last).collect()),
+    };
+    let state_machine = GroupStateMachine::open(node.db.clone(), group, watch)?;
     let raft = GroupRaft::new(
         node.id,
         node.raft_config.clone(),
@@ -263,9 +284,7 @@ async fn start_group(node: &Node, group: GroupId, stream: &str, shard: &str) -> 
         state_machine,
     )
     .await?;
-    let handle = Arc::new(
-        GroupHandle::new(group, raft, Some(progress_rx), node.config.limits.clone()).with_labels(stream, shard),
-    );
+    let handle = Arc::new(GroupHandle::new(group, raft, slots));
     node.groups.insert(handle.clone());
     tracing::debug!(node = node.id, group, "shard group started");
     Ok(handle)
@@ -303,8 +322,13 @@ async fn stop_group(node: &Node, handle: &GroupHandle) {
         tracing::warn!(group = handle.group, %error, "group did not shut down cleanly");
     }
     node.groups.remove(handle.group);
-    match node.db.drop_group(handle.group) {
-        Ok(()) => tracing::info!(node = node.id, group = handle.group, "shard group removed"),
-        Err(error) => tracing::error!(group = handle.group, %error, "cannot erase shard group data"),
+    // The group's log and state, and each shard's records where they are kept apart.
+    let stores = handle.shards.keys().copied().filter(|store| *store != handle.group);
+    for key_space in std::iter::once(handle.group).chain(stores) {
+        if let Err(error) = node.db.drop_group(key_space) {
+            tracing::error!(group = handle.group, key_space, %error, "cannot erase shard group data");
+            return;
+        }
     }
+    tracing::info!(node = node.id, group = handle.group, "shard group removed");
 }

@@ -50,7 +50,7 @@ pub async fn expire(node: &Node) {
             continue;
         }
         let cutoff = node.config.retention_cutoff(stream.retention_hours, now);
-        match expire_before(&node.db, shard.group_id, cutoff) {
+        match expire_before(&node.db, shard.store(), cutoff) {
             Ok(true) => {
                 expired_any = true;
                 tracing::info!(stream = %stream.name, shard = %shard.id, "expired records removed");

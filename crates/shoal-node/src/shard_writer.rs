@@ -38,21 +38,24 @@ pub struct Appended {
     pub arrival_millis: u64,
 }
 
-/// Proposes `records` on the local group, which must be the shard's leader, through
-/// the shard's group commit ([`crate::append_coalescer`]). Returns once a quorum
-/// has the entry on disk and it is applied.
+/// Proposes `records` for the shard stored under `store` on the local group,
+/// which must be the shard's leader, through the group commit
+/// ([`crate::append_coalescer`]). Returns once a quorum has the entry on disk
+/// and it is applied.
 pub async fn append_local(
     handle: &Arc<GroupHandle>,
+    store: u64,
     records: Vec<Record>,
     origin: BatchOrigin,
 ) -> ShoalResult<Appended> {
     if !handle.raft.is_leader() {
         return Err(ShoalError::unavailable("this node is not the shard's leader; retry"));
     }
+    let slot = handle.shard(store)?;
     let bytes: usize = records.iter().map(Record::billed_size).sum();
-    if !handle.throttle.admit_write(bytes, records.len()) {
+    if !slot.throttle.admit_write(bytes, records.len()) {
         metrics::counter!("shoal_write_throttled_records_total").increment(records.len() as u64);
-        let (stream, shard) = handle.labels.clone();
+        let (stream, shard) = slot.labels.clone();
         metrics::counter!("shoal_shard_write_throughput_exceeded_total", "stream" => stream, "shard" => shard)
             .increment(records.len() as u64);
         return Err(ShoalError::new(
@@ -61,7 +64,7 @@ pub async fn append_local(
         ));
     }
     let started = std::time::Instant::now();
-    let landed = crate::append_coalescer::append(handle, records, bytes, origin).await?;
+    let landed = crate::append_coalescer::append(handle, store, records, bytes, origin).await?;
     metrics::histogram!("shoal_append_seconds").record(started.elapsed().as_secs_f64());
     Ok(Appended {
         log_index: landed.log_index,
@@ -94,7 +97,7 @@ pub async fn append(node: &Node, stream: &Stream, shard: &Shard, records: Vec<Re
     let first_attempt_millis = now_millis();
     loop {
         let attempt = match locate(node, shard, Duration::from_secs(5)).await? {
-            ShardLeader::Local(handle) => append_local(&handle, records.clone(), origin).await,
+            ShardLeader::Local(handle) => append_local(&handle, shard.store(), records.clone(), origin).await,
             ShardLeader::Remote { addr, .. } => append_remote(node, &addr, stream, shard, &records, origin).await,
         };
         match attempt {
@@ -142,14 +145,18 @@ async fn append_remote(
     })
 }
 
-/// Seals the local group, which must lead the shard: no record is accepted after
-/// the seal entry. Returns the seal's position, past every record of the shard.
-pub async fn seal_local(handle: &GroupHandle) -> ShoalResult<RecordPosition> {
+/// Seals the shard stored under `store` on the local group, which must lead it:
+/// no record is accepted after the seal entry. Returns the seal's position, past
+/// every record of the shard.
+pub async fn seal_local(handle: &GroupHandle, store: u64) -> ShoalResult<RecordPosition> {
     if !handle.raft.is_leader() {
         return Err(ShoalError::unavailable("this node is not the shard's leader; retry"));
     }
+    handle.shard(store)?;
     handle.wake();
-    match handle.raft.client_write(Command::Seal).await {
+    // A shard alone in its group is sealed with the entry every version reads.
+    let command = if store == handle.group { Command::Seal } else { Command::SealShard(store) };
+    match handle.raft.client_write(command).await {
         Ok(written) => match written.data {
             CommandResponse::Sealed { end } => Ok(end),
             other => Err(ShoalError::internal(format!("unexpected seal response {other:?}"))),
@@ -166,7 +173,7 @@ pub async fn seal(node: &Node, stream: &Stream, shard: &Shard) -> ShoalResult<Re
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let attempt = match locate(node, shard, Duration::from_secs(5)).await? {
-            ShardLeader::Local(handle) => seal_local(&handle).await,
+            ShardLeader::Local(handle) => seal_local(&handle, shard.store()).await,
             ShardLeader::Remote { addr, .. } => {
                 let request = ShardAppendRequest {
                     stream_name: stream.name.clone(),

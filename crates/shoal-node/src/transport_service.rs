@@ -202,7 +202,7 @@ impl RaftTransport for TransportService {
             ))));
         };
         if request.seal {
-            let end = crate::shard_writer::seal_local(&handle).await.map_err(to_status)?;
+            let end = crate::shard_writer::seal_local(&handle, shard.store()).await.map_err(to_status)?;
             return Ok(Response::new(ShardAppendReply { log_index: end.log_index, ..Default::default() }));
         }
         let records: Vec<Record> = bincode::deserialize(&request.records)
@@ -211,7 +211,8 @@ impl RaftTransport for TransportService {
             id: <[u8; 16]>::try_from(request.origin_id.as_slice()).map(u128::from_be_bytes).unwrap_or(0),
             retry_since_millis: request.retry_since_millis,
         };
-        let appended = crate::shard_writer::append_local(&handle, records, origin).await.map_err(to_status)?;
+        let appended =
+            crate::shard_writer::append_local(&handle, shard.store(), records, origin).await.map_err(to_status)?;
         Ok(Response::new(ShardAppendReply {
             log_index: appended.log_index,
             count: appended.count,

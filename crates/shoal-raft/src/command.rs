@@ -18,6 +18,11 @@ pub enum Command {
     /// so a retried part is still stored once. (Last variant: older log entries
     /// keep their encoding.)
     AppendMany(CoalescedBatch),
+    /// Appends to several shards of one group in one entry: each shard's records
+    /// take consecutive offsets of this entry in that shard.
+    AppendShards(Vec<ShardAppend>),
+    /// Seals one shard of a group that carries several (see [`Command::Seal`]).
+    SealShard(u64),
 }
 
 impl std::fmt::Display for Command {
@@ -30,6 +35,11 @@ impl std::fmt::Display for Command {
                 let records: usize = batch.parts.iter().map(|p| p.records.len()).sum();
                 write!(f, "append:{records} records in {} parts", batch.parts.len())
             }
+            Command::AppendShards(appends) => {
+                let records: usize = appends.iter().flat_map(|a| &a.batch.parts).map(|p| p.records.len()).sum();
+                write!(f, "append:{records} records to {} shards", appends.len())
+            }
+            Command::SealShard(store) => write!(f, "seal shard {store}"),
         }
     }
 }
@@ -51,6 +61,14 @@ pub struct CoalescedBatch {
     /// Assigned by the shard leader, as [`RecordBatch::arrival_millis`].
     pub arrival_millis: u64,
     pub parts: Vec<AppendPart>,
+}
+
+/// The appends to one shard (named by its [`store`](shoal_types::Shard::store))
+/// inside a [`Command::AppendShards`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardAppend {
+    pub shard: u64,
+    pub batch: CoalescedBatch,
 }
 
 /// One caller's records inside a [`CoalescedBatch`].
@@ -222,6 +240,15 @@ pub enum MetaCommand {
         now_millis: u64,
         command: GroupCommand,
     },
+    /// As [`MetaCommand::CreateStream`], with up to `shards_per_group` shards
+    /// sharing a Raft group (see `meta_state::packed_group_count`).
+    CreatePackedStream {
+        name: String,
+        shard_count: u32,
+        retention_hours: u32,
+        now_millis: u64,
+        shards_per_group: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,11 +277,25 @@ pub enum CommandResponse {
     },
     /// Where each part of a coalesced append landed, in the order of the parts.
     AppendedMany(Vec<Landed>),
+    /// For each shard of an [`Command::AppendShards`], in order: where its parts
+    /// landed, or that it is sealed.
+    AppendedShards(Vec<ShardAppended>),
     /// The shard is sealed: it ends before `end` (the seal's own position).
     /// An append that arrives after the seal is refused with this answer.
     Sealed {
         end: RecordPosition,
     },
+}
+
+/// What became of one shard's appends in a [`Command::AppendShards`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShardAppended {
+    Landed(Vec<Landed>),
+    Sealed {
+        end: RecordPosition,
+    },
+    /// The group carries no such shard.
+    Unknown,
 }
 
 /// Where a batch of records landed: offsets `first_offset..first_offset + count`

@@ -30,6 +30,7 @@ pub mod wire;
 
 pub use command::{
     AppendPart, BatchOrigin, CoalescedBatch, Command, CommandResponse, Landed, MetaCommand, MetaResponse, RecordBatch,
+    ShardAppend, ShardAppended,
 };
 pub use faults::NetworkFaults;
 pub use log_store::GroupLogStore;

@@ -68,10 +68,17 @@ impl MetaState {
         self.streams.values().flat_map(|stream| stream.shards.iter().map(move |shard| (stream, shard)))
     }
 
-    /// How many shards each node is the preferred leader of.
+    /// One shard of each Raft group (shards that share a group share its
+    /// replicas), with its stream.
+    pub fn distinct_groups(&self) -> impl Iterator<Item = (&Stream, &Shard)> {
+        let mut seen = BTreeSet::new();
+        self.shard_groups().filter(move |(_, shard)| seen.insert(shard.group_id))
+    }
+
+    /// How many groups each node is the preferred leader of.
     fn leader_load(&self) -> BTreeMap<NodeId, usize> {
         let mut load = BTreeMap::new();
-        for (_, shard) in self.shard_groups() {
+        for (_, shard) in self.distinct_groups() {
             if let Some(leader) = shard.replicas.first() {
                 *load.entry(*leader).or_insert(0) += 1;
             }
@@ -96,35 +103,18 @@ impl MetaState {
     ) -> Result<MetaResponse, ShoalError> {
         match command {
             MetaCommand::CreateStream { name, shard_count, retention_hours, now_millis } => {
-                validate_stream_name(&name)?;
-                validate_shard_count(shard_count)?;
-                validate_retention_hours(retention_hours)?;
-                if self.streams.contains_key(&name) {
-                    return Err(ShoalError::in_use(format!(
-                        "Stream {name} under account {} already exists.",
-                        shoal_types::limits::DEFAULT_ACCOUNT_ID
-                    )));
-                }
-                let placements = place_shards(nodes, &self.leader_load(), shard_count as usize)?;
-                let first_group = self.next_group_id.max(META_GROUP_ID + 1);
-                let shards: Vec<Shard> = HashKeyRange::split_evenly(shard_count)
-                    .into_iter()
-                    .zip(placements)
-                    .enumerate()
-                    .map(|(index, (range, replicas))| {
-                        Shard::new(ShardId(index as u32), first_group + index as u64, range, replicas)
-                    })
-                    .collect();
-                self.next_group_id = first_group + shards.len() as u64;
-                let stream = Stream::new(&name, now_millis, retention_hours, shards);
-                self.streams.insert(name, stream.clone());
-                Ok(MetaResponse::Stream(stream))
+                self.create_stream(name, shard_count, retention_hours, now_millis, 1, nodes)
+            }
+            MetaCommand::CreatePackedStream { name, shard_count, retention_hours, now_millis, shards_per_group } => {
+                self.create_stream(name, shard_count, retention_hours, now_millis, shards_per_group, nodes)
             }
             MetaCommand::MarkShardReady { stream, created_millis, shard_index } => {
                 let Some(entry) = self.streams.get_mut(&stream).filter(|s| s.created_millis == created_millis) else {
                     return Ok(MetaResponse::Done);
                 };
-                if let Some(shard) = entry.shards.iter_mut().find(|s| s.id == ShardId(shard_index)) {
+                // Readiness is the group's: every shard it carries has a leader now.
+                let group = entry.shards.iter().find(|s| s.id == ShardId(shard_index)).map(|s| s.group_id);
+                for shard in entry.shards.iter_mut().filter(|s| Some(s.group_id) == group) {
                     shard.ready = true;
                 }
                 let settling = matches!(entry.status, StreamStatus::Creating | StreamStatus::Updating);
@@ -308,27 +298,28 @@ impl MetaState {
                         "Node {to} is not a cluster member that accepts replicas."
                     )));
                 }
-                let shard = self.shard_mut(&stream, shard_index)?;
-                if shard.replicas.contains(&to) || !shard.retiring.is_empty() {
-                    // Already moved, or another move of this shard is under way.
-                    return Ok(MetaResponse::Done);
+                // A replica is the group's: every shard the group carries moves.
+                for shard in self.group_shards_mut(&stream, shard_index)? {
+                    if shard.replicas.contains(&to) || !shard.retiring.is_empty() {
+                        // Already moved, or another move of this shard is under way.
+                        continue;
+                    }
+                    let Some(slot) = shard.replicas.iter_mut().find(|id| **id == from) else { continue };
+                    *slot = to;
+                    shard.retiring.push(from);
                 }
-                let Some(slot) = shard.replicas.iter_mut().find(|id| **id == from) else {
-                    return Ok(MetaResponse::Done);
-                };
-                *slot = to;
-                shard.retiring.push(from);
                 Ok(MetaResponse::Done)
             }
             MetaCommand::PreferLeader { stream, shard_index, node } => {
-                let shard = self.shard_mut(&stream, shard_index)?;
-                if let Some(at) = shard.replicas.iter().position(|id| *id == node) {
-                    shard.replicas[..=at].rotate_right(1);
+                for shard in self.group_shards_mut(&stream, shard_index)? {
+                    if let Some(at) = shard.replicas.iter().position(|id| *id == node) {
+                        shard.replicas[..=at].rotate_right(1);
+                    }
                 }
                 Ok(MetaResponse::Done)
             }
             MetaCommand::ReplicaRetired { stream, shard_index, node } => {
-                if let Ok(shard) = self.shard_mut(&stream, shard_index) {
+                for shard in self.group_shards_mut(&stream, shard_index).unwrap_or_default() {
                     shard.retiring.retain(|id| *id != node);
                 }
                 Ok(MetaResponse::Done)
@@ -404,17 +395,67 @@ impl MetaState {
         self.streams.get_mut(name).ok_or_else(|| ShoalError::stream_not_found(name))
     }
 
-    fn shard_mut(&mut self, stream: &str, shard_index: u32) -> Result<&mut Shard, ShoalError> {
+    /// The shard and every other shard of its Raft group (they share replicas,
+    /// leader and readiness).
+    fn group_shards_mut(&mut self, stream: &str, shard_index: u32) -> Result<Vec<&mut Shard>, ShoalError> {
         let entry = self.stream_mut(stream)?;
-        entry.shards.iter_mut().find(|s| s.id == ShardId(shard_index)).ok_or_else(|| {
-            ShoalError::not_found(format!("Shard {} in stream {stream} does not exist", ShardId(shard_index)))
-        })
+        let group =
+            entry.shards.iter().find(|s| s.id == ShardId(shard_index)).map(|s| s.group_id).ok_or_else(|| {
+                ShoalError::not_found(format!("Shard {} in stream {stream} does not exist", ShardId(shard_index)))
+            })?;
+        Ok(entry.shards.iter_mut().filter(|s| s.group_id == group).collect())
     }
 
-    /// How many replicas (retiring ones included) each node holds.
+    /// Creates a stream whose shards are packed up to `shards_per_group` to a
+    /// Raft group (see [`packed_group_count`]); 1 gives each shard its own.
+    fn create_stream(
+        &mut self,
+        name: String,
+        shard_count: u32,
+        retention_hours: u32,
+        now_millis: u64,
+        shards_per_group: u32,
+        nodes: &BTreeMap<NodeId, NodeInfo>,
+    ) -> Result<MetaResponse, ShoalError> {
+        validate_stream_name(&name)?;
+        validate_shard_count(shard_count)?;
+        validate_retention_hours(retention_hours)?;
+        if self.streams.contains_key(&name) {
+            return Err(ShoalError::in_use(format!(
+                "Stream {name} under account {} already exists.",
+                shoal_types::limits::DEFAULT_ACCOUNT_ID
+            )));
+        }
+        let shard_count = shard_count as usize;
+        let group_count = packed_group_count(shard_count, shards_per_group as usize, nodes.len());
+        let placements = place_shards(nodes, &self.leader_load(), group_count)?;
+        let first_group = self.next_group_id.max(META_GROUP_ID + 1);
+        let packed = group_count < shard_count;
+        // Packed shards take ids of their own after the groups' (never reused either).
+        self.next_group_id = first_group + group_count as u64 + if packed { shard_count as u64 } else { 0 };
+        let shards: Vec<Shard> = HashKeyRange::split_evenly(shard_count as u32)
+            .into_iter()
+            .enumerate()
+            .map(|(index, range)| {
+                // Neighbouring hash-key ranges share a group.
+                let group = index * group_count / shard_count;
+                let replicas = placements[group].clone();
+                let mut shard = Shard::new(ShardId(index as u32), first_group + group as u64, range, replicas);
+                if packed {
+                    shard.store_id = Some(first_group + (group_count + index) as u64);
+                }
+                shard
+            })
+            .collect();
+        let stream = Stream::new(&name, now_millis, retention_hours, shards);
+        self.streams.insert(name, stream.clone());
+        Ok(MetaResponse::Stream(stream))
+    }
+
+    /// How many group replicas (retiring ones included) each node holds.
     pub fn replica_load(&self) -> BTreeMap<NodeId, usize> {
         let mut load = BTreeMap::new();
-        for (_, shard) in self.shard_groups() {
+        for (_, shard) in self.distinct_groups() {
             for id in shard.holders() {
                 *load.entry(id).or_insert(0) += 1;
             }
@@ -490,6 +531,16 @@ impl MetaState {
         entry.status = StreamStatus::Updating;
         Ok(MetaResponse::Stream(entry.clone()))
     }
+}
+
+/// How many Raft groups carry a new stream's `shards` when up to `per_group`
+/// share one: at least one per node (so that every node leads some of the
+/// stream), and never more than one per shard.
+pub fn packed_group_count(shards: usize, per_group: usize, nodes: usize) -> usize {
+    if per_group <= 1 {
+        return shards;
+    }
+    shards.div_ceil(per_group).max(nodes).min(shards)
 }
 
 /// Kinesis: the new starting hash key must lie strictly inside the parent's range.
@@ -569,6 +620,84 @@ mod tests {
         let mut leaders: Vec<_> = a.shards.iter().map(|s| s.replicas[0]).collect();
         leaders.sort();
         assert_eq!(leaders, vec![1, 2, 3]);
+    }
+
+    fn create_packed(state: &mut MetaState, name: &str, shards: u32, per_group: u32) -> Stream {
+        let command = MetaCommand::CreatePackedStream {
+            name: name.into(),
+            shard_count: shards,
+            retention_hours: 24,
+            now_millis: 1000,
+            shards_per_group: per_group,
+        };
+        match state.apply(command, &nodes()) {
+            MetaResponse::Stream(stream) => stream,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn packed_shards_share_groups_by_neighbouring_ranges_and_keep_stores_of_their_own() {
+        let mut state = MetaState::default();
+        let stream = create_packed(&mut state, "p", 16, 8);
+        // Sixteen shards, up to eight a group, three nodes: a group per node.
+        let groups: BTreeSet<_> = stream.shards.iter().map(|s| s.group_id).collect();
+        assert_eq!(groups, BTreeSet::from([1, 2, 3]));
+        let per_group: Vec<_> =
+            groups.iter().map(|g| stream.shards.iter().filter(|s| s.group_id == *g).count()).collect();
+        assert_eq!(per_group, vec![6, 5, 5]);
+        // Neighbours share: the group ids never go back down along the ring.
+        assert!(stream.shards.windows(2).all(|w| w[0].group_id <= w[1].group_id));
+        // Every shard has a store of its own, apart from every group id.
+        let stores: BTreeSet<_> = stream.shards.iter().map(|s| s.store()).collect();
+        assert_eq!(stores, (4..20).collect());
+        assert_eq!(state.next_group_id, 20);
+        // A group's shards share its replicas; each node leads one group.
+        for group in &groups {
+            let mut replicas = stream.shards.iter().filter(|s| s.group_id == *group).map(|s| &s.replicas);
+            let first = replicas.next().unwrap();
+            assert!(replicas.all(|r| r == first));
+        }
+        let leaders: BTreeSet<_> = state.distinct_groups().map(|(_, s)| s.replicas[0]).collect();
+        assert_eq!(leaders, BTreeSet::from([1, 2, 3]));
+        assert_eq!(state.replica_load(), BTreeMap::from([(1, 3), (2, 3), (3, 3)]));
+
+        // Few shards are not packed: each keeps the layout of a group of its own.
+        let small = create_packed(&mut state, "s", 3, 8);
+        assert!(small.shards.iter().all(|s| s.store_id.is_none()));
+        assert_eq!(small.shards.iter().map(|s| s.group_id).collect::<Vec<_>>(), vec![20, 21, 22]);
+        assert_eq!(packed_group_count(1000, 16, 3), 63);
+        assert_eq!(packed_group_count(4, 8, 3), 3);
+        assert_eq!(packed_group_count(5, 1, 3), 5);
+    }
+
+    #[test]
+    fn readiness_moves_and_leadership_are_the_whole_groups() {
+        let mut state = MetaState::default();
+        let stream = create_packed(&mut state, "p", 6, 8);
+        let group_of = |index: u32| stream.shards[index as usize].group_id;
+        let siblings: Vec<u32> = (0..6).filter(|i| group_of(*i) == group_of(0)).collect();
+        assert_eq!(siblings, vec![0, 1]);
+        state.apply(MetaCommand::MarkShardReady { stream: "p".into(), created_millis: 1000, shard_index: 0 }, &nodes());
+        let shards = &state.streams["p"].shards;
+        assert!(shards[0].ready && shards[1].ready && !shards[2].ready);
+
+        let mut four = nodes();
+        four.insert(4, NodeInfo { addr: "127.0.0.1:4".into(), zone: "az-4".into() });
+        let from = shards[1].replicas[1];
+        state.apply(MetaCommand::MoveReplica { stream: "p".into(), shard_index: 1, from, to: 4 }, &four);
+        let shards = &state.streams["p"].shards;
+        assert_eq!(shards[0].replicas, shards[1].replicas, "the move is the group's");
+        assert!(shards[0].replicas.contains(&4) && shards[0].retiring == vec![from]);
+        assert!(!shards[2].replicas.contains(&4));
+        state.apply(MetaCommand::ReplicaRetired { stream: "p".into(), shard_index: 0, node: from }, &four);
+        assert!(state.streams["p"].shards[1].retiring.is_empty());
+
+        let other = state.streams["p"].shards[0].replicas[2];
+        state.apply(MetaCommand::PreferLeader { stream: "p".into(), shard_index: 0, node: other }, &four);
+        let shards = &state.streams["p"].shards;
+        assert_eq!(shards[0].replicas[0], other);
+        assert_eq!(shards[0].replicas, shards[1].replicas);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use shoal_storage::{Cf, NodeDb, keys};
 use shoal_types::{GroupId, NodeId, NodeInfo, RecordPosition};
 use tokio::sync::watch;
 
-use crate::command::{Command, CommandResponse};
+use crate::command::{Command, CommandResponse, ShardAppended};
 use crate::log_store::{decode, encode};
 use crate::meta_state::MetaState;
 use crate::shard_state::{self, ShardDump, ShardProgress};
@@ -47,7 +47,11 @@ const SNAPSHOT: &str = "snapshot";
 #[derive(Clone)]
 pub enum StateWatch {
     Meta(watch::Sender<Arc<MetaState>>),
+    /// A group that carries one shard, stored under the group's own id.
     Shard(watch::Sender<ShardProgress>),
+    /// A group that carries several shards, each stored under its own id
+    /// ([`shoal_types::Shard::store`]).
+    Shards(Vec<(u64, watch::Sender<ShardProgress>)>),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -57,8 +61,17 @@ struct AppliedState {
 }
 
 enum GroupData {
-    Meta { state: MetaState, watch: watch::Sender<Arc<MetaState>> },
-    Shard { progress: ShardProgress, watch: watch::Sender<ShardProgress> },
+    Meta {
+        state: MetaState,
+        watch: watch::Sender<Arc<MetaState>>,
+    },
+    /// The shards the group carries, by store id.
+    Shards(BTreeMap<u64, ShardData>),
+}
+
+struct ShardData {
+    progress: ShardProgress,
+    watch: watch::Sender<ShardProgress>,
 }
 
 pub struct GroupStateMachine {
@@ -86,14 +99,8 @@ impl GroupStateMachine {
                 watch.send_replace(Arc::new(state.clone()));
                 GroupData::Meta { state, watch }
             }
-            StateWatch::Shard(watch) => {
-                let progress: ShardProgress = match read(PROGRESS)? {
-                    Some(bytes) => decode(&bytes)?,
-                    None => ShardProgress::default(),
-                };
-                watch.send_replace(progress);
-                GroupData::Shard { progress, watch }
-            }
+            StateWatch::Shard(watch) => GroupData::Shards(open_shards(&db, vec![(group, watch)])?),
+            StateWatch::Shards(watches) => GroupData::Shards(open_shards(&db, watches)?),
         };
         Ok(GroupStateMachine { db, group, applied, data })
     }
@@ -111,18 +118,67 @@ impl GroupStateMachine {
             GroupData::Meta { state, watch } => {
                 watch.send_replace(Arc::new(state.clone()));
             }
-            GroupData::Shard { progress, watch } => {
-                watch.send_replace(*progress);
+            GroupData::Shards(shards) => {
+                for shard in shards.values() {
+                    shard.watch.send_if_modified(|published| {
+                        let changed = *published != shard.progress;
+                        *published = shard.progress;
+                        changed
+                    });
+                }
             }
         }
+    }
+
+    /// Whether the group is a single shard stored under the group's id, the
+    /// layout of every group before shards shared groups (its snapshots keep
+    /// their format).
+    fn is_lone_shard(shards: &BTreeMap<u64, ShardData>, group: GroupId) -> bool {
+        shards.len() == 1 && shards.contains_key(&group)
     }
 
     fn snapshot_data(&self) -> std::io::Result<Vec<u8>> {
         match &self.data {
             GroupData::Meta { state, .. } => encode_meta(state),
-            GroupData::Shard { progress, .. } => encode(&shard_state::dump(&self.db, self.group, *progress)?),
+            GroupData::Shards(shards) if Self::is_lone_shard(shards, self.group) => {
+                let progress = shards.values().next().map(|s| s.progress).unwrap_or_default();
+                encode(&shard_state::dump(&self.db, self.group, progress)?)
+            }
+            GroupData::Shards(shards) => {
+                let mut dumps = Vec::with_capacity(shards.len());
+                for (store, shard) in shards {
+                    dumps.push((*store, shard_state::dump(&self.db, *store, shard.progress)?));
+                }
+                encode(&dumps)
+            }
         }
     }
+}
+
+/// Loads each shard's progress and publishes it on its watch.
+fn open_shards(
+    db: &NodeDb,
+    watches: Vec<(u64, watch::Sender<ShardProgress>)>,
+) -> std::io::Result<BTreeMap<u64, ShardData>> {
+    let mut shards = BTreeMap::new();
+    for (store, watch) in watches {
+        let progress: ShardProgress = match db.get(Cf::StateMachine, &keys::group_named(store, PROGRESS))? {
+            Some(bytes) => decode(&bytes)?,
+            None => ShardProgress::default(),
+        };
+        watch.send_replace(progress);
+        shards.insert(store, ShardData { progress, watch });
+    }
+    Ok(shards)
+}
+
+/// The shard that the single-shard commands ([`Command::Append`],
+/// [`Command::AppendMany`], [`Command::Seal`]) address: the group's only one.
+fn lone_shard(shards: &mut BTreeMap<u64, ShardData>) -> Option<(u64, &mut ShardData)> {
+    if shards.len() != 1 {
+        return None;
+    }
+    shards.iter_mut().next().map(|(store, shard)| (*store, shard))
 }
 
 impl RaftStateMachine<TypeConfig> for GroupStateMachine {
@@ -157,48 +213,85 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                         (Command::Meta(command), GroupData::Meta { state, .. }) => {
                             CommandResponse::Meta(state.apply(command, &nodes))
                         }
-                        (Command::Append(_), GroupData::Shard { progress, .. }) if progress.sealed_at.is_some() => {
-                            CommandResponse::Sealed { end: progress.sealed_at.unwrap_or_default() }
-                        }
-                        (Command::Append(records), GroupData::Shard { progress, .. }) => {
-                            let landed = shard_state::stage_append(
-                                &db,
-                                &mut batch,
-                                self.group,
-                                log_index,
-                                &records,
-                                progress,
-                                &mut staged_origins,
-                            )?;
-                            CommandResponse::Appended {
-                                log_index: landed.log_index,
-                                first_offset: landed.first_offset,
-                                count: landed.count,
-                                arrival_millis: landed.arrival_millis,
+                        (Command::AppendShards(appends), GroupData::Shards(shards)) => {
+                            let mut outcomes = Vec::with_capacity(appends.len());
+                            for append in appends {
+                                let Some(shard) = shards.get_mut(&append.shard) else {
+                                    outcomes.push(ShardAppended::Unknown);
+                                    continue;
+                                };
+                                if let Some(end) = shard.progress.sealed_at {
+                                    outcomes.push(ShardAppended::Sealed { end });
+                                    continue;
+                                }
+                                let parts: Vec<_> =
+                                    append.batch.parts.iter().map(|p| (p.origin, p.records.as_slice())).collect();
+                                outcomes.push(ShardAppended::Landed(shard_state::stage_parts(
+                                    &db,
+                                    &mut batch,
+                                    append.shard,
+                                    log_index,
+                                    append.batch.arrival_millis,
+                                    &parts,
+                                    &mut shard.progress,
+                                    &mut staged_origins,
+                                )?));
                             }
+                            CommandResponse::AppendedShards(outcomes)
                         }
-                        (Command::AppendMany(_), GroupData::Shard { progress, .. }) if progress.sealed_at.is_some() => {
-                            CommandResponse::Sealed { end: progress.sealed_at.unwrap_or_default() }
-                        }
-                        (Command::AppendMany(coalesced), GroupData::Shard { progress, .. }) => {
-                            let parts: Vec<_> =
-                                coalesced.parts.iter().map(|p| (p.origin, p.records.as_slice())).collect();
-                            CommandResponse::AppendedMany(shard_state::stage_parts(
-                                &db,
-                                &mut batch,
-                                self.group,
-                                log_index,
-                                coalesced.arrival_millis,
-                                &parts,
-                                progress,
-                                &mut staged_origins,
-                            )?)
-                        }
-                        (Command::Seal, GroupData::Shard { progress, .. }) => {
-                            // The seal's own position is past every record; a second
-                            // seal keeps the first one's.
-                            let end = *progress.sealed_at.get_or_insert(RecordPosition { log_index, offset: 0 });
-                            CommandResponse::Sealed { end }
+                        (Command::SealShard(store), GroupData::Shards(shards)) => match shards.get_mut(&store) {
+                            Some(shard) => seal(&mut shard.progress, log_index),
+                            None => CommandResponse::None,
+                        },
+                        (command, GroupData::Shards(shards)) => {
+                            let Some((store, shard)) = lone_shard(shards) else {
+                                // Never proposed: the coalescer addresses packed shards by store.
+                                tracing::error!(group = self.group, %command, "single-shard command in a packed group");
+                                replies.extend(responder.map(|r| (r, CommandResponse::None)));
+                                continue;
+                            };
+                            let progress = &mut shard.progress;
+                            match command {
+                                Command::Append(_) | Command::AppendMany(_) if progress.sealed_at.is_some() => {
+                                    CommandResponse::Sealed { end: progress.sealed_at.unwrap_or_default() }
+                                }
+                                Command::Append(records) => {
+                                    let landed = shard_state::stage_append(
+                                        &db,
+                                        &mut batch,
+                                        store,
+                                        log_index,
+                                        &records,
+                                        progress,
+                                        &mut staged_origins,
+                                    )?;
+                                    CommandResponse::Appended {
+                                        log_index: landed.log_index,
+                                        first_offset: landed.first_offset,
+                                        count: landed.count,
+                                        arrival_millis: landed.arrival_millis,
+                                    }
+                                }
+                                Command::AppendMany(coalesced) => {
+                                    let parts: Vec<_> =
+                                        coalesced.parts.iter().map(|p| (p.origin, p.records.as_slice())).collect();
+                                    CommandResponse::AppendedMany(shard_state::stage_parts(
+                                        &db,
+                                        &mut batch,
+                                        store,
+                                        log_index,
+                                        coalesced.arrival_millis,
+                                        &parts,
+                                        progress,
+                                        &mut staged_origins,
+                                    )?)
+                                }
+                                Command::Seal => seal(progress, log_index),
+                                command => {
+                                    tracing::error!(group = self.group, %command, "command sent to the wrong kind of group");
+                                    CommandResponse::None
+                                }
+                            }
                         }
                         (command, _) => {
                             tracing::error!(group = self.group, %command, "command sent to the wrong kind of group");
@@ -217,8 +310,11 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                 batch.put(Cf::StateMachine, &self.key(META_STATE), &encode_meta(state)?)?;
                 batch.commit()?;
             }
-            GroupData::Shard { progress, .. } => {
-                batch.put(Cf::StateMachine, &self.key(PROGRESS), &encode(progress)?)?;
+            GroupData::Shards(shards) => {
+                // Only the shards this call changed (their watch still shows the old state).
+                for (store, shard) in shards.iter().filter(|(_, s)| *s.watch.borrow() != s.progress) {
+                    batch.put(Cf::StateMachine, &keys::group_named(*store, PROGRESS), &encode(&shard.progress)?)?;
+                }
                 batch.commit_unlogged()?;
             }
         }
@@ -232,7 +328,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let meta_state = match &self.data {
             GroupData::Meta { state, .. } => Some(state.clone()),
-            GroupData::Shard { .. } => None,
+            GroupData::Shards(_) => None,
         };
         GroupSnapshotBuilder { db: self.db.clone(), group: self.group, applied: self.applied.clone(), meta_state }
     }
@@ -245,11 +341,23 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                 *state = decode_meta(&snapshot)?;
                 batch.put(Cf::StateMachine, &keys::group_named(self.group, META_STATE), &snapshot)?;
             }
-            GroupData::Shard { progress, .. } => {
+            GroupData::Shards(shards) if Self::is_lone_shard(shards, self.group) => {
                 let dump: ShardDump = decode(&snapshot)?;
                 shard_state::stage_restore(&mut batch, self.group, &dump)?;
-                *progress = dump.progress;
-                batch.put(Cf::StateMachine, &keys::group_named(self.group, PROGRESS), &encode(progress)?)?;
+                for shard in shards.values_mut() {
+                    shard.progress = dump.progress;
+                    batch.put(Cf::StateMachine, &keys::group_named(self.group, PROGRESS), &encode(&shard.progress)?)?;
+                }
+            }
+            GroupData::Shards(shards) => {
+                let dumps: Vec<(u64, ShardDump)> = decode(&snapshot)?;
+                for (store, dump) in dumps {
+                    // A shard dropped since (it closed and its records expired).
+                    let Some(shard) = shards.get_mut(&store) else { continue };
+                    shard_state::stage_restore(&mut batch, store, &dump)?;
+                    shard.progress = dump.progress;
+                    batch.put(Cf::StateMachine, &keys::group_named(store, PROGRESS), &encode(&shard.progress)?)?;
+                }
             }
         }
         self.applied = AppliedState { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
@@ -273,6 +381,13 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         };
         Ok(Some(Snapshot { meta: stored.meta, snapshot: data }))
     }
+}
+
+/// Seals a shard: its own position is past every record; a second seal keeps
+/// the first one's.
+fn seal(progress: &mut ShardProgress, log_index: u64) -> CommandResponse {
+    let end = *progress.sealed_at.get_or_insert(RecordPosition { log_index, offset: 0 });
+    CommandResponse::Sealed { end }
 }
 
 /// The metadata state is stored as JSON: it is small, and new fields with

@@ -1,5 +1,5 @@
-//! openraft's storage conformance suite against Shoal's RocksDB log store and both
-//! kinds of state machine (shard and metadata), and the same on the in-memory
+//! openraft's storage conformance suite against Shoal's RocksDB log store and every
+//! kind of state machine (one shard, several shards, metadata), and the same on the in-memory
 //! database the simulation uses (so the simulation runs on storage that passes it).
 
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use tokio::sync::watch;
 #[derive(Clone, Copy)]
 enum Kind {
     Shard,
+    /// A group that carries several shards, each under its own store id.
+    PackedShards,
     Meta,
 }
 
@@ -35,6 +37,9 @@ fn open_groups(db: NodeDb, kind: Kind) -> std::io::Result<(GroupLogStore, GroupS
     let group = 42;
     let watch = match kind {
         Kind::Shard => StateWatch::Shard(watch::channel(ShardProgress::default()).0),
+        Kind::PackedShards => StateWatch::Shards(
+            [100, 101, 102].into_iter().map(|store| (store, watch::channel(ShardProgress::default()).0)).collect(),
+        ),
         Kind::Meta => StateWatch::Meta(watch::channel(Arc::new(MetaState::default())).0),
     };
     let state_machine = GroupStateMachine::open(db.clone(), group, watch)?;
@@ -70,4 +75,10 @@ async fn rocksdb_store_with_shard_state_machine_passes_openraft_suite() -> Resul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocksdb_store_with_meta_state_machine_passes_openraft_suite() -> Result<(), StorageError<TypeConfig>> {
     Suite::test_all(RocksStoreBuilder(Kind::Meta)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocksdb_store_with_packed_shards_state_machine_passes_openraft_suite() -> Result<(), StorageError<TypeConfig>>
+{
+    Suite::test_all(RocksStoreBuilder(Kind::PackedShards)).await
 }

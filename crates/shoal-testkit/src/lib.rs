@@ -84,6 +84,7 @@ impl TestCluster {
                 advertise: Some(peer.addr.clone()),
                 data_dir: data.path().join(format!("node-{}", peer.id)),
                 direct_io: false,
+                shards_per_group: shoal_node::config::DEFAULT_SHARDS_PER_GROUP,
                 peers: peers.clone(),
                 raft: RaftTiming { heartbeat_millis: 50, election_timeout_millis: 300, ..Default::default() },
                 aws_listen: String::new(),
@@ -224,7 +225,7 @@ impl TestCluster {
     pub fn replica_records(&self, id: NodeId, stream: &Stream, shard_index: u32) -> anyhow::Result<Vec<ReadRecord>> {
         let handle = self.nodes.get(&id).context("node is not running")?;
         let shard = stream.shard(ShardId(shard_index)).context("no such shard")?;
-        Ok(read_records(&handle.node.db, shard.group_id, RecordPosition::START, usize::MAX, usize::MAX)?)
+        Ok(read_records(&handle.node.db, shard.store(), RecordPosition::START, usize::MAX, usize::MAX)?)
     }
 
     /// Waits until every running replica of every shard of `stream` has applied as
@@ -242,7 +243,11 @@ impl TestCluster {
                     .filter(|h| shard.replicas.contains(&h.id))
                     .map(|h| h.node.groups.get(shard.group_id))
                     .collect();
-                let positions: Vec<_> = replicas.iter().flatten().map(|g| g.progress().next_position).collect();
+                let positions: Vec<_> = replicas
+                    .iter()
+                    .flatten()
+                    .filter_map(|g| Some(g.shard(shard.store()).ok()?.progress().next_position))
+                    .collect();
                 converged &= positions.len() == replicas.len() && positions.windows(2).all(|w| w[0] == w[1]);
             }
             if converged {

@@ -55,6 +55,10 @@ pub struct Shard {
     /// Nodes that still hold a copy while the group moves the replica elsewhere.
     #[serde(default)]
     pub retiring: Vec<NodeId>,
+    /// Where the shard's records are kept, when it shares its group with other
+    /// shards (see [`Shard::store`]); `None` for a group of its own.
+    #[serde(default)]
+    pub store_id: Option<u64>,
 }
 
 impl Shard {
@@ -71,7 +75,16 @@ impl Shard {
             closed_at: None,
             closed_millis: None,
             retiring: Vec::new(),
+            store_id: None,
         }
+    }
+
+    /// The key space of the shard's records and progress on disk. A shard alone
+    /// in its group uses the group's id; shards that share a group (created
+    /// together, packed so that one Raft entry carries appends to several of
+    /// them) each have an id of their own, from the same sequence as group ids.
+    pub fn store(&self) -> u64 {
+        self.store_id.unwrap_or(self.group_id)
     }
 
     pub fn is_open(&self) -> bool {

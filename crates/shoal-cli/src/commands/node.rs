@@ -75,6 +75,9 @@ pub fn load_config(args: &NodeArgs, tls: &TlsArgs) -> anyhow::Result<NodeConfig>
     if args.direct_io {
         config.direct_io = true;
     }
+    if let Some(shards_per_group) = args.shards_per_group {
+        config.shards_per_group = shards_per_group;
+    }
     if let Some(secs) = args.retention_check_secs {
         config.retention_check_secs = secs;
     }

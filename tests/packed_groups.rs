@@ -1,0 +1,106 @@
+//! Shards that share a Raft group ("packed" shards, docs/architecture.md): one
+//! entry carries appends to several of them, yet each keeps its own records,
+//! sequence numbers, seal and lineage, on every replica.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::Duration;
+
+use shoal_testkit::TestCluster;
+use shoal_tests::{Audit, KeyedProducer, audit, read_in_lineage_order};
+
+const ACTIVE_WITHIN: Duration = Duration::from_secs(15);
+
+/// Waits until `producer` has `count` acknowledged records.
+async fn until_acked(producer: &KeyedProducer, count: usize) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while producer.acked_count() < count {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "only {} records acknowledged", producer.acked_count());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+fn assert_clean(audit: &Audit) {
+    assert!(audit.acknowledged > 0);
+    assert_eq!((audit.lost, audit.duplicated, audit.reordered), (0, 0, 0), "{audit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shards_that_share_a_group_keep_their_records_apart_on_every_replica() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3).await?;
+    let client = cluster.client(1).await?;
+    client.create_stream("packed", 12).await?;
+    client.wait_for_active("packed", ACTIVE_WITHIN).await?;
+    let stream = cluster.stream(2, "packed").await?;
+    let groups: BTreeSet<u64> = stream.shards.iter().map(|s| s.group_id).collect();
+    assert_eq!(groups.len(), 3, "twelve shards, up to eight a group: a group per node");
+    let stores: BTreeSet<u64> = stream.shards.iter().map(|s| s.store()).collect();
+    assert_eq!(stores.len(), 12, "each shard keeps its records under a key space of its own");
+    let leaders: HashSet<u64> = (0..12).filter_map(|i| cluster.shard_leader(&stream, i)).collect();
+    assert_eq!(leaders.len(), 3, "each node leads one group");
+
+    // Calls of 48 records over 12 shards: each call appends to every group's
+    // shards at once.
+    let producer = KeyedProducer::start(cluster.client(2).await?, "packed", 48);
+    until_acked(&producer, 3_000).await?;
+    let acked = producer.stop().await;
+    let read = read_in_lineage_order(&client, "packed").await?;
+    assert_clean(&audit(&acked, &read));
+
+    // Every replica holds the same records for every shard.
+    cluster.wait_for_replicas_to_converge(&stream, Duration::from_secs(10)).await?;
+    for index in 0..12 {
+        let on_first = cluster.replica_records(1, &stream, index)?;
+        assert!(!on_first.is_empty(), "shard {index} took records");
+        for node in [2, 3] {
+            assert_eq!(cluster.replica_records(node, &stream, index)?, on_first, "shard {index} on node {node}");
+        }
+    }
+    // One Raft entry carried appends to more than one shard of its group: the
+    // same log index holds records of two shards.
+    let mut shards_by_entry: BTreeMap<(u64, u64), BTreeSet<u32>> = BTreeMap::new();
+    for shard in &stream.shards {
+        for read in cluster.replica_records(1, &stream, shard.id.index())? {
+            shards_by_entry.entry((shard.group_id, read.position.log_index)).or_default().insert(shard.id.index());
+        }
+    }
+    assert!(shards_by_entry.values().any(|shards| shards.len() > 1), "no entry carried two shards");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shard_split_out_of_a_shared_group_leaves_its_siblings_writable() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3).await?;
+    let client = cluster.client(1).await?;
+    client.create_stream("split", 6).await?;
+    client.wait_for_active("split", ACTIVE_WITHIN).await?;
+    let before = cluster.stream(1, "split").await?;
+    assert_eq!(before.shards[0].group_id, before.shards[1].group_id, "shards 0 and 1 share a group");
+
+    let producer = KeyedProducer::start(cluster.client(2).await?, "split", 24);
+    until_acked(&producer, 500).await?;
+    // Shard 0's range is [0, 2^128/6): split it in the middle.
+    let middle = (u128::MAX / 12).to_string();
+    client.split_shard("split", "shardId-000000000000", &middle).await?;
+    client.wait_for_active("split", ACTIVE_WITHIN).await?;
+    let after = cluster.stream(1, "split").await?;
+    let parent = &after.shards[0];
+    assert!(!parent.is_open(), "the parent is sealed");
+    assert!(after.shards[1].is_open(), "its sibling in the same group is not");
+    let children: Vec<_> = after.shards.iter().filter(|s| s.parent == Some(parent.id)).collect();
+    assert_eq!(children.len(), 2);
+    assert!(children.iter().all(|c| c.group_id != parent.group_id), "children get groups of their own");
+
+    let acked_at_split = producer.acked_count();
+    until_acked(&producer, acked_at_split + 500).await?;
+    let acked = producer.stop().await;
+    let read = read_in_lineage_order(&client, "split").await?;
+    assert_clean(&audit(&acked, &read));
+    let sibling_records = read.iter().filter(|(shard, _)| shard == "shardId-000000000001").count();
+    let sibling_acked_after =
+        acked.iter().skip(acked_at_split).filter(|a| a.shard_id == "shardId-000000000001").count();
+    assert!(sibling_records > 0 && sibling_acked_after > 0, "the sibling took records after the split");
+    cluster.shutdown().await;
+    Ok(())
+}
