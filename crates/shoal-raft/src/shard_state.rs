@@ -1,13 +1,16 @@
 //! A shard's records as its state machine stores them, and the reads over them.
 //!
-//! Records live in [`Cf::Records`] under `group | log index | offset`, so a scan
-//! returns them in sequence-number order. [`Cf::Arrivals`] maps
-//! `group | arrival millis | log index` to nothing; it answers `AT_TIMESTAMP` and
-//! lets retention drop whole ranges of expired records at once.
+//! A shard's keys start with its store id ([`shoal_types::Shard::store`]: the
+//! group's id for a shard alone in its group, an id of its own for a shard that
+//! shares one). Records live in [`Cf::Records`] under `store | log index |
+//! offset`, so a scan returns them in sequence-number order. [`Cf::Arrivals`] maps
+//! `store | arrival millis | log index` to the origins of the entry's batches; it
+//! answers `AT_TIMESTAMP`, finds retried batches, and lets retention drop whole
+//! ranges of expired records at once.
 
 use serde::{Deserialize, Serialize};
 use shoal_storage::{Batch, Cf, NodeDb, keys};
-use shoal_types::{GroupId, Record, RecordPosition, StoredRecord};
+use shoal_types::{Record, RecordPosition, StoredRecord};
 
 use crate::command::{BatchOrigin, Landed, RecordBatch};
 use crate::log_store::{decode, encode};
@@ -54,7 +57,7 @@ fn origins_in(value: &[u8]) -> impl Iterator<Item = (u128, u32, u32)> + '_ {
 /// Finds where batch `id` landed among the entries that arrived since `since_millis`.
 fn find_landed(
     db: &NodeDb,
-    group: GroupId,
+    store: u64,
     id: u128,
     since_millis: u64,
     staged: &StagedOrigins,
@@ -63,7 +66,7 @@ fn find_landed(
         return Ok(Some(*landed));
     }
     let mut found = None;
-    db.scan(Cf::Arrivals, &keys::group_u64_u64(group, since_millis, 0), &keys::group_end(group), |key, value| {
+    db.scan(Cf::Arrivals, &keys::group_u64_u64(store, since_millis, 0), &keys::group_end(store), |key, value| {
         let Some((_, first_offset, count)) = origins_in(value).find(|(origin, _, _)| *origin == id) else {
             return Ok(true);
         };
@@ -81,14 +84,14 @@ fn find_landed(
 pub(crate) fn stage_append(
     db: &NodeDb,
     batch: &mut Batch<'_>,
-    group: GroupId,
+    store: u64,
     log_index: u64,
     records: &RecordBatch,
     progress: &mut ShardProgress,
     staged: &mut StagedOrigins,
 ) -> std::io::Result<Landed> {
     let parts = [(records.origin, records.records.as_slice())];
-    let landed = stage_parts(db, batch, group, log_index, records.arrival_millis, &parts, progress, staged)?;
+    let landed = stage_parts(db, batch, store, log_index, records.arrival_millis, &parts, progress, staged)?;
     Ok(landed[0])
 }
 
@@ -99,7 +102,7 @@ pub(crate) fn stage_append(
 pub(crate) fn stage_parts(
     db: &NodeDb,
     batch: &mut Batch<'_>,
-    group: GroupId,
+    store: u64,
     log_index: u64,
     arrival_millis: u64,
     parts: &[(BatchOrigin, &[Record])],
@@ -113,7 +116,7 @@ pub(crate) fn stage_parts(
     for (origin, records) in parts {
         if origin.id != 0
             && origin.retry_since_millis != 0
-            && let Some(landed) = find_landed(db, group, origin.id, origin.retry_since_millis, staged)?
+            && let Some(landed) = find_landed(db, store, origin.id, origin.retry_since_millis, staged)?
         {
             landings.push(landed);
             continue;
@@ -122,7 +125,7 @@ pub(crate) fn stage_parts(
         for record in records.iter() {
             let stored =
                 StoredRecord { partition_key: record.partition_key.clone(), data: record.data.clone(), arrival_millis };
-            batch.put(Cf::Records, &keys::record(group, log_index, next_offset), &encode(&stored)?)?;
+            batch.put(Cf::Records, &keys::record(store, log_index, next_offset), &encode(&stored)?)?;
             next_offset += 1;
         }
         let landed = Landed { log_index, first_offset, count: next_offset - first_offset, arrival_millis };
@@ -135,7 +138,7 @@ pub(crate) fn stage_parts(
         landings.push(landed);
     }
     if next_offset > 0 {
-        batch.put(Cf::Arrivals, &keys::group_u64_u64(group, arrival_millis, log_index), &origins)?;
+        batch.put(Cf::Arrivals, &keys::group_u64_u64(store, arrival_millis, log_index), &origins)?;
         progress.next_position = RecordPosition { log_index: log_index + 1, offset: 0 };
         progress.last_arrival_millis = progress.last_arrival_millis.max(arrival_millis);
         progress.records_applied += u64::from(next_offset);
@@ -153,15 +156,15 @@ pub struct ReadRecord {
 /// Reads up to `limit` records (and about `max_bytes`) starting at `from`.
 pub fn read_records(
     db: &NodeDb,
-    group: GroupId,
+    store: u64,
     from: RecordPosition,
     limit: usize,
     max_bytes: usize,
 ) -> std::io::Result<Vec<ReadRecord>> {
     let mut out = Vec::new();
     let mut bytes = 0usize;
-    let start = keys::record(group, from.log_index, from.offset);
-    db.scan(Cf::Records, &start, &keys::group_end(group), |key, value| {
+    let start = keys::record(store, from.log_index, from.offset);
+    db.scan(Cf::Records, &start, &keys::group_end(store), |key, value| {
         let (Some(log_index), Some(offset)) = (keys::read_u64(key, 8), keys::read_u32(key, 16)) else {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed record key"));
         };
@@ -177,37 +180,37 @@ pub fn read_records(
 }
 
 /// The position of the oldest record still kept (the trim horizon), if any.
-pub fn first_position(db: &NodeDb, group: GroupId) -> std::io::Result<Option<RecordPosition>> {
-    let found = db.first(Cf::Records, &keys::group_prefix(group), &keys::group_end(group))?;
+pub fn first_position(db: &NodeDb, store: u64) -> std::io::Result<Option<RecordPosition>> {
+    let found = db.first(Cf::Records, &keys::group_prefix(store), &keys::group_end(store))?;
     Ok(found.and_then(|(key, _)| {
         Some(RecordPosition { log_index: keys::read_u64(&key, 8)?, offset: keys::read_u32(&key, 16)? })
     }))
 }
 
 /// The first position whose records arrived at or after `millis`.
-pub fn position_at_timestamp(db: &NodeDb, group: GroupId, millis: u64) -> std::io::Result<Option<RecordPosition>> {
-    let from = keys::group_u64_u64(group, millis, 0);
-    let found = db.first(Cf::Arrivals, &from, &keys::group_end(group))?;
+pub fn position_at_timestamp(db: &NodeDb, store: u64, millis: u64) -> std::io::Result<Option<RecordPosition>> {
+    let from = keys::group_u64_u64(store, millis, 0);
+    let found = db.first(Cf::Arrivals, &from, &keys::group_end(store))?;
     Ok(found.and_then(|(key, _)| Some(RecordPosition { log_index: keys::read_u64(&key, 16)?, offset: 0 })))
 }
 
 /// Removes every record that arrived before `cutoff_millis`, with two range
 /// deletions rather than one delete per record. Returns whether anything expired.
-pub fn expire_before(db: &NodeDb, group: GroupId, cutoff_millis: u64) -> std::io::Result<bool> {
-    let oldest = db.first(Cf::Arrivals, &keys::group_prefix(group), &keys::group_end(group))?;
+pub fn expire_before(db: &NodeDb, store: u64, cutoff_millis: u64) -> std::io::Result<bool> {
+    let oldest = db.first(Cf::Arrivals, &keys::group_prefix(store), &keys::group_end(store))?;
     let Some((oldest_key, _)) = oldest else { return Ok(false) };
     if keys::read_u64(&oldest_key, 8).is_none_or(|arrival| arrival >= cutoff_millis) {
         return Ok(false);
     }
     // Records up to (excluding) the first entry that is still within retention.
-    let keep_from = position_at_timestamp(db, group, cutoff_millis)?;
+    let keep_from = position_at_timestamp(db, store, cutoff_millis)?;
     let mut batch = db.batch();
     let records_end = match keep_from {
-        Some(position) => keys::record(group, position.log_index, 0).to_vec(),
-        None => keys::group_end(group).to_vec(),
+        Some(position) => keys::record(store, position.log_index, 0).to_vec(),
+        None => keys::group_end(store).to_vec(),
     };
-    batch.delete_range(Cf::Records, &keys::group_prefix(group), &records_end)?;
-    batch.delete_range(Cf::Arrivals, &keys::group_prefix(group), &keys::group_u64_u64(group, cutoff_millis, 0))?;
+    batch.delete_range(Cf::Records, &keys::group_prefix(store), &records_end)?;
+    batch.delete_range(Cf::Arrivals, &keys::group_prefix(store), &keys::group_u64_u64(store, cutoff_millis, 0))?;
     batch.commit()?;
     Ok(true)
 }
@@ -221,10 +224,10 @@ pub(crate) struct ShardDump {
     pub arrivals: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-pub(crate) fn dump(db: &NodeDb, group: GroupId, progress: ShardProgress) -> std::io::Result<ShardDump> {
+pub(crate) fn dump(db: &NodeDb, store: u64, progress: ShardProgress) -> std::io::Result<ShardDump> {
     let mut dump = ShardDump { progress, ..Default::default() };
     for (cf, into) in [(Cf::Records, &mut dump.records), (Cf::Arrivals, &mut dump.arrivals)] {
-        db.scan(cf, &keys::group_prefix(group), &keys::group_end(group), |k, v| {
+        db.scan(cf, &keys::group_prefix(store), &keys::group_end(store), |k, v| {
             into.push((k.to_vec(), v.to_vec()));
             Ok(true)
         })?;
@@ -232,12 +235,12 @@ pub(crate) fn dump(db: &NodeDb, group: GroupId, progress: ShardProgress) -> std:
     Ok(dump)
 }
 
-pub(crate) fn stage_restore(batch: &mut Batch<'_>, group: GroupId, dump: &ShardDump) -> std::io::Result<()> {
+pub(crate) fn stage_restore(batch: &mut Batch<'_>, store: u64, dump: &ShardDump) -> std::io::Result<()> {
     for (cf, rows) in [(Cf::Records, &dump.records), (Cf::Arrivals, &dump.arrivals)] {
-        batch.delete_range(cf, &keys::group_prefix(group), &keys::group_end(group))?;
+        batch.delete_range(cf, &keys::group_prefix(store), &keys::group_end(store))?;
         for (k, v) in rows {
-            if !k.starts_with(&keys::group_prefix(group)) {
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "snapshot row of another group"));
+            if !k.starts_with(&keys::group_prefix(store)) {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "snapshot row of another store"));
             }
             batch.put(cf, k, v)?;
         }
