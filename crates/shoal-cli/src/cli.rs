@@ -237,10 +237,12 @@ pub struct NodeArgs {
     /// Minimum election timeout in milliseconds (`raft.election_timeout_millis`).
     #[arg(long, env = "SHOAL_RAFT_ELECTION_TIMEOUT_MILLIS")]
     pub election_timeout_millis: Option<u64>,
-    /// Write RocksDB flushes and compactions with O_DIRECT where the file system
-    /// takes it (`direct_io`; off by default: it helps some disks and stalls others).
-    #[arg(long, env = "SHOAL_DIRECT_IO")]
-    pub direct_io: bool,
+    /// Write RocksDB flushes and compactions with O_DIRECT: true, false or auto
+    /// (`direct_io`; default auto: on where a probe at start finds the data
+    /// directory's disk takes 1 MiB direct writes at 1 GiB/s or more; it helps
+    /// fast disks and stalls slow ones). `--direct-io` alone means true.
+    #[arg(long, env = "SHOAL_DIRECT_IO", num_args = 0..=1, default_missing_value = "true")]
+    pub direct_io: Option<shoal_node::DirectIo>,
     /// How many shards of a new stream may share one Raft group (`shards_per_group`,
     /// default 8; at least one group per node either way). 1 gives every shard a
     /// Raft group of its own.

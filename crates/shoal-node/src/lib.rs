@@ -44,6 +44,6 @@ pub mod throughput;
 pub mod transport_service;
 
 pub use autoscaler::AutoscalerConfig;
-pub use config::{AwsCredential, NodeConfig, PeerConfig, RaftTiming};
+pub use config::{AwsCredential, DirectIo, NodeConfig, PeerConfig, RaftTiming};
 pub use node::{Node, NodeHandle, run, serve, start};
 pub use throughput::ThroughputLimits;

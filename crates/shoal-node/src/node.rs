@@ -60,7 +60,7 @@ impl Node {
     /// cluster, initializes it with every configured voter.
     pub async fn open(config: NodeConfig, faults: Arc<NetworkFaults>) -> anyhow::Result<Arc<Node>> {
         config.validate()?;
-        let db = NodeDb::open_with(&config.data_dir, config.direct_io)
+        let db = NodeDb::open_with(&config.data_dir, config.direct_io.resolve(&config.data_dir))
             .with_context(|| format!("opening {}", config.data_dir.display()))?;
         let tls = NodeTls::load(&config.tls).context("loading the [tls] files")?;
         let dialer = tls.as_ref().map(NodeTls::peer_dialer).unwrap_or_default();

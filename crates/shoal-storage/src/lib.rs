@@ -8,12 +8,14 @@
 //! * [`WalSyncer`](wal_syncer): group commit — callers write without syncing and
 //!   queue a completion; one thread fsyncs the WAL once for everything queued and
 //!   then completes them all;
+//! * [`direct_io`]: whether a data directory takes `O_DIRECT` and how fast;
 //! * [`StorageFaults`]: a switch that fails every write, as a full disk makes
 //!   RocksDB do, for fault tests;
 //! * an in-memory backend ([`NodeDb::in_memory`]) for deterministic simulation,
 //!   which loses on a simulated crash exactly the writes no sync covered.
 
 mod column_family;
+pub mod direct_io;
 mod memory_db;
 mod node_db;
 mod storage_faults;

@@ -57,10 +57,8 @@ impl NodeDb {
     }
 
     /// [`NodeDb::open`], with flushes and compactions written with `O_DIRECT` if
-    /// `direct_io` is set and the file system of `dir` takes it. Off by default: it
-    /// saved the kernel's page-cache copy on one machine (+15% at 1 KiB), and on
-    /// another made every flush a queue of synchronous writes (half the throughput
-    /// at 64 KiB, with seconds-long write stalls); see docs/performance.md.
+    /// `direct_io` is set and the file system of `dir` takes it. Whether that helps
+    /// depends on the disk ([`crate::direct_io`]).
     pub fn open_with(dir: &Path, direct_io: bool) -> std::io::Result<NodeDb> {
         std::fs::create_dir_all(dir)?;
         let mut options = Options::default();
@@ -78,7 +76,7 @@ impl NodeDb {
         // disk keeps up with synchronous writes (reads still use the page cache).
         let direct_io = direct_io
             && {
-                let supported = supports_direct_io(dir);
+                let supported = crate::direct_io::supports_direct_io(dir);
                 if !supported {
                     tracing::info!(dir = %dir.display(), "the file system takes no O_DIRECT: RocksDB flushes through the page cache");
                 }
@@ -346,22 +344,6 @@ impl NodeDb {
         }
         batch.commit_synced()
     }
-}
-
-/// Whether files in `dir` can be opened with `O_DIRECT` (tmpfs, for one, refuses it).
-#[cfg(target_os = "linux")]
-fn supports_direct_io(dir: &Path) -> bool {
-    use std::os::unix::fs::OpenOptionsExt;
-    let probe = dir.join(".direct-io-probe");
-    let opened =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(&probe);
-    let _ = std::fs::remove_file(&probe);
-    opened.is_ok()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn supports_direct_io(_dir: &Path) -> bool {
-    false
 }
 
 /// Values at least this large go to blob files (key-value separation).

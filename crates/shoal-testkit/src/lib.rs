@@ -83,7 +83,7 @@ impl TestCluster {
                 listen: peer.addr.clone(),
                 advertise: Some(peer.addr.clone()),
                 data_dir: data.path().join(format!("node-{}", peer.id)),
-                direct_io: false,
+                direct_io: shoal_node::DirectIo::Set(false),
                 shards_per_group: shoal_node::config::DEFAULT_SHARDS_PER_GROUP,
                 peers: peers.clone(),
                 raft: RaftTiming { heartbeat_millis: 50, election_timeout_millis: 300, ..Default::default() },

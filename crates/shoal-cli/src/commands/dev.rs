@@ -51,7 +51,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             listen: peer.addr.clone(),
             advertise: Some(peer.addr.clone()),
             data_dir: data_dir.join(format!("node-{}", peer.id)),
-            direct_io: false,
+            direct_io: shoal_node::DirectIo::Set(false),
             shards_per_group: shoal_node::config::DEFAULT_SHARDS_PER_GROUP,
             peers: peers.clone(),
             raft: RaftTiming { heartbeat_millis: 100, election_timeout_millis: 800, ..Default::default() },

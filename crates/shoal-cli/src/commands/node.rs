@@ -72,8 +72,8 @@ pub fn load_config(args: &NodeArgs, tls: &TlsArgs) -> anyhow::Result<NodeConfig>
     if let Some(millis) = args.election_timeout_millis {
         config.raft.election_timeout_millis = millis;
     }
-    if args.direct_io {
-        config.direct_io = true;
+    if let Some(direct_io) = args.direct_io {
+        config.direct_io = direct_io;
     }
     if let Some(shards_per_group) = args.shards_per_group {
         config.shards_per_group = shards_per_group;
