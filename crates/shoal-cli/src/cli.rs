@@ -239,7 +239,7 @@ pub struct NodeArgs {
     pub election_timeout_millis: Option<u64>,
     /// Write RocksDB flushes and compactions with O_DIRECT: true, false or auto
     /// (`direct_io`; default auto: on where a probe at start finds the data
-    /// directory's disk takes 1 MiB direct writes at 1 GiB/s or more; it helps
+    /// directory's disk takes 1 MiB direct writes at 640 MiB/s or more; it helps
     /// fast disks and stalls slow ones). `--direct-io` alone means true.
     #[arg(long, env = "SHOAL_DIRECT_IO", num_args = 0..=1, default_missing_value = "true")]
     pub direct_io: Option<shoal_node::DirectIo>,
