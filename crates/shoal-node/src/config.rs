@@ -21,7 +21,7 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Write RocksDB's flushes and compactions with `O_DIRECT` (around the page
     /// cache): `true`, `false`, or `"auto"` (the default: on where the data
-    /// directory's disk takes 1 MiB direct writes at 640 MiB/s or more, measured at
+    /// directory's disk takes a 1 MiB direct write at 640 MiB/s or more, probed at
     /// start; see docs/performance.md).
     pub direct_io: DirectIo,
     /// How many shards of a new stream may share one Raft group (at least one
@@ -91,12 +91,13 @@ impl std::str::FromStr for DirectIo {
     }
 }
 
-/// How fast (MiB/s) the data directory's disk must take 1 MiB `O_DIRECT` writes
-/// for `direct_io = "auto"` to turn it on. Measured on two machines: a disk
-/// that took them at 1.5 GB/s alone (830–1,780 MiB/s with three nodes probing
-/// it at once), where `O_DIRECT` made 1 KiB max throughput 30% higher and 64 KiB
-/// 1.8×; and one at 450 MB/s, where it halved 64 KiB throughput
-/// (docs/performance.md). The threshold lies between, nearer the slow one.
+/// How fast (MiB/s) the data directory's disk must take a 1 MiB `O_DIRECT` write
+/// (the fastest of the probe's 32) for `direct_io = "auto"` to turn it on.
+/// Measured on two machines: one whose disk took 1 MiB direct writes at 1.0–1.5
+/// GB/s (`dd`; the probe's fastest write: 790–2,170 MiB/s with three nodes
+/// probing at once), where `O_DIRECT` made 1 KiB max throughput 30% higher and
+/// 64 KiB 1.8×; and one at 450 MB/s (`dd`), where it halved 64 KiB throughput
+/// (docs/performance.md). The threshold lies between.
 pub const AUTO_DIRECT_IO_MIN_MIBPS: f64 = 640.0;
 
 impl DirectIo {

@@ -39,9 +39,11 @@ fn open_direct(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(path)
 }
 
-/// How fast the disk under `dir` takes sequential 1 MiB `O_DIRECT` writes, in
-/// MiB/s (32 MiB written, then synced and removed); `None` where the file system
-/// refuses `O_DIRECT`.
+/// How fast the disk under `dir` takes a sequential 1 MiB `O_DIRECT` write, in
+/// MiB/s: the fastest of 32 (then synced and removed), so that other writers of
+/// the same disk — other nodes probing it at the same moment, the kernel writing
+/// back dirty pages — slow some of them but not the answer. `None` where the
+/// file system refuses `O_DIRECT`.
 #[cfg(target_os = "linux")]
 pub fn direct_write_mibps(dir: &Path) -> std::io::Result<Option<f64>> {
     std::fs::create_dir_all(dir)?;
@@ -52,13 +54,19 @@ pub fn direct_write_mibps(dir: &Path) -> std::io::Result<Option<f64>> {
     let start = buffer.as_ptr().align_offset(ALIGN);
     let block =
         buffer.get(start..start + PROBE_WRITE).ok_or_else(|| std::io::Error::other("unaligned probe buffer"))?;
-    let began = Instant::now();
-    let written = (0..PROBE_WRITES).try_for_each(|_| file.write_all(block)).and_then(|()| file.sync_all());
-    let elapsed = began.elapsed().as_secs_f64();
+    let mut fastest = f64::MAX;
+    let written = (0..PROBE_WRITES)
+        .try_for_each(|_| {
+            let began = Instant::now();
+            file.write_all(block)?;
+            fastest = fastest.min(began.elapsed().as_secs_f64());
+            Ok(())
+        })
+        .and_then(|()| file.sync_all());
     drop(file);
     let _ = std::fs::remove_file(&probe);
     match written {
-        Ok(()) => Ok(Some((PROBE_WRITE * PROBE_WRITES) as f64 / (1024.0 * 1024.0) / elapsed.max(1e-6))),
+        Ok(()) => Ok(Some(PROBE_WRITE as f64 / (1024.0 * 1024.0) / fastest.max(1e-6))),
         // Some file systems open O_DIRECT files but refuse the writes.
         Err(error) if error.raw_os_error() == Some(libc::EINVAL) => Ok(None),
         Err(error) => Err(error),
