@@ -104,3 +104,71 @@ async fn a_shard_split_out_of_a_shared_group_leaves_its_siblings_writable() -> a
     cluster.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_shard_leaves_its_shared_group_and_the_disks_while_its_sibling_lives_on() -> anyhow::Result<()> {
+    let cluster = TestCluster::start_with(3, |config| {
+        config.retention_hour_millis = 50;
+        config.retention_check_secs = 1;
+    })
+    .await?;
+    let client = cluster.client(1).await?;
+    client.create_stream("shedding", 6).await?;
+    client.wait_for_active("shedding", ACTIVE_WITHIN).await?;
+    let producer = KeyedProducer::start(cluster.client(2).await?, "shedding", 24);
+    until_acked(&producer, 200).await?;
+    let before = cluster.stream(1, "shedding").await?;
+    let (parent, sibling) = (before.shards[0].clone(), before.shards[1].clone());
+    assert_eq!(parent.group_id, sibling.group_id);
+    let middle = (u128::MAX / 12).to_string();
+    client.split_shard("shedding", "shardId-000000000000", &middle).await?;
+    client.wait_for_active("shedding", ACTIVE_WITHIN).await?;
+
+    // 24 retention "hours" are 1.2 s here: the parent's records expire, it leaves
+    // the metadata, and every node erases what it kept of it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = cluster.stream(1, "shedding").await?;
+        let gone = listed.shard(parent.id).is_none();
+        let erased = cluster.node_ids().iter().all(|id| {
+            cluster.node(*id).is_some_and(|node| {
+                let left = shoal_raft::shard_state::read_records(
+                    &node.db,
+                    parent.store(),
+                    shoal_types::RecordPosition::START,
+                    1,
+                    usize::MAX,
+                );
+                left.is_ok_and(|records| records.is_empty())
+                    && node
+                        .db
+                        .get(
+                            shoal_storage::Cf::StateMachine,
+                            &shoal_storage::keys::group_named(parent.store(), "progress"),
+                        )
+                        .ok()
+                        .flatten()
+                        .is_none()
+            })
+        });
+        if gone && erased {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the parent is still listed ({gone}) or on disk ({erased})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The group lives on for the sibling, which still takes records.
+    for id in cluster.node_ids() {
+        let node = cluster.node(id).expect("running");
+        assert!(node.groups.get(sibling.group_id).is_some(), "node {id} stopped the shared group");
+    }
+    let acked = producer.acked_count();
+    until_acked(&producer, acked + 200).await?;
+    let acked = producer.stop().await;
+    assert!(acked.iter().skip(200).any(|a| a.shard_id == "shardId-000000000001"), "the sibling took records");
+    cluster.shutdown().await;
+    Ok(())
+}

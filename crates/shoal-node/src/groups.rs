@@ -48,6 +48,9 @@ pub struct ShardSlot {
     pub load: AppendedLoad,
     /// `(stream, shard id)` for per-shard metrics.
     pub labels: (String, String),
+    /// Set once the shard's data is erased after it left the metadata while its
+    /// group lives on (see `retention.rs`).
+    pub erased: AtomicBool,
 }
 
 impl ShardSlot {
@@ -64,6 +67,7 @@ impl ShardSlot {
             throttle: crate::throughput::ShardThrottle::new(limits),
             load: AppendedLoad::default(),
             labels: (stream.to_string(), shard.to_string()),
+            erased: AtomicBool::new(false),
         }
     }
 

@@ -324,11 +324,14 @@ async fn stop_group(node: &Node, handle: &GroupHandle) {
     node.groups.remove(handle.group);
     // The group's log and state, and each shard's records where they are kept apart.
     let stores = handle.shards.keys().copied().filter(|store| *store != handle.group);
+    let mut erased = true;
     for key_space in std::iter::once(handle.group).chain(stores) {
         if let Err(error) = node.db.drop_group(key_space) {
             tracing::error!(group = handle.group, key_space, %error, "cannot erase shard group data");
-            return;
+            erased = false;
         }
     }
-    tracing::info!(node = node.id, group = handle.group, "shard group removed");
+    if erased {
+        tracing::info!(node = node.id, group = handle.group, "shard group removed");
+    }
 }

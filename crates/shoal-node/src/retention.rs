@@ -4,7 +4,9 @@
 //! arrival time the leader gave them, so all replicas drop the same ones. The work
 //! is two range deletions per shard, however many records expire.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use shoal_raft::MetaCommand;
@@ -23,6 +25,31 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         expire(&node).await;
+    }
+}
+
+/// Erases what is left of packed shards that left the metadata (closed, their
+/// records expired) while their group lives on for its other shards: a pass that
+/// ran just before their last records expired may have left some, and their
+/// progress stays. (A group that carries only dropped shards stops, and the
+/// reconciler erases all of it.)
+fn erase_dropped_shards(node: &Node) {
+    // Handles first: every store they carry was in the metadata when they
+    // started, so one missing from the metadata read after them was dropped.
+    let handles = node.groups.all();
+    let meta = node.meta_snapshot();
+    let present: BTreeSet<u64> = meta.shard_groups().map(|(_, shard)| shard.store()).collect();
+    for handle in handles {
+        let dropped = handle.shards.values().filter(|s| s.store != handle.group && !present.contains(&s.store));
+        for slot in dropped.filter(|slot| !slot.erased.swap(true, Ordering::Relaxed)) {
+            match node.db.drop_group(slot.store) {
+                Ok(()) => tracing::info!(group = handle.group, store = slot.store, "dropped shard's data erased"),
+                Err(error) => {
+                    slot.erased.store(false, Ordering::Relaxed);
+                    tracing::error!(group = handle.group, store = slot.store, %error, "cannot erase a dropped shard");
+                }
+            }
+        }
     }
 }
 
@@ -59,6 +86,7 @@ pub async fn expire(node: &Node) {
             Err(error) => tracing::error!(stream = %stream.name, shard = %shard.id, %error, "retention pass failed"),
         }
     }
+    erase_dropped_shards(node);
     // Shards apply without the WAL: flushing now persists their applied state
     // past the records just removed, so a crash does not re-apply expired records
     // from the Raft log (a crash before this flush: until the next pass).

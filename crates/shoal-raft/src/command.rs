@@ -294,7 +294,7 @@ pub enum ShardAppended {
     Sealed {
         end: RecordPosition,
     },
-    /// The group carries no such shard.
+    /// The group carries no such shard (or the entry named it twice).
     Unknown,
 }
 

@@ -215,8 +215,12 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                         }
                         (Command::AppendShards(appends), GroupData::Shards(shards)) => {
                             let mut outcomes = Vec::with_capacity(appends.len());
+                            let mut seen = std::collections::BTreeSet::new();
                             for append in appends {
-                                let Some(shard) = shards.get_mut(&append.shard) else {
+                                // A shard named twice would write its second batch over
+                                // the first (same entry, offsets from 0): refused.
+                                let Some(shard) = shards.get_mut(&append.shard).filter(|_| seen.insert(append.shard))
+                                else {
                                     outcomes.push(ShardAppended::Unknown);
                                     continue;
                                 };
