@@ -137,37 +137,19 @@ async fn propose(handle: &GroupHandle, parts: Vec<Waiting>) {
     for part in parts {
         by_shard.entry(part.store).or_default().push(part);
     }
-    let lone = by_shard.len() == 1 && by_shard.contains_key(&handle.group);
+    let mut stores = Vec::with_capacity(by_shard.len());
     let mut replies: Vec<Vec<(Reply, usize, usize)>> = Vec::with_capacity(by_shard.len());
-    let mut appends = Vec::with_capacity(by_shard.len());
+    let mut batches: Vec<Vec<AppendPart>> = Vec::with_capacity(by_shard.len());
     for (store, parts) in by_shard {
-        let mut shard_replies = Vec::with_capacity(parts.len());
-        let parts: Vec<AppendPart> = parts
+        let (shard_replies, parts) = parts
             .into_iter()
-            .map(|p| {
-                shard_replies.push((p.reply, p.records.len(), p.bytes));
-                AppendPart { origin: p.origin, records: p.records }
-            })
-            .collect();
+            .map(|p| ((p.reply, p.records.len(), p.bytes), AppendPart { origin: p.origin, records: p.records }))
+            .unzip();
+        stores.push(store);
         replies.push(shard_replies);
-        appends.push((store, parts));
+        batches.push(parts);
     }
-    let stores: Vec<u64> = appends.iter().map(|(store, _)| *store).collect();
-    let command = match appends.pop() {
-        // A shard alone in its group: the entries every version reads.
-        Some((_, mut parts)) if lone && parts.len() == 1 => {
-            let AppendPart { origin, records } = parts.remove(0);
-            Command::Append(RecordBatch { records, arrival_millis, origin })
-        }
-        Some((_, parts)) if lone => Command::AppendMany(CoalescedBatch { arrival_millis, parts }),
-        last => Command::AppendShards(
-            appends
-                .into_iter()
-                .chain(last)
-                .map(|(shard, parts)| ShardAppend { shard, batch: CoalescedBatch { arrival_millis, parts } })
-                .collect(),
-        ),
-    };
+    let command = command_for(handle.group, &stores, batches, arrival_millis);
     let outcome: Result<Vec<ShardAppended>, ShoalError> = match handle.raft.client_write(command).await {
         Ok(written) => match written.data {
             CommandResponse::Appended { log_index, first_offset, count, arrival_millis } => {
@@ -228,6 +210,29 @@ async fn propose(handle: &GroupHandle, parts: Vec<Waiting>) {
         }
     }
     metrics::counter!("shoal_records_appended_total").increment(landed_total);
+}
+
+/// The entry that carries `batches` (the parts of each of `stores`, in order): for
+/// a shard alone in its group the single-shard entries every version reads,
+/// otherwise one [`Command::AppendShards`].
+fn command_for(group: u64, stores: &[u64], batches: Vec<Vec<AppendPart>>, arrival_millis: u64) -> Command {
+    if stores != [group] {
+        let appends = stores
+            .iter()
+            .zip(batches)
+            .map(|(shard, parts)| ShardAppend { shard: *shard, batch: CoalescedBatch { arrival_millis, parts } });
+        return Command::AppendShards(appends.collect());
+    }
+    let mut parts: Vec<AppendPart> = batches.into_iter().flatten().collect();
+    match parts.pop() {
+        Some(AppendPart { origin, records }) if parts.is_empty() => {
+            Command::Append(RecordBatch { records, arrival_millis, origin })
+        }
+        last => {
+            parts.extend(last);
+            Command::AppendMany(CoalescedBatch { arrival_millis, parts })
+        }
+    }
 }
 
 /// Answers every waiting append with `error`.

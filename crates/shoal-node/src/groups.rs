@@ -22,9 +22,6 @@ pub struct GroupHandle {
     pub initialized: AtomicBool,
     /// When this node last handed leadership of the group away (ms).
     pub last_leader_transfer: AtomicU64,
-    /// `(stream, shard id)` of the group's first shard, for group-level metrics;
-    /// empty for the metadata group.
-    pub labels: (String, String),
     /// Appends waiting to be proposed while this node leads the group.
     pub appends: crate::append_coalescer::AppendCoalescer,
     /// The leader this node last saw, to count leader changes.
@@ -93,7 +90,6 @@ impl AppendedLoad {
 impl GroupHandle {
     /// A handle on `group`, which carries `shards` (none for the metadata group).
     pub fn new(group: GroupId, raft: GroupRaft, shards: Vec<ShardSlot>) -> Self {
-        let labels = shards.first().map(|s| s.labels.clone()).unwrap_or_default();
         GroupHandle {
             group,
             raft,
@@ -101,7 +97,6 @@ impl GroupHandle {
             last_arrival: AtomicU64::new(0),
             initialized: AtomicBool::new(false),
             last_leader_transfer: AtomicU64::new(0),
-            labels,
             appends: Default::default(),
             last_seen_leader: AtomicU64::new(0),
             resting: AtomicBool::new(false),
@@ -146,6 +141,12 @@ impl GroupHandle {
             self.last_activity_millis.fetch_max(now_millis, Ordering::Relaxed);
         }
         moved
+    }
+
+    /// `(stream, shard id)` of the group's first shard, for group-level metrics;
+    /// empty for the metadata group.
+    pub fn labels(&self) -> (String, String) {
+        self.shards.values().next().map(|slot| slot.labels.clone()).unwrap_or_default()
     }
 
     /// The shard stored under `store`, if the group carries it.

@@ -217,7 +217,7 @@ async fn change_members(
 /// Raft health as Prometheus sees it: leader changes this node observed, and on
 /// the leader each follower's lag in entries.
 fn record_raft_health(node: &Node, handle: &GroupHandle) {
-    let (stream, shard) = handle.labels.clone();
+    let (stream, shard) = handle.labels();
     let metrics = handle.raft.metrics();
     let metrics = metrics.borrow_watched();
     let leader = metrics.current_leader.unwrap_or(0);
@@ -271,8 +271,9 @@ async fn start_group(
         slots.push(ShardSlot::new(shard.store(), progress_rx, limits, &stream.name, &shard.id.to_string()));
     }
     // A shard alone in its group keeps the layout every version reads.
+    let lone = matches!(shards, [shard] if shard.store() == group);
     let watch = match watches.pop() {
-        Some((store, progress_tx)) if watches.is_empty() && store == group => StateWatch::Shard(progress_tx),
+        Some((_, progress_tx)) if lone => StateWatch::Shard(progress_tx),
         last => StateWatch::Shards(watches.into_iter().chain(last).collect()),
     };
     let state_machine = GroupStateMachine::open(node.db.clone(), group, watch)?;

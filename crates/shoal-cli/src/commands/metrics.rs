@@ -99,7 +99,7 @@ async fn raft_stats(nodes: Vec<Arc<Node>>) -> String {
                     "node {} group {} {:?}\n{}\n",
                     node.id,
                     handle.group,
-                    handle.labels,
+                    handle.labels(),
                     stats.display().human_readable()
                 ),
                 Err(error) => writeln!(out, "node {} group {}: {error}\n", node.id, handle.group),
