@@ -76,7 +76,10 @@ impl SimNode {
                 self.id,
                 config.clone(),
                 network.for_group(self.id, group),
-                GroupLogStore::new(self.db.clone(), group),
+                match group {
+                    META_GROUP_ID => GroupLogStore::new(self.db.clone(), group),
+                    _ => GroupLogStore::for_shards(self.db.clone(), group),
+                },
                 state_machine,
             )
             .await

@@ -257,6 +257,7 @@ fn metrics_and_probes_answer() {
             "shoal_rocksdb_memtable_bytes{node=\"1\"}",
             "shoal_rocksdb_level0_files{node=\"3\"}",
             "shoal_rocksdb_write_stopped{node=\"2\"} 0",
+            "shoal_decoded_entries_bytes{node=\"1\"}",
         ],
     );
     // RocksDB's own report, for each node: flushes, compactions and stalls.

@@ -254,9 +254,8 @@ impl DataService {
         let next_position = read.last().map(|r| r.position.next()).unwrap_or(iterator.position);
         // Behind by the age of the last record returned, if anything follows it.
         let more_follow = !read.is_empty()
-            && !shard_state::read_records(&self.node.db, shard.store(), next_position, 1, 1)
-                .map_err(|e| ShoalError::internal(format!("reading {}: {e}", shard.id)))?
-                .is_empty();
+            && shard_state::has_records_from(&self.node.db, shard.store(), next_position)
+                .map_err(|e| ShoalError::internal(format!("reading {}: {e}", shard.id)))?;
         let millis_behind_latest = match read.last() {
             Some(last) if more_follow => now_millis().saturating_sub(last.record.arrival_millis).max(1),
             _ => 0,

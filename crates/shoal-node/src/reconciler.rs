@@ -281,7 +281,7 @@ async fn start_group(
         node.id,
         node.raft_config.clone(),
         node.network.for_group(group),
-        GroupLogStore::new(node.db.clone(), group),
+        GroupLogStore::for_shards(node.db.clone(), group),
         state_machine,
     )
     .await?;

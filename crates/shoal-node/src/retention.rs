@@ -2,7 +2,9 @@
 //!
 //! Every replica expires its own copy: records are immutable and carry the
 //! arrival time the leader gave them, so all replicas drop the same ones. The work
-//! is two range deletions per shard, however many records expire.
+//! is two range deletions per shard, however many records expire, and one per
+//! group for the Raft log entries that held them (a shard's records live in its
+//! group's log; see `shoal_raft::shard_state`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,7 +12,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use shoal_raft::MetaCommand;
-use shoal_raft::shard_state::expire_before;
+use shoal_raft::shard_state::{expire_before, release_log};
+use shoal_raft::type_config::LOG_KEPT_AFTER_SNAPSHOT;
 use shoal_types::now_millis;
 use tokio::sync::watch;
 
@@ -53,6 +56,41 @@ fn erase_dropped_shards(node: &Node) {
     }
 }
 
+/// Entries that no shard reads any more but openraft has not purged, past which
+/// a pass asks the group for a snapshot (after which openraft purges all but
+/// [`LOG_KEPT_AFTER_SNAPSHOT`] of them), so an idle group does not keep expired
+/// records on disk until its log grows enough for a snapshot of its own.
+const UNNEEDED_ENTRIES_BEFORE_A_SNAPSHOT: u64 = LOG_KEPT_AFTER_SNAPSHOT + 1_000;
+
+/// Removes the Raft log entries of each local group that retention and openraft
+/// are both done with.
+async fn release_logs(node: &Node) {
+    for handle in node.groups.all() {
+        if handle.shards.is_empty() {
+            continue;
+        }
+        let stores: Vec<u64> = handle.shards.keys().copied().collect();
+        match release_log(&node.db, handle.group, &stores) {
+            Ok(release) => {
+                if let Some(below) = release.released_below {
+                    tracing::debug!(group = handle.group, below, "log entries of expired records removed");
+                }
+                if release.awaiting_purge > UNNEEDED_ENTRIES_BEFORE_A_SNAPSHOT {
+                    tracing::info!(
+                        group = handle.group,
+                        entries = release.awaiting_purge,
+                        "snapshot to release expired log entries"
+                    );
+                    if let Err(error) = handle.raft.trigger().snapshot().await {
+                        tracing::warn!(group = handle.group, %error, "cannot trigger a snapshot");
+                    }
+                }
+            }
+            Err(error) => tracing::error!(group = handle.group, %error, "releasing log entries failed"),
+        }
+    }
+}
+
 /// One pass over every local shard; on the metadata leader, also forgets closed
 /// shards whose records have all expired (their groups then stop everywhere).
 pub async fn expire(node: &Node) {
@@ -87,6 +125,7 @@ pub async fn expire(node: &Node) {
         }
     }
     erase_dropped_shards(node);
+    release_logs(node).await;
     // Shards apply without the WAL: flushing now persists their applied state
     // past the records just removed, so a crash does not re-apply expired records
     // from the Raft log (a crash before this flush: until the next pass).

@@ -37,6 +37,9 @@ pub fn record(node: &Node) {
     // Groups whose Raft stopped because a write to this storage failed.
     let stopped = node.groups.all().iter().filter(|handle| handle.stopped().is_some()).count();
     metrics::gauge!("shoal_raft_groups_stopped", "node" => label.clone()).set(stopped as f64);
+    // Decoded log entries the node keeps for its readers (records live in the log).
+    let cached = node.db.decoded_entries().bytes();
+    metrics::gauge!("shoal_decoded_entries_bytes", "node" => label.clone()).set(cached as f64);
     for (property, gauge) in SUMMED {
         if let Some(value) = read(node.db.property_total(property)) {
             metrics::gauge!(gauge, "node" => label.clone()).set(value as f64);

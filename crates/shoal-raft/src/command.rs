@@ -44,6 +44,27 @@ impl std::fmt::Display for Command {
     }
 }
 
+impl Command {
+    /// About how many bytes the records this command carries take in memory, if
+    /// it carries records.
+    pub fn record_bytes(&self) -> Option<usize> {
+        let of = |records: &[Record]| -> usize {
+            records.iter().map(|r| r.data.len() + r.partition_key.len() + RECORD_OVERHEAD_BYTES).sum()
+        };
+        let of_parts = |parts: &[AppendPart]| parts.iter().map(|p| of(&p.records)).sum::<usize>();
+        match self {
+            Command::Append(batch) => Some(of(&batch.records)),
+            Command::AppendMany(batch) => Some(of_parts(&batch.parts)),
+            Command::AppendShards(appends) => Some(appends.iter().map(|a| of_parts(&a.batch.parts)).sum()),
+            _ => None,
+        }
+    }
+}
+
+/// What a record costs in memory besides its key and data (the struct, two
+/// allocations).
+const RECORD_OVERHEAD_BYTES: usize = 96;
+
 /// Records bound for one shard, with the arrival time the leader gave them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordBatch {

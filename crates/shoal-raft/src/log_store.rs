@@ -4,9 +4,17 @@
 //! id and the last purged id live in [`Cf::RaftState`]. An append writes its batch
 //! without syncing and asks the node's WAL syncer to complete openraft's callback
 //! once the WAL is on disk, so concurrent appends of all groups share one fsync.
+//!
+//! A shard group's log is also where its records live (see
+//! [`crate::shard_state`]): its store is opened with [`GroupLogStore::for_shards`],
+//! and openraft's purges then only move the purge point. The entries stay until
+//! retention releases them ([`crate::shard_state::release_log`]).
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
@@ -25,6 +33,97 @@ const PURGED: &str = "purged";
 pub struct GroupLogStore {
     db: NodeDb,
     group: GroupId,
+    /// Whether purged entries stay on disk (a shard group's records are in them).
+    keeps_purged: bool,
+    /// The last entries appended, shared by the store and its readers.
+    recent: Arc<Mutex<RecentEntries>>,
+    /// The first index past openraft's purge point ([`UNKNOWN`] until read from
+    /// the database): entries below it are not part of the log any more, even
+    /// where they stay on disk.
+    first_readable: Arc<AtomicU64>,
+}
+
+/// [`GroupLogStore::first_readable`] before it was read.
+const UNKNOWN: u64 = u64::MAX;
+
+/// Bytes of encoded entries a group keeps in [`RecentEntries`].
+const RECENT_ENTRIES_BYTES: usize = 2 * 1024 * 1024;
+
+/// The entries appended last, in index order without gaps, as openraft handed
+/// them over. Right after an append, openraft reads the same entries back to
+/// apply them and to send them to each follower; serving those reads from here
+/// saves loading and decoding each entry once per reader. Kept equal to the
+/// stored log: appends add, truncation and purges remove.
+#[derive(Default)]
+struct RecentEntries {
+    /// Entries with their encoded size.
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl RecentEntries {
+    fn push(&mut self, entry: Entry, bytes: usize) {
+        let follows = self.entries.back().is_none_or(|(last, _)| last.log_id.index + 1 == entry.log_id.index);
+        if !follows {
+            self.clear();
+        }
+        self.entries.push_back((entry, bytes));
+        self.bytes += bytes;
+        while self.bytes > RECENT_ENTRIES_BYTES {
+            let Some((_, size)) = self.entries.pop_front() else { break };
+            self.bytes -= size;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Drops the entries at `from` and after.
+    fn truncate_from(&mut self, from: u64) {
+        while self.entries.back().is_some_and(|(last, _)| last.log_id.index >= from) {
+            if let Some((_, size)) = self.entries.pop_back() {
+                self.bytes -= size;
+            }
+        }
+    }
+
+    /// Drops the entries up to `through`.
+    fn purge_through(&mut self, through: u64) {
+        while self.entries.front().is_some_and(|(first, _)| first.log_id.index <= through) {
+            if let Some((_, size)) = self.entries.pop_front() {
+                self.bytes -= size;
+            }
+        }
+    }
+
+    /// The entries `start..end`, if all of them are here.
+    fn get(&self, start: u64, end: Option<u64>) -> Option<Vec<Entry>> {
+        let first = self.entries.front()?.0.log_id.index;
+        let last = self.entries.back()?.0.log_id.index;
+        let end = end.unwrap_or(last + 1);
+        if start < first || end > last + 1 {
+            return None;
+        }
+        let skip = usize::try_from(start - first).ok()?;
+        let take = usize::try_from(end.saturating_sub(start)).ok()?;
+        Some(self.entries.iter().skip(skip).take(take).map(|(entry, _)| entry.clone()).collect())
+    }
+}
+
+/// The index of the last entry openraft purged from `group`'s log, if any.
+pub fn purged_index(db: &NodeDb, group: GroupId) -> std::io::Result<Option<u64>> {
+    match db.get(Cf::RaftState, &keys::group_named(group, PURGED))? {
+        Some(bytes) => Ok(decode::<Option<LogId>>(&bytes)?.map(|id| id.index)),
+        None => Ok(None),
+    }
+}
+
+/// The index of the last entry stored in `group`'s log, if any.
+pub fn last_index(db: &NodeDb, group: GroupId) -> std::io::Result<Option<u64>> {
+    let last = db.last(Cf::RaftLog, &keys::group_prefix(group), &keys::group_end(group))?;
+    Ok(last.and_then(|(key, _)| keys::read_u64(&key, 8)))
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
@@ -37,8 +136,27 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> std::io::Result<T> {
 }
 
 impl GroupLogStore {
+    /// The log of the metadata group: purged entries are deleted.
     pub fn new(db: NodeDb, group: GroupId) -> Self {
-        GroupLogStore { db, group }
+        GroupLogStore {
+            db,
+            group,
+            keeps_purged: false,
+            recent: Arc::default(),
+            first_readable: Arc::new(AtomicU64::new(UNKNOWN)),
+        }
+    }
+
+    /// The log of a shard group, which also stores the group's records: purged
+    /// entries stay until retention releases them.
+    pub fn for_shards(db: NodeDb, group: GroupId) -> Self {
+        GroupLogStore {
+            db,
+            group,
+            keeps_purged: true,
+            recent: Arc::default(),
+            first_readable: Arc::new(AtomicU64::new(UNKNOWN)),
+        }
     }
 
     fn read_state<T: DeserializeOwned>(&self, name: &str) -> std::io::Result<Option<T>> {
@@ -50,6 +168,22 @@ impl GroupLogStore {
 
     fn write_state_synced<T: Serialize>(&self, name: &str, value: &T) -> std::io::Result<()> {
         self.db.put_synced(Cf::RaftState, &keys::group_named(self.group, name), &encode(value)?)
+    }
+
+    /// The first index past the purge point.
+    fn first_readable(&self) -> std::io::Result<u64> {
+        match self.first_readable.load(Ordering::Acquire) {
+            UNKNOWN => {
+                let first = purged_index(&self.db, self.group)?.map_or(0, |purged| purged + 1);
+                self.first_readable.store(first, Ordering::Release);
+                Ok(first)
+            }
+            first => Ok(first),
+        }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, RecentEntries> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn index_bounds(&self, range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
@@ -73,6 +207,14 @@ impl RaftLogReader<TypeConfig> for GroupLogStore {
         range: RB,
     ) -> Result<Vec<Entry>, std::io::Error> {
         let (start, end) = self.index_bounds(&range);
+        // A shard group keeps purged entries on disk; they are not the log's.
+        let start = start.max(self.first_readable()?);
+        if end.is_some_and(|end| end <= start) {
+            return Ok(Vec::new());
+        }
+        if let Some(entries) = self.recent().get(start, end) {
+            return Ok(entries);
+        }
         let from = keys::group_u64(self.group, start);
         let to = match end {
             Some(end) => keys::group_u64(self.group, end).to_vec(),
@@ -132,12 +274,25 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = self.db.batch();
-        let mut count = 0u64;
+        let mut appended = Vec::new();
         for entry in entries {
-            batch.put(Cf::RaftLog, &keys::group_u64(self.group, entry.log_id.index), &encode(&entry)?)?;
-            count += 1;
+            let bytes = encode(&entry)?;
+            batch.put(Cf::RaftLog, &keys::group_u64(self.group, entry.log_id.index), &bytes)?;
+            appended.push((entry, bytes.len()));
         }
-        batch.commit()?;
+        let count = appended.len() as u64;
+        {
+            // Under the lock across the write, so a reader never finds the cache
+            // and the database disagreeing about these entries.
+            let mut recent = self.recent();
+            if let Err(error) = batch.commit() {
+                recent.clear();
+                return Err(error);
+            }
+            for (entry, bytes) in appended {
+                recent.push(entry, bytes);
+            }
+        }
         metrics::counter!("shoal_raft_entries_appended_total").increment(count);
         // Durable (and acknowledged to openraft) only once the shared syncer has
         // fsynced the WAL: group commit across every group of the node.
@@ -147,6 +302,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), std::io::Error> {
         let first_removed = last_log_id.map(|id| id.index + 1).unwrap_or(0);
+        self.recent().truncate_from(first_removed);
         let mut batch = self.db.batch();
         batch.delete_range(Cf::RaftLog, &keys::group_u64(self.group, first_removed), &keys::group_end(self.group))?;
         batch.commit_synced()
@@ -158,14 +314,24 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         // crash could keep the point and lose the deletion; when the log ended below
         // the point — a follower that installed a snapshot — the restarted node saw
         // its last entry before its purge point and refused to start.)
+        //
+        // A shard group keeps the entries: its records are in them. The ones
+        // below the purge point are never read as log entries again; after a
+        // snapshot install they may be stale ones of an old term, which no index
+        // row points to (the snapshot brought the records whole).
+        self.recent().purge_through(log_id.index);
         let mut batch = self.db.batch();
         batch.put(Cf::RaftState, &keys::group_named(self.group, PURGED), &encode(&Some(log_id))?)?;
-        batch.delete_range(
-            Cf::RaftLog,
-            &keys::group_u64(self.group, 0),
-            &keys::group_u64(self.group, log_id.index + 1),
-        )?;
-        batch.commit_synced()
+        if !self.keeps_purged {
+            batch.delete_range(
+                Cf::RaftLog,
+                &keys::group_u64(self.group, 0),
+                &keys::group_u64(self.group, log_id.index + 1),
+            )?;
+        }
+        batch.commit_synced()?;
+        self.first_readable.fetch_max(log_id.index + 1, Ordering::AcqRel);
+        Ok(())
     }
 }
 
@@ -188,6 +354,37 @@ mod tests {
             batch.put(Cf::RaftLog, &keys::group_u64(7, i), &encode(&entry).unwrap()).unwrap();
         }
         batch.commit_synced().unwrap();
+    }
+
+    #[test]
+    fn recent_entries_answer_only_for_ranges_they_hold_whole() {
+        let mut recent = RecentEntries::default();
+        for i in 3..=6 {
+            recent.push(blank_ent::<TypeConfig>(1, 1, i), 10);
+        }
+        let indexes =
+            |entries: Option<Vec<Entry>>| entries.map(|e| e.iter().map(|e| e.log_id.index).collect::<Vec<_>>());
+        assert_eq!(indexes(recent.get(4, Some(6))), Some(vec![4, 5]));
+        assert_eq!(indexes(recent.get(5, None)), Some(vec![5, 6]));
+        assert_eq!(recent.get(2, Some(5)), None, "starts before the first");
+        assert_eq!(recent.get(5, Some(8)), None, "ends after the last");
+        recent.truncate_from(5);
+        assert_eq!(indexes(recent.get(3, None)), Some(vec![3, 4]));
+        recent.push(blank_ent::<TypeConfig>(2, 1, 5), 10);
+        assert_eq!(recent.get(5, None).map(|e| e[0].log_id), Some(log_id::<TypeConfig>(2, 1, 5)));
+        recent.purge_through(4);
+        assert_eq!(recent.get(4, None), None);
+        // A gap (never made by openraft) empties it rather than leave a hole.
+        recent.push(blank_ent::<TypeConfig>(2, 1, 9), 10);
+        assert_eq!(indexes(recent.get(9, None)), Some(vec![9]));
+        assert_eq!(recent.get(5, None), None);
+        assert_eq!(recent.bytes, 10);
+        // Bounded by bytes, oldest out first.
+        for i in 10..20 {
+            recent.push(blank_ent::<TypeConfig>(2, 1, i), RECENT_ENTRIES_BYTES / 4);
+        }
+        assert!(recent.bytes <= RECENT_ENTRIES_BYTES);
+        assert_eq!(indexes(recent.get(16, None)), Some(vec![16, 17, 18, 19]));
     }
 
     #[tokio::test]

@@ -6,9 +6,10 @@
 //! applied id this state machine persisted. Applying the same entry twice writes
 //! the same keys with the same values, so re-application is harmless.
 //!
+//! A shard's records stay in the Raft log entries that carried them; applying
+//! writes only an index row per shard and entry (see [`crate::shard_state`]).
 //! A shard applies without the WAL at all (`commit_unlogged`): its records are
-//! already in the WAL once, in their Raft log entry, and writing them there a
-//! second time doubled the WAL's bytes. A crash then loses what
+//! already in the WAL once, in their Raft log entry. A crash then loses what
 //! was applied since the last memtable flush, records and applied id together
 //! (RocksDB's atomic flush persists every column family at one point), and
 //! openraft re-applies it from the log. The log must therefore outlive that
@@ -207,12 +208,20 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), membership);
                     CommandResponse::None
                 }
-                EntryPayload::Normal(command) => {
+                EntryPayload::Normal(Command::Meta(command)) => {
                     let nodes = self.nodes();
-                    match (command, &mut self.data) {
-                        (Command::Meta(command), GroupData::Meta { state, .. }) => {
-                            CommandResponse::Meta(state.apply(command, &nodes))
+                    match &mut self.data {
+                        GroupData::Meta { state, .. } => CommandResponse::Meta(state.apply(command, &nodes)),
+                        GroupData::Shards(_) => {
+                            tracing::error!(group = self.group, ?command, "metadata command sent to a shard group");
+                            CommandResponse::None
                         }
+                    }
+                }
+                EntryPayload::Normal(command) => {
+                    // Shared with the readers of the records (see `DecodedEntries`).
+                    let command = Arc::new(command);
+                    let response = match (&*command, &mut self.data) {
                         (Command::AppendShards(appends), GroupData::Shards(shards)) => {
                             let mut outcomes = Vec::with_capacity(appends.len());
                             let mut seen = std::collections::BTreeSet::new();
@@ -233,6 +242,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                                 outcomes.push(ShardAppended::Landed(shard_state::stage_parts(
                                     &db,
                                     &mut batch,
+                                    self.group,
                                     append.shard,
                                     log_index,
                                     append.batch.arrival_millis,
@@ -243,7 +253,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                             }
                             CommandResponse::AppendedShards(outcomes)
                         }
-                        (Command::SealShard(store), GroupData::Shards(shards)) => match shards.get_mut(&store) {
+                        (Command::SealShard(store), GroupData::Shards(shards)) => match shards.get_mut(store) {
                             Some(shard) => seal(&mut shard.progress, log_index),
                             None => CommandResponse::None,
                         },
@@ -263,9 +273,10 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                                     let landed = shard_state::stage_append(
                                         &db,
                                         &mut batch,
+                                        self.group,
                                         store,
                                         log_index,
-                                        &records,
+                                        records,
                                         progress,
                                         &mut staged_origins,
                                     )?;
@@ -282,6 +293,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                                     CommandResponse::AppendedMany(shard_state::stage_parts(
                                         &db,
                                         &mut batch,
+                                        self.group,
                                         store,
                                         log_index,
                                         coalesced.arrival_millis,
@@ -301,7 +313,13 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                             tracing::error!(group = self.group, %command, "command sent to the wrong kind of group");
                             CommandResponse::None
                         }
+                    };
+                    if let Some(bytes) = command.record_bytes()
+                        && matches!(self.data, GroupData::Shards(_))
+                    {
+                        db.decoded_entries().insert(self.group, log_index, command, bytes);
                     }
+                    response
                 }
             };
             if let Some(responder) = responder {

@@ -31,6 +31,10 @@ pub type SnapshotMeta =
 pub type Snapshot =
     openraft::Snapshot<openraft::type_config::alias::CommittedLeaderIdOf<TypeConfig>, u64, NodeInfo, Vec<u8>>;
 
+/// Entries openraft keeps in a log after a snapshot, for followers a little
+/// behind (beyond them, a follower gets the snapshot).
+pub const LOG_KEPT_AFTER_SNAPSHOT: u64 = 5_000;
+
 /// Raft timing for a group. Heartbeats every `heartbeat_ms`; a follower that hears
 /// nothing for a random time in `[election_min_ms, 2 × election_min_ms]` starts an
 /// election, which is how writes resume within about a second of a leader's death.
@@ -43,7 +47,7 @@ pub fn raft_config(heartbeat_ms: u64, election_min_ms: u64) -> Result<Arc<openra
         // Snapshots are cheap to build (metadata only, see state_machine.rs); take
         // them often enough that the Raft log does not grow without bound.
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
-        max_in_snapshot_log_to_keep: 5_000,
+        max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT,
         max_payload_entries: 512,
         // A restarted leader must win a new election, never resume its old term
         // (openraft's default). Shoal acknowledges a leader's own append only once

@@ -43,7 +43,12 @@ fn open_groups(db: NodeDb, kind: Kind) -> std::io::Result<(GroupLogStore, GroupS
         Kind::Meta => StateWatch::Meta(watch::channel(Arc::new(MetaState::default())).0),
     };
     let state_machine = GroupStateMachine::open(db.clone(), group, watch)?;
-    Ok((GroupLogStore::new(db, group), state_machine))
+    let log = match kind {
+        Kind::Meta => GroupLogStore::new(db, group),
+        // A shard group's log keeps purged entries (its records are in them).
+        Kind::Shard | Kind::PackedShards => GroupLogStore::for_shards(db, group),
+    };
+    Ok((log, state_machine))
 }
 
 struct MemoryStoreBuilder(Kind);

@@ -8,7 +8,9 @@ pub enum Cf {
     RaftLog,
     /// Per-group Raft state: vote, committed id, last purged id: `group | kind`.
     RaftState,
-    /// Applied records of shard groups: `group | log index | offset`.
+    /// Where a shard's applied records are: `store | log index` rows that point
+    /// into the group's Raft log entry holding them, and records stored whole
+    /// (by older versions, or from a snapshot) under `store | log index | offset`.
     Records,
     /// Arrival-time index of shard groups: `group | arrival millis | log index`.
     Arrivals,

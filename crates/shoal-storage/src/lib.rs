@@ -8,6 +8,8 @@
 //! * [`WalSyncer`](wal_syncer): group commit — callers write without syncing and
 //!   queue a completion; one thread fsyncs the WAL once for everything queued and
 //!   then completes them all;
+//! * [`DecodedEntries`]: recently used Raft log entries, decoded once and shared
+//!   by every reader of the node;
 //! * [`direct_io`]: whether a data directory takes `O_DIRECT` and how fast;
 //! * [`StorageFaults`]: a switch that fails every write, as a full disk makes
 //!   RocksDB do, for fault tests;
@@ -15,6 +17,7 @@
 //!   which loses on a simulated crash exactly the writes no sync covered.
 
 mod column_family;
+mod decoded_entries;
 pub mod direct_io;
 mod memory_db;
 mod node_db;
@@ -24,5 +27,6 @@ mod wal_syncer;
 pub mod keys;
 
 pub use column_family::Cf;
+pub use decoded_entries::{DecodedEntries, DecodedEntry};
 pub use node_db::{Batch, NodeDb};
 pub use storage_faults::StorageFaults;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch};
 
 use crate::column_family::Cf;
+use crate::decoded_entries::DecodedEntries;
 use crate::memory_db::{MemoryDb, MemoryOp};
 use crate::storage_faults::StorageFaults;
 use crate::wal_syncer::{self, Completion};
@@ -24,7 +25,12 @@ const MEMORY_SCAN_CHUNK: usize = 64;
 pub struct NodeDb {
     backend: Backend,
     faults: Arc<StorageFaults>,
+    decoded: Arc<DecodedEntries>,
 }
+
+/// The byte budget of a node's cache of decoded log entries: a few seconds of
+/// writes at the rates a node takes, so readers that keep up always hit.
+const DECODED_ENTRIES_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Clone)]
 enum Backend {
@@ -98,7 +104,16 @@ impl NodeDb {
         let wal_syncs = Arc::new(AtomicU64::new(0));
         let (sender, thread) = wal_syncer::spawn(db.clone(), wal_syncs.clone())?;
         let inner = Inner { db, wal_sync: Mutex::new(Some(sender)), wal_thread: Mutex::new(Some(thread)), wal_syncs };
-        Ok(NodeDb { backend: Backend::Rocks(Arc::new(inner)), faults: Arc::default() })
+        Ok(NodeDb { backend: Backend::Rocks(Arc::new(inner)), faults: Arc::default(), decoded: Self::new_cache() })
+    }
+
+    fn new_cache() -> Arc<DecodedEntries> {
+        Arc::new(DecodedEntries::new(DECODED_ENTRIES_BYTES))
+    }
+
+    /// Recently used Raft log entries, decoded (see [`DecodedEntries`]).
+    pub fn decoded_entries(&self) -> &DecodedEntries {
+        &self.decoded
     }
 
     /// An empty in-memory database for simulations. A `when_durable` completion
@@ -106,7 +121,11 @@ impl NodeDb {
     /// like a WAL fsync; with a zero delay, or outside a tokio runtime, it syncs
     /// and completes inline. See [`NodeDb::crash`] for what survives a crash.
     pub fn in_memory(sync_delay: Duration) -> NodeDb {
-        NodeDb { backend: Backend::Memory(Arc::new(MemoryDb::new(sync_delay))), faults: Arc::default() }
+        NodeDb {
+            backend: Backend::Memory(Arc::new(MemoryDb::new(sync_delay))),
+            faults: Arc::default(),
+            decoded: Self::new_cache(),
+        }
     }
 
     /// Simulates a crash of an in-memory database: this handle (and every clone)
@@ -118,6 +137,7 @@ impl NodeDb {
             Backend::Memory(memory) => Ok(NodeDb {
                 backend: Backend::Memory(Arc::new(memory.crash(surviving_unsynced)?)),
                 faults: Arc::default(),
+                decoded: Self::new_cache(),
             }),
             Backend::Rocks(_) => Err(std::io::Error::other("only an in-memory database can simulate a crash")),
         }
@@ -359,9 +379,9 @@ const BLOB_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// rewrite them (measured: each byte written two more times, and a fifth of a
 /// node's CPU under load). So their values go to blob files (RocksDB's integrated
 /// BlobDB): written once at flush, never rewritten by compaction, which moves only
-/// keys and blob references; a blob file is deleted once nothing refers to it,
-/// and for the log, garbage collection relocates what is still alive in the
-/// oldest files.
+/// keys and blob references; a blob file is deleted once nothing refers to it.
+/// (`records` holds only small index rows since the log became the record store,
+/// but rows written by older versions hold whole records.)
 fn column_family_options(cf: Cf) -> Options {
     let mut options = Options::default();
     if matches!(cf, Cf::RaftLog | Cf::Records) {
@@ -370,9 +390,8 @@ fn column_family_options(cf: Cf) -> Options {
         options.set_blob_file_size(BLOB_FILE_BYTES);
         // Records expire in the order they arrived, so a blob file frees up as a
         // whole; relocating its live records early would only write them again.
-        // Log entries are purged in order too, but a group that falls idle keeps
-        // its last entries until its next snapshot, which would pin their files.
-        options.set_enable_blob_gc(cf == Cf::RaftLog);
+        // A shard group's log entries hold its records and go with them.
+        options.set_enable_blob_gc(false);
     }
     if cf == Cf::Records {
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);

@@ -47,16 +47,33 @@ impl SequenceNumber {
     }
 }
 
+impl SequenceNumber {
+    /// The 56 ASCII digits. Written by hand: every record served is numbered, and
+    /// `write!` with four padded fields took 3% of a busy leader's CPU.
+    pub fn digits(&self) -> [u8; SEQUENCE_NUMBER_DIGITS] {
+        // Each field fits its width: the epoch is taken modulo 10^10, a u32 has at
+        // most 10 digits and a u64 at most 20.
+        fn put(slot: &mut [u8], mut value: u64) {
+            for digit in slot.iter_mut().rev() {
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        let mut out = [b'0'; SEQUENCE_NUMBER_DIGITS];
+        out[0] = VERSION_DIGIT;
+        put(&mut out[1..11], self.stream_epoch_secs % 10_000_000_000);
+        put(&mut out[11..23], u64::from(self.shard_index));
+        put(&mut out[23..43], self.position.log_index);
+        put(&mut out[43..56], u64::from(self.position.offset));
+        out
+    }
+}
+
 impl std::fmt::Display for SequenceNumber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "4{:010}{:012}{:020}{:013}",
-            self.stream_epoch_secs % 10_000_000_000,
-            self.shard_index,
-            self.position.log_index,
-            self.position.offset
-        )
+        let digits = self.digits();
+        // ASCII digits only, so always UTF-8.
+        f.write_str(std::str::from_utf8(&digits).map_err(|_| std::fmt::Error)?)
     }
 }
 
@@ -70,6 +87,19 @@ mod tests {
             shard_index: 3,
             position: RecordPosition { log_index, offset },
         }
+    }
+
+    #[test]
+    fn the_digits_are_the_padded_fields() {
+        let s = SequenceNumber {
+            stream_epoch_secs: 21_764_000_123,
+            shard_index: u32::MAX,
+            position: RecordPosition { log_index: u64::MAX, offset: u32::MAX },
+        };
+        let expected = format!("4{:010}{:012}{:020}{:013}", 1_764_000_123u64, u32::MAX, u64::MAX, u32::MAX);
+        assert_eq!(s.to_string(), expected);
+        assert_eq!(SequenceNumber::parse(&expected).unwrap(), SequenceNumber { stream_epoch_secs: 1_764_000_123, ..s });
+        assert_eq!(seq(0, 0).to_string(), format!("4{:010}{:012}{:020}{:013}", 1_764_000_000u64, 3, 0, 0));
     }
 
     #[test]
