@@ -32,7 +32,11 @@ async fn write_through_leader(network: &SimNetwork, group: u64, data: &[u8]) -> 
 
 fn record(data: &[u8]) -> Command {
     Command::Append(RecordBatch {
-        records: vec![Record { partition_key: "scenario".into(), explicit_hash_key: None, data: data.to_vec() }],
+        records: vec![Record {
+            partition_key: "scenario".into(),
+            explicit_hash_key: None,
+            data: bytes::Bytes::copy_from_slice(data),
+        }],
         arrival_millis: 1,
         origin: BatchOrigin::default(),
     })

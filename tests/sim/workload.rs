@@ -182,7 +182,7 @@ pub async fn run_producer(
                     .map(|i| Record {
                         partition_key: format!("producer-{producer}"),
                         explicit_hash_key: None,
-                        data: payload(producer, seq, i),
+                        data: payload(producer, seq, i).into(),
                     })
                     .collect();
                 (seq, (u128::from(producer) << 64) | u128::from(seq), records, store)
@@ -340,7 +340,11 @@ pub async fn probe_progress(
 ) -> Option<CommandResponse> {
     let mut target = Target { node: nodes[0], nodes };
     let now = EPOCH_MILLIS + trace.now_ms();
-    let records = vec![Record { partition_key: "probe".into(), explicit_hash_key: None, data: b"probe".to_vec() }];
+    let records = vec![Record {
+        partition_key: "probe".into(),
+        explicit_hash_key: None,
+        data: bytes::Bytes::from_static(b"probe"),
+    }];
     let make = |_| match group {
         META_GROUP_ID => Command::Meta(MetaCommand::SetAccountSettings { settings: format!("{{\"probe\":{now}}}") }),
         _ if store != group => Command::AppendShards(vec![ShardAppend {

@@ -304,7 +304,8 @@ pub fn read_records(
                 if position < from {
                     continue;
                 }
-                let stored = StoredRecord { partition_key: record.partition_key, data: record.data, arrival_millis };
+                let stored =
+                    StoredRecord { partition_key: record.partition_key, data: Vec::from(record.data), arrival_millis };
                 if !take(position, stored, &mut out) {
                     return Ok(false);
                 }
@@ -460,7 +461,7 @@ mod tests {
 
     fn batch_of(n: usize, arrival_millis: u64) -> RecordBatch {
         let records = (0..n)
-            .map(|i| Record { partition_key: format!("k{i}"), explicit_hash_key: None, data: vec![i as u8; 10] })
+            .map(|i| Record { partition_key: format!("k{i}"), explicit_hash_key: None, data: vec![i as u8; 10].into() })
             .collect();
         RecordBatch { records, arrival_millis, origin: Default::default() }
     }

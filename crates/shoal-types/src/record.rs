@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 pub struct Record {
     pub partition_key: String,
     pub explicit_hash_key: Option<String>,
-    /// Raw bytes: serialized as one byte string, not as a sequence of numbers
-    /// (bincode then copies it in one go; the encoding is the same).
-    #[serde(with = "serde_bytes")]
-    pub data: Vec<u8>,
+    /// Raw bytes, shared rather than copied when a record is cloned (openraft
+    /// clones each entry to apply it and once per follower; readers clone their
+    /// slice of a cached entry). Serialized as one byte string, as a `Vec<u8>`
+    /// with `serde_bytes` was: the encoding on disk and on the wire is the same.
+    pub data: bytes::Bytes,
 }
 
 impl Record {

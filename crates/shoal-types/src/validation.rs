@@ -115,7 +115,7 @@ mod tests {
     use super::*;
 
     fn record(key: &str, size: usize) -> Record {
-        Record { partition_key: key.into(), explicit_hash_key: None, data: vec![0; size] }
+        Record { partition_key: key.into(), explicit_hash_key: None, data: vec![0; size].into() }
     }
 
     #[test]
