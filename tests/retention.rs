@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use shoal_raft::MetaCommand;
+use shoal_storage::{Cf, keys};
 use shoal_testkit::TestCluster;
 use shoal_tests::record;
 
@@ -33,6 +35,25 @@ async fn expired_records_leave_reads_at_once_and_disk_soon_after() -> anyhow::Re
         let held: Vec<Vec<u8>> =
             cluster.replica_records(node, &stream, 0)?.into_iter().map(|r| r.record.data).collect();
         assert!(!held.iter().any(|d| d.starts_with(b"old-")), "node {node} still holds expired records");
+    }
+
+    // The records' bytes live in the group's Raft log: once the group rests, each
+    // replica snapshots, purges and removes the entries that held them.
+    let group = stream.shards[0].group_id;
+    let first_entry = |node: u64| -> anyhow::Result<Option<u64>> {
+        let node = cluster.node(node).context("node runs")?;
+        let first = node.db.first(Cf::RaftLog, &keys::group_prefix(group), &keys::group_end(group))?;
+        Ok(first.and_then(|(key, _)| keys::read_u64(&key, 8)))
+    };
+    let old_entries: Vec<(u64, Option<u64>)> =
+        cluster.node_ids().into_iter().map(|node| Ok((node, first_entry(node)?))).collect::<anyhow::Result<_>>()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for (node, before) in old_entries {
+        let before = before.context("the log held the records")?;
+        while first_entry(node)?.is_some_and(|first| first <= before) {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "node {node} still keeps log entry {before}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     cluster.shutdown().await;
     Ok(())

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use shoal_raft::MetaCommand;
 use shoal_raft::shard_state::{expire_before, release_log};
-use shoal_raft::type_config::LOG_KEPT_AFTER_SNAPSHOT;
 use shoal_types::now_millis;
 use tokio::sync::watch;
 
@@ -56,40 +56,59 @@ fn erase_dropped_shards(node: &Node) {
     }
 }
 
-/// Entries that no shard reads any more but openraft has not purged, past which
-/// a pass asks the group for a snapshot (after which openraft purges all but
-/// [`LOG_KEPT_AFTER_SNAPSHOT`] of them), so an idle group does not keep expired
-/// records on disk until its log grows enough for a snapshot of its own.
-const UNNEEDED_ENTRIES_BEFORE_A_SNAPSHOT: u64 = LOG_KEPT_AFTER_SNAPSHOT + 1_000;
-
 /// Removes the Raft log entries of each local group that retention and openraft
-/// are both done with.
+/// are both done with, and moves openraft's purge point up to the entries no
+/// shard reads any more, so that the next pass can remove those too.
+///
+/// openraft purges on its own only after a snapshot, and keeps the last
+/// [`LOG_KEPT_AFTER_SNAPSHOT`](shoal_raft::type_config::LOG_KEPT_AFTER_SNAPSHOT) entries even then: an idle group would keep its
+/// expired records on disk for good, and with them whole blob files that other
+/// groups' expired records share. So a pass asks openraft to purge
+/// (`purge_log`, which does not keep that tail; a follower that falls further
+/// behind gets a snapshot instead), and asks for a snapshot first where the last
+/// one does not reach that far and the group is resting or has many such entries.
 async fn release_logs(node: &Node) {
     for handle in node.groups.all() {
         if handle.shards.is_empty() {
             continue;
         }
         let stores: Vec<u64> = handle.shards.keys().copied().collect();
-        match release_log(&node.db, handle.group, &stores) {
-            Ok(release) => {
-                if let Some(below) = release.released_below {
-                    tracing::debug!(group = handle.group, below, "log entries of expired records removed");
-                }
-                if release.awaiting_purge > UNNEEDED_ENTRIES_BEFORE_A_SNAPSHOT {
-                    tracing::info!(
-                        group = handle.group,
-                        entries = release.awaiting_purge,
-                        "snapshot to release expired log entries"
-                    );
-                    if let Err(error) = handle.raft.trigger().snapshot().await {
-                        tracing::warn!(group = handle.group, %error, "cannot trigger a snapshot");
-                    }
-                }
+        let release = match release_log(&node.db, handle.group, &stores) {
+            Ok(release) => release,
+            Err(error) => {
+                tracing::error!(group = handle.group, %error, "releasing log entries failed");
+                continue;
             }
-            Err(error) => tracing::error!(group = handle.group, %error, "releasing log entries failed"),
+        };
+        if let Some(below) = release.released_below {
+            tracing::debug!(group = handle.group, below, "log entries of expired records removed");
+        }
+        if release.awaiting_purge == 0 {
+            continue;
+        }
+        let upto = release.needed_from.saturating_sub(1);
+        let snapshot = handle.raft.metrics().borrow_watched().snapshot.map(|id| id.index);
+        if snapshot.is_none_or(|index| index < upto)
+            && (handle.is_resting() || release.awaiting_purge > UNNEEDED_ENTRIES_BEFORE_A_SNAPSHOT)
+        {
+            tracing::info!(
+                group = handle.group,
+                entries = release.awaiting_purge,
+                "snapshot to release expired log entries"
+            );
+            if let Err(error) = handle.raft.trigger().snapshot().await {
+                tracing::warn!(group = handle.group, %error, "cannot trigger a snapshot");
+            }
+        }
+        if let Err(error) = handle.raft.trigger().purge_log(upto).await {
+            tracing::warn!(group = handle.group, %error, "cannot trigger a log purge");
         }
     }
 }
+
+/// Unneeded entries past which a busy group is asked for a snapshot early, so
+/// that they can be purged (a resting group is asked whatever their number).
+const UNNEEDED_ENTRIES_BEFORE_A_SNAPSHOT: u64 = 1_000;
 
 /// One pass over every local shard; on the metadata leader, also forgets closed
 /// shards whose records have all expired (their groups then stop everywhere).

@@ -175,8 +175,11 @@ impl GroupLogStore {
         match self.first_readable.load(Ordering::Acquire) {
             UNKNOWN => {
                 let first = purged_index(&self.db, self.group)?.map_or(0, |purged| purged + 1);
-                self.first_readable.store(first, Ordering::Release);
-                Ok(first)
+                // A purge that finished meanwhile set a newer point: it stands.
+                match self.first_readable.compare_exchange(UNKNOWN, first, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => Ok(first),
+                    Err(newer) => Ok(newer),
+                }
             }
             first => Ok(first),
         }
@@ -241,8 +244,17 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         let last = self.db.last(Cf::RaftLog, &keys::group_prefix(self.group), &keys::group_end(self.group))?;
         // Entries at or below the purge point are leftovers (a database written by
         // a version that deleted them separately from recording the point).
+        // Compared by index, not by log id: a shard group keeps purged entries,
+        // and one left from a stale term (after a snapshot install) may carry a
+        // higher term than the purge point although it lies below it.
         let last_log_id = match last {
-            Some((_, value)) => Some(decode::<Entry>(&value)?.log_id).max(last_purged_log_id),
+            Some((_, value)) => {
+                let last = decode::<Entry>(&value)?.log_id;
+                match last_purged_log_id {
+                    Some(purged) if purged.index >= last.index => Some(purged),
+                    _ => Some(last),
+                }
+            }
             None => last_purged_log_id,
         };
         Ok(LogState { last_purged_log_id, last_log_id })
@@ -330,7 +342,11 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
             )?;
         }
         batch.commit_synced()?;
-        self.first_readable.fetch_max(log_id.index + 1, Ordering::AcqRel);
+        // Purge points only rise; this one is the newest, known or not before.
+        let first = log_id.index + 1;
+        let _ = self.first_readable.fetch_update(Ordering::AcqRel, Ordering::Acquire, |known| {
+            Some(if known == UNKNOWN { first } else { known.max(first) })
+        });
         Ok(())
     }
 }
@@ -397,6 +413,24 @@ mod tests {
         let state = store(&db).get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id, Some(log_id::<TypeConfig>(1, 1, 10)));
         assert_eq!(state.last_log_id, state.last_purged_log_id);
+    }
+
+    #[tokio::test]
+    async fn a_stale_entry_of_a_higher_term_below_the_purge_point_does_not_end_the_log() {
+        // Kept by a shard group's log after a snapshot install: index 5, term 4,
+        // below a purge point at index 8 of term 3.
+        let db = NodeDb::in_memory(Duration::ZERO);
+        let mut batch = db.batch();
+        let stale: Entry = blank_ent::<TypeConfig>(4, 1, 5);
+        batch.put(Cf::RaftLog, &keys::group_u64(7, 5), &encode(&stale).unwrap()).unwrap();
+        batch.commit_synced().unwrap();
+        let mut log = GroupLogStore::for_shards(db.clone(), 7);
+        log.purge(log_id::<TypeConfig>(3, 1, 8)).await.unwrap();
+        let state = GroupLogStore::for_shards(db.clone(), 7).get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(log_id::<TypeConfig>(3, 1, 8)));
+        assert!(db.get(Cf::RaftLog, &keys::group_u64(7, 5)).unwrap().is_some(), "kept on disk");
+        let read = GroupLogStore::for_shards(db, 7).try_get_log_entries(0..10).await.unwrap();
+        assert!(read.is_empty(), "but not part of the log");
     }
 
     #[tokio::test]

@@ -72,12 +72,15 @@ fn origins_in(value: &[u8]) -> impl Iterator<Item = (u128, u32, u32)> + '_ {
     })
 }
 
-/// Finds where batch `id` landed among the entries that arrived since `since_millis`.
+/// Finds where batch `id` landed among the entries before `before_log_index`
+/// that arrived since `since_millis`. Only earlier entries count: a follower that
+/// installed a snapshot holds the arrival rows of entries after the snapshot too,
+/// and must not take the entry it is applying for an earlier landing of itself.
 fn find_landed(
     db: &NodeDb,
     store: u64,
     id: u128,
-    since_millis: u64,
+    (since_millis, before_log_index): (u64, u64),
     staged: &StagedOrigins,
 ) -> std::io::Result<Option<Landed>> {
     if let Some((_, landed)) = staged.iter().find(|(staged_id, _)| *staged_id == id) {
@@ -91,6 +94,9 @@ fn find_landed(
         let (Some(arrival_millis), Some(log_index)) = (keys::read_u64(key, 8), keys::read_u64(key, 16)) else {
             return Ok(true);
         };
+        if log_index >= before_log_index {
+            return Ok(true);
+        }
         found = Some(Landed { log_index, first_offset, count, arrival_millis });
         Ok(false)
     })?;
@@ -139,7 +145,7 @@ pub(crate) fn stage_parts(
     for (part, (origin, records)) in parts.iter().enumerate() {
         if origin.id != 0
             && origin.retry_since_millis != 0
-            && let Some(landed) = find_landed(db, store, origin.id, origin.retry_since_millis, staged)?
+            && let Some(landed) = find_landed(db, store, origin.id, (origin.retry_since_millis, log_index), staged)?
         {
             landings.push(landed);
             skipped.push(part as u32);
@@ -230,6 +236,10 @@ fn records_in_log(
         Some(command) => command,
         None => {
             let Some(bytes) = db.get(Cf::RaftLog, &keys::group_u64(row.group, log_index))? else {
+                // Retention removed it after its row was read; anything else would
+                // be a bug, so it is counted rather than passed over in silence.
+                metrics::counter!("shoal_records_entry_missing_total").increment(1);
+                tracing::debug!(group = row.group, log_index, store, "records' log entry missing");
                 return Ok(None);
             };
             let entry: Entry = decode(&bytes)?;
@@ -378,9 +388,11 @@ pub fn expire_before(db: &NodeDb, store: u64, cutoff_millis: u64) -> std::io::Re
 pub struct LogRelease {
     /// Entries removed: the log now starts at this index or later.
     pub released_below: Option<u64>,
-    /// Entries that no shard reads any more but openraft has not purged yet, so
-    /// they stay until the group's next snapshot (counted by index).
+    /// Entries that no shard reads any more but openraft has not purged yet
+    /// (counted by index): they go once openraft purges up to `needed_from - 1`.
     pub awaiting_purge: u64,
+    /// The first entry a shard of the group still reads (the log's end if none).
+    pub needed_from: u64,
 }
 
 /// Removes the entries at the start of `group`'s Raft log that no shard of the
@@ -409,12 +421,12 @@ pub fn release_log(db: &NodeDb, group: u64, stores: &[u64]) -> std::io::Result<L
     };
     let awaiting_purge = needed_from.saturating_sub(bound.max(first_entry));
     if bound <= first_entry {
-        return Ok(LogRelease { released_below: None, awaiting_purge });
+        return Ok(LogRelease { released_below: None, awaiting_purge, needed_from });
     }
     let mut batch = db.batch();
     batch.delete_range(Cf::RaftLog, &keys::group_u64(group, 0), &keys::group_u64(group, bound))?;
     batch.commit()?;
-    Ok(LogRelease { released_below: Some(bound), awaiting_purge })
+    Ok(LogRelease { released_below: Some(bound), awaiting_purge, needed_from })
 }
 
 /// Everything a shard holds, for a snapshot sent to a follower that fell behind
@@ -619,6 +631,31 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_is_not_taken_for_its_own_landing_restored_from_a_snapshot() {
+        // The leader: entry 7 carries a retry (id 42) whose first attempt never landed.
+        let dir = tempfile::tempdir().unwrap();
+        let leader = NodeDb::open(dir.path()).unwrap();
+        let mut retry = batch_of(4, 1_000);
+        retry.origin = BatchOrigin { id: 42, retry_since_millis: 500 };
+        let mut progress = ShardProgress::default();
+        append(&leader, 5, 7, &retry, &mut progress);
+        // A follower installs a snapshot taken at 6 whose dump, read later,
+        // already holds entry 7; then it applies entry 7 from the log.
+        let snapshot = dump(&leader, 5, progress).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let follower = NodeDb::open(other.path()).unwrap();
+        let mut batch = follower.batch();
+        stage_restore(&mut batch, 5, &snapshot).unwrap();
+        batch.commit_synced().unwrap();
+        let landed = append(&follower, 5, 7, &retry, &mut ShardProgress::default());
+        assert_eq!((landed.log_index, landed.count), (7, 4), "stored, not skipped as a duplicate of itself");
+        assert_eq!(
+            read_records(&follower, 5, RecordPosition::START, 100, usize::MAX).unwrap(),
+            read_records(&leader, 5, RecordPosition::START, 100, usize::MAX).unwrap()
+        );
+    }
+
+    #[test]
     fn a_snapshot_carries_records_whole_and_restores_without_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let db = NodeDb::open(dir.path()).unwrap();
@@ -689,7 +726,10 @@ mod tests {
         };
         // Not purged by openraft yet: nothing goes, whatever retention did.
         assert!(expire_before(&db, 5, 250).unwrap());
-        assert_eq!(release_log(&db, 5, &[5]).unwrap(), LogRelease { released_below: None, awaiting_purge: 2 });
+        assert_eq!(
+            release_log(&db, 5, &[5]).unwrap(),
+            LogRelease { released_below: None, awaiting_purge: 2, needed_from: 3 }
+        );
         assert_eq!(first_entry(), Some(1));
         // Purged through 3 (the store keeps entries past purges): entries 1 and 2
         // go, 3 stays for the records it still holds.
@@ -697,12 +737,18 @@ mod tests {
         let mut store = crate::GroupLogStore::for_shards(db.clone(), 5);
         futures::executor::block_on(openraft::storage::RaftLogStorage::purge(&mut store, purged)).unwrap();
         assert_eq!(first_entry(), Some(1));
-        assert_eq!(release_log(&db, 5, &[5]).unwrap(), LogRelease { released_below: Some(3), awaiting_purge: 0 });
+        assert_eq!(
+            release_log(&db, 5, &[5]).unwrap(),
+            LogRelease { released_below: Some(3), awaiting_purge: 0, needed_from: 3 }
+        );
         assert_eq!(first_entry(), Some(3));
         assert_eq!(read_records(&db, 5, RecordPosition::START, 100, usize::MAX).unwrap().len(), 4);
         // Everything expired: released up to the purge point only.
         assert!(expire_before(&db, 5, 1_000).unwrap());
-        assert_eq!(release_log(&db, 5, &[5]).unwrap(), LogRelease { released_below: Some(4), awaiting_purge: 1 });
+        assert_eq!(
+            release_log(&db, 5, &[5]).unwrap(),
+            LogRelease { released_below: Some(4), awaiting_purge: 1, needed_from: 5 }
+        );
         assert_eq!(first_entry(), Some(4));
     }
 

@@ -72,4 +72,25 @@ mod tests {
         assert_eq!(bincode::serialize(&stored).unwrap(), old_bytes);
         assert_eq!(bincode::deserialize::<StoredRecord>(&old_bytes).unwrap(), stored);
     }
+
+    /// A record as Raft log entries and the wire carried it while `data` was a
+    /// `Vec<u8>` serialized as one byte string.
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct VecRecord {
+        partition_key: String,
+        explicit_hash_key: Option<String>,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    }
+
+    #[test]
+    fn shared_bytes_data_keeps_the_bincode_layout_of_entries_already_logged() {
+        let record =
+            Record { partition_key: "k".into(), explicit_hash_key: Some("9".into()), data: vec![0, 1, 255].into() };
+        let old = VecRecord { partition_key: "k".into(), explicit_hash_key: Some("9".into()), data: vec![0, 1, 255] };
+        let old_bytes = bincode::serialize(&old).unwrap();
+        assert_eq!(bincode::serialize(&record).unwrap(), old_bytes);
+        assert_eq!(bincode::deserialize::<Record>(&old_bytes).unwrap(), record);
+        assert_eq!(bincode::deserialize::<VecRecord>(&bincode::serialize(&record).unwrap()).unwrap(), old);
+    }
 }
