@@ -26,6 +26,9 @@ pub struct GroupHandle {
     pub appends: crate::append_coalescer::AppendCoalescer,
     /// The leader this node last saw, to count leader changes.
     pub last_seen_leader: AtomicU64,
+    /// Whether retention removed records of the group whose log entries openraft
+    /// has not purged yet (see `retention.rs`).
+    pub expired_unpurged: AtomicBool,
     /// Whether the group's Raft ticker is stopped (see `quiescence.rs`).
     resting: AtomicBool,
     /// The last log index the quiescence pass saw, and when the log last moved.
@@ -99,6 +102,7 @@ impl GroupHandle {
             last_leader_transfer: AtomicU64::new(0),
             appends: Default::default(),
             last_seen_leader: AtomicU64::new(0),
+            expired_unpurged: AtomicBool::new(false),
             resting: AtomicBool::new(false),
             seen_log_index: AtomicU64::new(0),
             last_activity_millis: AtomicU64::new(shoal_types::now_millis()),

@@ -83,7 +83,13 @@ async fn release_logs(node: &Node) {
         if let Some(below) = release.released_below {
             tracing::debug!(group = handle.group, below, "log entries of expired records removed");
         }
+        // Entries before a group's first record (its first membership entries)
+        // are left to openraft: only expired records are worth a snapshot.
         if release.awaiting_purge == 0 {
+            handle.expired_unpurged.store(false, Ordering::Relaxed);
+            continue;
+        }
+        if !handle.expired_unpurged.load(Ordering::Relaxed) {
             continue;
         }
         let upto = release.needed_from.saturating_sub(1);
@@ -130,13 +136,12 @@ pub async fn expire(node: &Node) {
     }
     let mut expired_any = false;
     for (stream, shard) in meta.shard_groups() {
-        if node.groups.get(shard.group_id).is_none() {
-            continue;
-        }
+        let Some(handle) = node.groups.get(shard.group_id) else { continue };
         let cutoff = node.config.retention_cutoff(stream.retention_hours, now);
         match expire_before(&node.db, shard.store(), cutoff) {
             Ok(true) => {
                 expired_any = true;
+                handle.expired_unpurged.store(true, Ordering::Relaxed);
                 tracing::info!(stream = %stream.name, shard = %shard.id, "expired records removed");
             }
             Ok(false) => {}
