@@ -27,7 +27,8 @@ pub struct GroupHandle {
     /// The leader this node last saw, to count leader changes.
     pub last_seen_leader: AtomicU64,
     /// Whether retention removed records of the group whose log entries openraft
-    /// has not purged yet (see `retention.rs`).
+    /// may not have purged yet (see `retention.rs`). Set when the handle starts
+    /// too: records that expired before a restart still wait for their purge.
     pub expired_unpurged: AtomicBool,
     /// Whether the group's Raft ticker is stopped (see `quiescence.rs`).
     resting: AtomicBool,
@@ -102,7 +103,7 @@ impl GroupHandle {
             last_leader_transfer: AtomicU64::new(0),
             appends: Default::default(),
             last_seen_leader: AtomicU64::new(0),
-            expired_unpurged: AtomicBool::new(false),
+            expired_unpurged: AtomicBool::new(true),
             resting: AtomicBool::new(false),
             seen_log_index: AtomicU64::new(0),
             last_activity_millis: AtomicU64::new(shoal_types::now_millis()),
