@@ -529,6 +529,20 @@ mod tests {
         landed
     }
 
+    /// A fresh database holding only `dump`, restored as a follower installs a snapshot.
+    fn restored(store: u64, dump: &ShardDump) -> (tempfile::TempDir, NodeDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = NodeDb::open(dir.path()).unwrap();
+        let mut batch = db.batch();
+        stage_restore(&mut batch, store, dump).unwrap();
+        batch.commit_synced().unwrap();
+        (dir, db)
+    }
+
+    fn all(db: &NodeDb, store: u64) -> Vec<ReadRecord> {
+        read_records(db, store, RecordPosition::START, 100, usize::MAX).unwrap()
+    }
+
     fn rows(db: &NodeDb, store: u64) -> Vec<Vec<u8>> {
         let mut keys = Vec::new();
         db.scan(Cf::Records, &keys::group_prefix(store), &keys::group_end(store), |k, _| {
@@ -641,18 +655,10 @@ mod tests {
         append(&leader, 5, 7, &retry, &mut progress);
         // A follower installs a snapshot taken at 6 whose dump, read later,
         // already holds entry 7; then it applies entry 7 from the log.
-        let snapshot = dump(&leader, 5, progress).unwrap();
-        let other = tempfile::tempdir().unwrap();
-        let follower = NodeDb::open(other.path()).unwrap();
-        let mut batch = follower.batch();
-        stage_restore(&mut batch, 5, &snapshot).unwrap();
-        batch.commit_synced().unwrap();
+        let (_dir, follower) = restored(5, &dump(&leader, 5, progress).unwrap());
         let landed = append(&follower, 5, 7, &retry, &mut ShardProgress::default());
         assert_eq!((landed.log_index, landed.count), (7, 4), "stored, not skipped as a duplicate of itself");
-        assert_eq!(
-            read_records(&follower, 5, RecordPosition::START, 100, usize::MAX).unwrap(),
-            read_records(&leader, 5, RecordPosition::START, 100, usize::MAX).unwrap()
-        );
+        assert_eq!(all(&follower, 5), all(&leader, 5));
     }
 
     #[test]
@@ -665,16 +671,9 @@ mod tests {
         let dump = dump(&db, 5, progress).unwrap();
         assert_eq!(dump.records.len(), 5);
 
-        let other = tempfile::tempdir().unwrap();
-        let restored = NodeDb::open(other.path()).unwrap();
-        let mut batch = restored.batch();
-        stage_restore(&mut batch, 5, &dump).unwrap();
-        batch.commit_synced().unwrap();
-        assert!(restored.first(Cf::RaftLog, &keys::group_prefix(5), &keys::group_end(5)).unwrap().is_none());
-        assert_eq!(
-            read_records(&restored, 5, RecordPosition::START, 100, usize::MAX).unwrap(),
-            read_records(&db, 5, RecordPosition::START, 100, usize::MAX).unwrap()
-        );
+        let (_dir, follower) = restored(5, &dump);
+        assert!(follower.first(Cf::RaftLog, &keys::group_prefix(5), &keys::group_end(5)).unwrap().is_none());
+        assert_eq!(all(&follower, 5), all(&db, 5));
     }
 
     #[test]
