@@ -325,7 +325,14 @@ fn bench_runs_briefly_and_writes_its_results() {
     let json = std::fs::read_to_string(&results).unwrap();
     assert!(json.contains("\"system\": \"shoal\""), "{json}");
     assert!(json.contains("\"records_per_sec\""), "{json}");
+    // How late the client sent is measured for every call it measured.
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let run = &parsed[0];
+    assert!(run["publish_ms"]["count"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(run["late_ms"]["count"], run["publish_ms"]["count"], "{json}");
+    assert!(run["late_ms"]["p99"].as_f64().unwrap() <= run["publish_ms"]["max"].as_f64().unwrap(), "{json}");
     assert!(stdout(&output).contains("records/s"));
+    assert!(stdout(&output).contains("late p99"));
 }
 
 #[test]

@@ -144,6 +144,8 @@ struct WorkloadFile {
 #[derive(Default)]
 struct Measured {
     publish: Latency,
+    /// Intended send time → the call's task starts sending (the client's own delay).
+    late: Latency,
     records: u64,
     failed: u64,
 }
@@ -186,6 +188,7 @@ async fn run_one(target: &mut Target, workload: &Workload) -> anyhow::Result<Run
     for producer in producers {
         let part = producer.await.context("a producer panicked")??;
         measured.publish.merge(&part.publish);
+        measured.late.merge(&part.late);
         measured.records += part.records;
         measured.failed += part.failed;
     }
@@ -206,6 +209,7 @@ async fn run_one(target: &mut Target, workload: &Workload) -> anyhow::Result<Run
         records_per_sec: measured.records as f64 / seconds,
         mib_per_sec: (measured.records as f64 * workload.record_bytes as f64) / seconds / (1024.0 * 1024.0),
         publish_ms: measured.publish.summary(),
+        late_ms: measured.late.summary(),
         end_to_end_ms: end_to_end.summary(),
     })
 }
@@ -254,6 +258,7 @@ async fn produce(
         let (target, results, acked) = (target.clone(), results.clone(), acked.clone());
         tasks.spawn(async move {
             let count = records.len() as u64;
+            let late = intended.elapsed();
             let outcome = target.publish(records).await;
             let latency = intended.elapsed();
             drop(permit);
@@ -265,6 +270,7 @@ async fn produce(
             if intended >= measure_from {
                 let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
                 results.publish.record(latency.as_micros() as u64);
+                results.late.record(late.as_micros() as u64);
                 results.records += count - failed;
                 results.failed += failed;
             }
