@@ -455,6 +455,10 @@ pub struct BenchArgs {
     /// Write the results as JSON here.
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
+    /// Plot publish latency over time (p50, p99 and max per second of each run's
+    /// measurement window) as an SVG here.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     /// Send every PutRecords to --endpoint and let it forward records to their
     /// shards' leaders, instead of sending each shard's records to its leader.
     #[arg(long)]

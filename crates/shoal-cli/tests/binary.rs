@@ -298,6 +298,7 @@ fn bench_runs_briefly_and_writes_its_results() {
     let cluster = start_dev();
     let out = tempfile::tempdir().unwrap();
     let results = out.path().join("bench.json");
+    let plot = out.path().join("latency.svg");
     let output = shoal(
         &cluster,
         &[
@@ -318,6 +319,8 @@ fn bench_runs_briefly_and_writes_its_results() {
             "64",
             "-o",
             results.to_str().unwrap(),
+            "--plot",
+            plot.to_str().unwrap(),
         ],
         None,
     );
@@ -333,6 +336,12 @@ fn bench_runs_briefly_and_writes_its_results() {
     assert!(run["late_ms"]["p99"].as_f64().unwrap() <= run["publish_ms"]["max"].as_f64().unwrap(), "{json}");
     assert!(stdout(&output).contains("records/s"));
     assert!(stdout(&output).contains("late p99"));
+    // The plot has the run's panel and its three lines, with points in them.
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+    assert!(svg.contains("shoal · "), "{svg}");
+    assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
+    assert!(!svg.contains("points=\"\""), "every line has points: {svg}");
 }
 
 #[test]

@@ -11,6 +11,7 @@
 mod histogram;
 mod nats_driver;
 mod payload;
+mod plot;
 mod report;
 mod shoal_driver;
 mod workload;
@@ -131,6 +132,10 @@ pub async fn run(endpoint: &str, args: BenchArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("results written to {}", path.display());
     }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, plot::svg(&all)).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("latency over time plotted in {}", path.display());
+    }
     Ok(())
 }
 
@@ -146,6 +151,8 @@ struct Measured {
     publish: Latency,
     /// Intended send time → the call's task starts sending (the client's own delay).
     late: Latency,
+    /// Each measured call: (seconds into the measurement window, latency µs).
+    timeline: Vec<(f64, u64)>,
     records: u64,
     failed: u64,
 }
@@ -189,6 +196,7 @@ async fn run_one(target: &mut Target, workload: &Workload) -> anyhow::Result<Run
         let part = producer.await.context("a producer panicked")??;
         measured.publish.merge(&part.publish);
         measured.late.merge(&part.late);
+        measured.timeline.extend(part.timeline);
         measured.records += part.records;
         measured.failed += part.failed;
     }
@@ -210,6 +218,7 @@ async fn run_one(target: &mut Target, workload: &Workload) -> anyhow::Result<Run
         mib_per_sec: (measured.records as f64 * workload.record_bytes as f64) / seconds / (1024.0 * 1024.0),
         publish_ms: measured.publish.summary(),
         late_ms: measured.late.summary(),
+        timeline: measured.timeline,
         end_to_end_ms: end_to_end.summary(),
     })
 }
@@ -271,6 +280,8 @@ async fn produce(
                 let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
                 results.publish.record(latency.as_micros() as u64);
                 results.late.record(late.as_micros() as u64);
+                let at = intended.duration_since(measure_from).as_secs_f64();
+                results.timeline.push((at, latency.as_micros() as u64));
                 results.records += count - failed;
                 results.failed += failed;
             }

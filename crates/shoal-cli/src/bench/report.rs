@@ -18,6 +18,10 @@ pub struct RunResult {
     /// Send (intended) → the client starts the call: how late the client itself was
     /// (building the records, waiting for a timer or a CPU). Part of `publish_ms`.
     pub late_ms: Percentiles,
+    /// Each measured call: (seconds into the measurement window, publish latency
+    /// µs); for `--plot`, not written to the JSON.
+    #[serde(skip)]
+    pub timeline: Vec<(f64, u64)>,
     /// Send (intended) → a push consumer has it.
     pub end_to_end_ms: Percentiles,
 }
