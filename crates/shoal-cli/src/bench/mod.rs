@@ -148,11 +148,11 @@ struct WorkloadFile {
 /// What the producers measured.
 #[derive(Default)]
 struct Measured {
-    publish: Latency,
+    /// Each measured call: (seconds into the measurement window, publish latency
+    /// µs); the publish percentiles and the plot both come from it.
+    timeline: Vec<(f64, u64)>,
     /// Intended send time → the call's task starts sending (the client's own delay).
     late: Latency,
-    /// Each measured call: (seconds into the measurement window, latency µs).
-    timeline: Vec<(f64, u64)>,
     records: u64,
     failed: u64,
 }
@@ -194,7 +194,6 @@ async fn run_one(target: &mut Target, workload: &Workload) -> anyhow::Result<Run
     let mut measured = Measured::default();
     for producer in producers {
         let part = producer.await.context("a producer panicked")??;
-        measured.publish.merge(&part.publish);
         measured.late.merge(&part.late);
         measured.timeline.extend(part.timeline);
         measured.records += part.records;
@@ -208,6 +207,10 @@ async fn run_one(target: &mut Target, workload: &Workload) -> anyhow::Result<Run
     while let Ok(micros) = latency_rx.try_recv() {
         end_to_end.record(micros);
     }
+    let mut publish = Latency::new();
+    for (_, micros) in &measured.timeline {
+        publish.record(*micros);
+    }
     let seconds = workload.duration_secs as f64;
     Ok(RunResult {
         system: target.name().into(),
@@ -216,7 +219,7 @@ async fn run_one(target: &mut Target, workload: &Workload) -> anyhow::Result<Run
         failed: measured.failed,
         records_per_sec: measured.records as f64 / seconds,
         mib_per_sec: (measured.records as f64 * workload.record_bytes as f64) / seconds / (1024.0 * 1024.0),
-        publish_ms: measured.publish.summary(),
+        publish_ms: publish.summary(),
         late_ms: measured.late.summary(),
         timeline: measured.timeline,
         end_to_end_ms: end_to_end.summary(),
@@ -278,7 +281,6 @@ async fn produce(
             acked.fetch_add(count - failed, Ordering::Relaxed);
             if intended >= measure_from {
                 let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
-                results.publish.record(latency.as_micros() as u64);
                 results.late.record(late.as_micros() as u64);
                 let at = intended.duration_since(measure_from).as_secs_f64();
                 results.timeline.push((at, latency.as_micros() as u64));
