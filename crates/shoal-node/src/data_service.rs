@@ -243,7 +243,7 @@ impl DataService {
         shard: &Shard,
         stream: &Stream,
     ) -> ShoalResult<proto::GetRecordsResponse> {
-        let read = shard_state::read_records(
+        let shard_state::RecordsPage { records: read, more_follow } = shard_state::read_page(
             &self.node.db,
             shard.store(),
             iterator.position,
@@ -253,9 +253,6 @@ impl DataService {
         .map_err(|e| ShoalError::internal(format!("reading {}: {e}", shard.id)))?;
         let next_position = read.last().map(|r| r.position.next()).unwrap_or(iterator.position);
         // Behind by the age of the last record returned, if anything follows it.
-        let more_follow = !read.is_empty()
-            && shard_state::has_records_from(&self.node.db, shard.store(), next_position)
-                .map_err(|e| ShoalError::internal(format!("reading {}: {e}", shard.id)))?;
         let millis_behind_latest = match read.last() {
             Some(last) if more_follow => now_millis().saturating_sub(last.record.arrival_millis).max(1),
             _ => 0,
