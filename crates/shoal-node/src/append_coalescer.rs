@@ -198,11 +198,8 @@ async fn propose(handle: &GroupHandle, parts: Vec<Waiting>) {
             .fold((0u64, 0u64), |(r, b), (_, records, bytes)| (r + *records as u64, b + *bytes as u64));
         landed_total += landings.iter().map(|l| u64::from(l.count)).sum::<u64>();
         if let Some(slot) = handle.shards.get(&store) {
-            let (stream, shard) = slot.labels.clone();
-            metrics::counter!("shoal_shard_incoming_records_total", "stream" => stream.clone(), "shard" => shard.clone())
-                .increment(records);
-            metrics::counter!("shoal_shard_incoming_bytes_total", "stream" => stream, "shard" => shard)
-                .increment(bytes);
+            slot.metrics.incoming_records.increment(records);
+            slot.metrics.incoming_bytes.increment(bytes);
             slot.load.record(records, bytes);
         }
         for ((reply, _, _), landed) in shard_replies.into_iter().zip(landings) {

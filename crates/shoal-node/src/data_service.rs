@@ -242,6 +242,7 @@ impl DataService {
         limit: u32,
         shard: &Shard,
         stream: &Stream,
+        series: &crate::shard_metrics::ShardMetrics,
     ) -> ShoalResult<proto::GetRecordsResponse> {
         let shard_state::RecordsPage { records: read, more_follow } = shard_state::read_page(
             &self.node.db,
@@ -262,11 +263,11 @@ impl DataService {
         let cutoff = self.node.config.retention_cutoff(stream.retention_hours, now_millis());
         let shard_ended = read.is_empty();
         metrics::counter!("shoal_records_read_total").increment(read.len() as u64);
-        let labels = [("stream", stream.name.clone()), ("shard", shard.id.to_string())];
-        metrics::counter!("shoal_shard_outgoing_records_total", &labels).increment(read.len() as u64);
-        metrics::counter!("shoal_shard_outgoing_bytes_total", &labels)
+        series.outgoing_records.increment(read.len() as u64);
+        series
+            .outgoing_bytes
             .increment(read.iter().map(|r| (r.record.data.len() + r.record.partition_key.len()) as u64).sum());
-        metrics::gauge!("shoal_shard_iterator_age_milliseconds", &labels).set(millis_behind_latest as f64);
+        series.iterator_age_millis.set(millis_behind_latest as f64);
         let records: Vec<proto::StoredRecordEntry> = read
             .into_iter()
             .filter(|r| r.record.arrival_millis >= cutoff)
@@ -430,7 +431,7 @@ impl Records for DataService {
                     )));
                 }
                 let started = std::time::Instant::now();
-                let response = self.read(&iterator, limit, shard, &stream).map_err(to_status)?;
+                let response = self.read(&iterator, limit, shard, &stream, &slot.metrics).map_err(to_status)?;
                 metrics::histogram!("shoal_get_records_seconds").record(started.elapsed().as_secs_f64());
                 if !fan_out {
                     slot.throttle

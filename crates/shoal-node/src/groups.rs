@@ -49,6 +49,8 @@ pub struct ShardSlot {
     pub load: AppendedLoad,
     /// `(stream, shard id)` for per-shard metrics.
     pub labels: (String, String),
+    /// The shard's own series, registered once.
+    pub metrics: crate::shard_metrics::ShardMetrics,
     /// Set once the shard's data is erased after it left the metadata while its
     /// group lives on (see `retention.rs`).
     pub erased: AtomicBool,
@@ -68,6 +70,7 @@ impl ShardSlot {
             throttle: crate::throughput::ShardThrottle::new(limits),
             load: AppendedLoad::default(),
             labels: (stream.to_string(), shard.to_string()),
+            metrics: crate::shard_metrics::ShardMetrics::new(stream, shard),
             erased: AtomicBool::new(false),
         }
     }

@@ -37,6 +37,7 @@ pub mod reconciler;
 pub mod resharding;
 pub mod retention;
 pub mod routing;
+pub mod shard_metrics;
 pub mod shard_writer;
 pub mod storage_metrics;
 pub mod subscription;
