@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use shoal_raft::{
     AppendPart, BatchOrigin, CoalescedBatch, Command, CommandResponse, Landed, RecordBatch, ShardAppend, ShardAppended,
@@ -39,6 +40,8 @@ struct Waiting {
     records: Vec<Record>,
     bytes: usize,
     reply: Reply,
+    /// When the append joined the queue.
+    queued_at: Instant,
 }
 
 #[derive(Default)]
@@ -78,7 +81,7 @@ pub async fn append(
     let (reply, answer) = oneshot::channel();
     let start_proposer = {
         let mut queue = handle.appends.lock();
-        queue.waiting.push_back(Waiting { store, origin, records, bytes, reply });
+        queue.waiting.push_back(Waiting { store, origin, records, bytes, reply, queued_at: Instant::now() });
         let start = queue.in_flight < MAX_IN_FLIGHT;
         if start {
             queue.in_flight += 1;
@@ -135,6 +138,7 @@ async fn propose(handle: &GroupHandle, parts: Vec<Waiting>) {
     // The parts of each shard, in the order they came.
     let mut by_shard: BTreeMap<u64, Vec<Waiting>> = BTreeMap::new();
     for part in parts {
+        metrics::histogram!("shoal_append_queued_seconds").record(part.queued_at.elapsed().as_secs_f64());
         by_shard.entry(part.store).or_default().push(part);
     }
     let mut stores = Vec::with_capacity(by_shard.len());
@@ -150,7 +154,10 @@ async fn propose(handle: &GroupHandle, parts: Vec<Waiting>) {
         batches.push(parts);
     }
     let command = command_for(handle.group, &stores, batches, arrival_millis);
-    let outcome: Result<Vec<ShardAppended>, ShoalError> = match handle.raft.client_write(command).await {
+    let written_at = Instant::now();
+    let written = handle.raft.client_write(command).await;
+    metrics::histogram!("shoal_append_raft_write_seconds").record(written_at.elapsed().as_secs_f64());
+    let outcome: Result<Vec<ShardAppended>, ShoalError> = match written {
         Ok(written) => match written.data {
             CommandResponse::Appended { log_index, first_offset, count, arrival_millis } => {
                 Ok(vec![ShardAppended::Landed(vec![Landed { log_index, first_offset, count, arrival_millis }])])
