@@ -397,21 +397,6 @@ pub fn read_page(
     Ok(RecordsPage { records: out, more_follow })
 }
 
-/// Whether the shard holds a record at `from` or after it (without reading it).
-pub fn has_records_from(db: &NodeDb, store: u64, from: RecordPosition) -> std::io::Result<bool> {
-    let mut found = false;
-    db.scan(Cf::Records, &keys::group_u64(store, from.log_index), &keys::group_end(store), |key, value| {
-        found = match row_of(key)? {
-            RecordsRow::Whole { position } => position >= from,
-            RecordsRow::InLog { log_index } => {
-                log_index > from.log_index || decode::<RecordsInEntry>(value)?.count > from.offset
-            }
-        };
-        Ok(!found)
-    })?;
-    Ok(found)
-}
-
 /// The position of the oldest record still kept (the trim horizon), if any.
 pub fn first_position(db: &NodeDb, store: u64) -> std::io::Result<Option<RecordPosition>> {
     let found = db.first(Cf::Records, &keys::group_prefix(store), &keys::group_end(store))?;
@@ -608,6 +593,22 @@ mod tests {
         stage_restore(&mut batch, store, dump).unwrap();
         batch.commit_synced().unwrap();
         (dir, db)
+    }
+
+    /// Whether the shard holds a record at `from` or after it, asked on its own:
+    /// the second pass [`read_page`] saves, kept as the answer it must agree with.
+    fn has_records_from(db: &NodeDb, store: u64, from: RecordPosition) -> std::io::Result<bool> {
+        let mut found = false;
+        db.scan(Cf::Records, &keys::group_u64(store, from.log_index), &keys::group_end(store), |key, value| {
+            found = match row_of(key)? {
+                RecordsRow::Whole { position } => position >= from,
+                RecordsRow::InLog { log_index } => {
+                    log_index > from.log_index || decode::<RecordsInEntry>(value)?.count > from.offset
+                }
+            };
+            Ok(!found)
+        })?;
+        Ok(found)
     }
 
     fn all(db: &NodeDb, store: u64) -> Vec<ReadRecord> {
