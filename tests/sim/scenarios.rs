@@ -21,7 +21,7 @@ async fn write_through_leader(network: &SimNetwork, group: u64, data: &[u8]) -> 
     loop {
         let leader = wait_for_leader(network, group, Duration::from_secs(10)).await?;
         let raft = network.group(leader, group).ok_or("leader is down")?;
-        match tokio::time::timeout(Duration::from_secs(2), raft.client_write(record(data))).await {
+        match tokio::time::timeout(Duration::from_secs(2), raft.client_write(std::sync::Arc::new(record(data)))).await {
             Ok(Ok(_)) => return Ok(()),
             _ if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
             Ok(Err(e)) => return Err(format!("writing {data:?}: {e}")),
@@ -84,7 +84,7 @@ pub fn restarted_leader_keeps_what_followers_committed(leader_restore: bool) -> 
 
         // A reaches both followers' disks at once; the leader's own fsync takes 200 ms.
         let raft = network.group(leader, group).ok_or("leader is down")?;
-        tokio::spawn(async move { raft.client_write(record(b"A")).await });
+        tokio::spawn(async move { raft.client_write(std::sync::Arc::new(record(b"A"))).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
         let slow = 0;
         for node in &mut nodes {

@@ -133,11 +133,13 @@ async fn propose(
     while Instant::now() < deadline {
         let answer = match network.group(target.node, group) {
             None => None,
-            Some(raft) => match tokio::time::timeout(ATTEMPT_TIMEOUT, raft.client_write(make(retry))).await {
-                Ok(Ok(written)) => return Some(written.data),
-                Ok(Err(error)) => error.forward_to_leader().map(|f| f.leader_id),
-                Err(_) => None,
-            },
+            Some(raft) => {
+                match tokio::time::timeout(ATTEMPT_TIMEOUT, raft.client_write(std::sync::Arc::new(make(retry)))).await {
+                    Ok(Ok(written)) => return Some(written.data),
+                    Ok(Err(error)) => error.forward_to_leader().map(|f| f.leader_id),
+                    Err(_) => None,
+                }
+            }
         };
         target.follow(answer.flatten(), rng);
         retry = true;

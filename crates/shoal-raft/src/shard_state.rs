@@ -23,8 +23,6 @@
 //! entry's batches; it answers `AT_TIMESTAMP`, finds retried batches, and lets
 //! retention drop whole ranges of expired records at once.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use shoal_storage::{Batch, Cf, NodeDb, keys};
 use shoal_types::{Record, RecordPosition, StoredRecord};
@@ -246,7 +244,6 @@ fn records_in_log(
             let openraft::EntryPayload::Normal(command) = entry.payload else {
                 return Err(corrupt("holds no records"));
             };
-            let command = Arc::new(command);
             if let Some(size) = command.record_bytes() {
                 cache.insert(row.group, log_index, command.clone(), size);
             }
@@ -538,7 +535,7 @@ mod tests {
     fn log(db: &NodeDb, group: u64, log_index: u64, command: Command) {
         let entry = Entry {
             log_id: openraft::testing::log_id::<TypeConfig>(1, 1, log_index),
-            payload: openraft::EntryPayload::Normal(command),
+            payload: openraft::EntryPayload::Normal(std::sync::Arc::new(command)),
         };
         db.put_synced(Cf::RaftLog, &keys::group_u64(group, log_index), &encode(&entry).unwrap()).unwrap();
     }

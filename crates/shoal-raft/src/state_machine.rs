@@ -208,19 +208,22 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), membership);
                     CommandResponse::None
                 }
-                EntryPayload::Normal(Command::Meta(command)) => {
+                EntryPayload::Normal(command) if matches!(*command, Command::Meta(_)) => {
                     let nodes = self.nodes();
-                    match &mut self.data {
-                        GroupData::Meta { state, .. } => CommandResponse::Meta(state.apply(command, &nodes)),
-                        GroupData::Shards(_) => {
+                    match (&*command, &mut self.data) {
+                        // Copied out of the shared entry: metadata commands are few and small.
+                        (Command::Meta(meta), GroupData::Meta { state, .. }) => {
+                            CommandResponse::Meta(state.apply(meta.clone(), &nodes))
+                        }
+                        _ => {
                             tracing::error!(group = self.group, ?command, "metadata command sent to a shard group");
                             CommandResponse::None
                         }
                     }
                 }
                 EntryPayload::Normal(command) => {
-                    // Shared with the readers of the records (see `DecodedEntries`).
-                    let command = Arc::new(command);
+                    // Shared with the log, the followers' streams and the records'
+                    // readers (see `DecodedEntries`).
                     let response = match (&*command, &mut self.data) {
                         (Command::AppendShards(appends), GroupData::Shards(shards)) => {
                             let mut outcomes = Vec::with_capacity(appends.len());

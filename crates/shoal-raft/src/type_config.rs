@@ -11,8 +11,13 @@ openraft::declare_raft_types!(
     /// Raft types of every Shoal group: node ids are `u64`, nodes carry their
     /// address and zone, entries carry [`Command`]s; tokio runs them, with a
     /// random generator the simulation can seed.
+    ///
+    /// An entry's command is shared, not copied, when openraft clones the entry
+    /// (to apply it, and once per follower it replicates to) and when the state
+    /// machine hands it to the records' readers; on disk and on the wire it is
+    /// the command itself, as before (serde writes an `Arc<T>` as its `T`).
     pub TypeConfig:
-        D = Command,
+        D = Arc<Command>,
         R = CommandResponse,
         NodeId = u64,
         Node = NodeInfo,
