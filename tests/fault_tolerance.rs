@@ -84,7 +84,7 @@ fn check_replica(cluster: &TestCluster, node: u64, stream: &Stream, acked: &[Ack
         let mut data_seen: HashMap<String, usize> = HashMap::new();
         for r in &held {
             let seq = stream.sequence_number(shard.id, r.position).to_string();
-            let data = String::from_utf8(r.record.data.clone()).unwrap();
+            let data = String::from_utf8(r.record.data.to_vec()).unwrap();
             *data_seen.entry(data.clone()).or_default() += 1;
             by_seq.insert(seq, data);
         }
@@ -216,7 +216,7 @@ async fn writes_resume_within_seconds_when_a_leader_dies() -> anyhow::Result<()>
     let new_leader = cluster.shard_leader(&stream, 0).expect("a new leader");
     assert_ne!(new_leader, victim);
     let data: Vec<Vec<u8>> =
-        client.read_shard("failover", "shardId-000000000000").await?.into_iter().map(|r| r.data).collect();
+        client.read_shard("failover", "shardId-000000000000").await?.into_iter().map(|r| r.data.to_vec()).collect();
     assert_eq!(data, [b"before".to_vec(), b"after".to_vec()]);
     cluster.shutdown().await;
     Ok(())
@@ -249,7 +249,7 @@ async fn a_cut_off_leader_acknowledges_nothing_and_catches_up_after_healing() ->
         let held: Vec<String> = cluster
             .replica_records(node, &stream, 0)?
             .into_iter()
-            .map(|r| String::from_utf8(r.record.data).unwrap())
+            .map(|r| String::from_utf8(r.record.data.to_vec()).unwrap())
             .filter(|d| d != "stranded")
             .collect();
         assert_eq!(held, expected, "node {node} after healing");
@@ -399,12 +399,12 @@ async fn with_two_failed_disks_writes_fail_promptly_and_restarts_lose_nothing() 
     after.put_record("stuck", "k", b"after".to_vec()).await?;
     cluster.wait_for_replicas_to_converge(&stream, Duration::from_secs(20)).await?;
     let read = after.read_shard("stuck", "shardId-000000000000").await?;
-    assert_eq!(read.first().map(|r| r.data.as_slice()), Some(&b"kept-0"[..]));
+    assert_eq!(read.first().map(|r| &r.data[..]), Some(&b"kept-0"[..]));
     for id in cluster.node_ids() {
         let held: Vec<String> = cluster
             .replica_records(id, &stream, 0)?
             .into_iter()
-            .map(|r| String::from_utf8(r.record.data).unwrap())
+            .map(|r| String::from_utf8(r.record.data.to_vec()).unwrap())
             .filter(|d| !d.starts_with("lost-"))
             .collect();
         let mut expected: Vec<String> = (0..20).map(|i| format!("kept-{i}")).collect();

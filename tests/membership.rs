@@ -70,7 +70,7 @@ async fn replicas_agree(cluster: &TestCluster, stream: &Stream, writes: Writes) 
             .map(|id| {
                 cluster
                     .replica_records(*id, stream, shard.id.index())
-                    .map(|records| records.into_iter().map(|r| r.record.data).collect())
+                    .map(|records| records.into_iter().map(|r| r.record.data.to_vec()).collect())
             })
             .collect::<anyhow::Result<_>>()?;
         if writes == Writes::Ongoing {

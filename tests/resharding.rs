@@ -70,7 +70,7 @@ async fn split_and_merge_keep_every_acknowledged_record_once() -> anyhow::Result
     let mut where_stored: HashMap<String, Vec<String>> = HashMap::new();
     for (shard, records) in &stored {
         for r in records {
-            where_stored.entry(String::from_utf8(r.data.clone())?).or_default().push(shard.clone());
+            where_stored.entry(String::from_utf8(r.data.to_vec())?).or_default().push(shard.clone());
         }
         let seqs: Vec<&String> = records.iter().map(|r| &r.sequence_number).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{shard} in order");

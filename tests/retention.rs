@@ -26,14 +26,14 @@ async fn expired_records_leave_reads_at_once_and_disk_soon_after() -> anyhow::Re
     tokio::time::sleep(Duration::from_millis(1400)).await;
     client.put_record("fleeting", "k", b"fresh".to_vec()).await?;
     let readable: Vec<Vec<u8>> =
-        client.read_shard("fleeting", "shardId-000000000000").await?.into_iter().map(|r| r.data).collect();
+        client.read_shard("fleeting", "shardId-000000000000").await?.into_iter().map(|r| r.data.to_vec()).collect();
     assert_eq!(readable, [b"fresh".to_vec()], "records older than retention are not served");
 
     // The retention pass then removes them from every replica with range deletes.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for node in cluster.node_ids() {
         let held: Vec<Vec<u8>> =
-            cluster.replica_records(node, &stream, 0)?.into_iter().map(|r| r.record.data).collect();
+            cluster.replica_records(node, &stream, 0)?.into_iter().map(|r| r.record.data.to_vec()).collect();
         assert!(!held.iter().any(|d| d.starts_with(b"old-")), "node {node} still holds expired records");
     }
 

@@ -314,7 +314,7 @@ async fn concurrent_appends_to_one_shard_share_entries_and_keep_their_sequence_n
     let stored = clients[1].read_shard("coalesced", "shardId-000000000000").await?;
     assert_eq!(stored.len(), 300);
     for record in &stored {
-        let data = String::from_utf8(record.data.clone())?;
+        let data = String::from_utf8(record.data.to_vec())?;
         assert_eq!(acknowledged.get(&record.sequence_number), Some(&data), "record at {}", record.sequence_number);
     }
     Ok(())

@@ -39,7 +39,7 @@ async fn writes_and_reads_beyond_a_shards_limits_are_refused_and_nothing_refused
         .read_shard("limited", "shardId-000000000000")
         .await?
         .into_iter()
-        .map(|r| String::from_utf8(r.data).unwrap())
+        .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
         .collect();
     assert_eq!(stored, accepted, "exactly the accepted records are stored, in order");
 

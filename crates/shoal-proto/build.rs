@@ -18,7 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("PROTOC", protoc) };
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files = PROTOS.map(|name| root.join(format!("{name}.proto")));
-    tonic_prost_build::configure().compile_protos(&files, std::slice::from_ref(&root))?;
+    // A read's record data is the stored record's shared buffer, handed to the
+    // encoder without a copy.
+    tonic_prost_build::configure()
+        .bytes(".shoal.v1.StoredRecordEntry.data")
+        .compile_protos(&files, std::slice::from_ref(&root))?;
     // Relative to this package, so a target directory shared by several
     // checkouts reruns the script when *this* checkout's protos change.
     for name in PROTOS {

@@ -90,7 +90,7 @@ pub fn deaggregate(record: &StoredRecord) -> Vec<ReadUserRecord> {
             sequence_number: record.sequence_number.clone(),
             sub_sequence_number: 0,
             partition_key: record.partition_key.clone(),
-            data: record.data.clone(),
+            data: record.data.to_vec(),
             approximate_arrival_timestamp_millis: record.approximate_arrival_timestamp_millis,
         }]
     };
@@ -133,7 +133,7 @@ mod tests {
         StoredRecord {
             sequence_number: "49".into(),
             approximate_arrival_timestamp_millis: 7,
-            data: record.data,
+            data: record.data.into(),
             partition_key: record.partition_key,
         }
     }

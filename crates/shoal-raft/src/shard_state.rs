@@ -370,11 +370,8 @@ pub fn read_page(
                     if position < from {
                         continue;
                     }
-                    let stored = StoredRecord {
-                        partition_key: record.partition_key,
-                        data: Vec::from(record.data),
-                        arrival_millis,
-                    };
+                    let stored =
+                        StoredRecord { partition_key: record.partition_key, data: record.data, arrival_millis };
                     match take(position, stored, &mut out) {
                         Took::Room => {}
                         Took::Full if offset + 1 == in_entry => {
@@ -634,7 +631,10 @@ mod tests {
         let all = read_records(&db, 5, RecordPosition::START, 100, usize::MAX).unwrap();
         assert_eq!(all.len(), 9);
         assert!(all.windows(2).all(|w| w[0].position < w[1].position));
-        assert_eq!(all[4].record, StoredRecord { partition_key: "k1".into(), data: vec![1; 10], arrival_millis: 200 });
+        assert_eq!(
+            all[4].record,
+            StoredRecord { partition_key: "k1".into(), data: vec![1; 10].into(), arrival_millis: 200 }
+        );
         let page = read_records(&db, 5, RecordPosition { log_index: 4, offset: 1 }, 2, usize::MAX).unwrap();
         assert_eq!(page.iter().map(|r| r.position.offset).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(position_at_timestamp(&db, 5, 150).unwrap(), Some(RecordPosition { log_index: 4, offset: 0 }));
@@ -679,7 +679,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = NodeDb::open(dir.path()).unwrap();
         for offset in 0..2u32 {
-            let stored = StoredRecord { partition_key: format!("old{offset}"), data: vec![7], arrival_millis: 50 };
+            let stored =
+                StoredRecord { partition_key: format!("old{offset}"), data: vec![7].into(), arrival_millis: 50 };
             db.put_synced(Cf::Records, &keys::record(5, 2, offset), &encode(&stored).unwrap()).unwrap();
         }
         let mut progress =
@@ -701,8 +702,11 @@ mod tests {
         let mut progress = ShardProgress::default();
         let records = batch_of(3, 100);
         for offset in 0..3u32 {
-            let stored =
-                StoredRecord { partition_key: format!("k{offset}"), data: vec![offset as u8; 10], arrival_millis: 100 };
+            let stored = StoredRecord {
+                partition_key: format!("k{offset}"),
+                data: vec![offset as u8; 10].into(),
+                arrival_millis: 100,
+            };
             db.put_synced(Cf::Records, &keys::record(5, 4, offset), &encode(&stored).unwrap()).unwrap();
         }
         append(&db, 5, 4, &records, &mut progress);
@@ -722,7 +726,7 @@ mod tests {
         for (log_index, count) in [(2u64, 2u32), (4, 3)] {
             for offset in 0..count {
                 let stored =
-                    StoredRecord { partition_key: format!("k{offset}"), data: vec![1; 10], arrival_millis: 50 };
+                    StoredRecord { partition_key: format!("k{offset}"), data: vec![1; 10].into(), arrival_millis: 50 };
                 db.put_synced(Cf::Records, &keys::record(5, log_index, offset), &encode(&stored).unwrap()).unwrap();
             }
         }

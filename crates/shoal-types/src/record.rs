@@ -46,8 +46,9 @@ impl RecordPosition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRecord {
     pub partition_key: String,
-    #[serde(with = "serde_bytes")]
-    pub data: Vec<u8>,
+    /// Shared with the log entry the record was read from (see [`Record::data`]);
+    /// serialized as a `Vec<u8>` with `serde_bytes` was.
+    pub data: bytes::Bytes,
     /// When the shard leader accepted the record; never decreases within a shard.
     pub arrival_millis: u64,
 }
@@ -66,7 +67,7 @@ mod tests {
 
     #[test]
     fn byte_string_data_keeps_the_bincode_layout_already_on_disk() {
-        let stored = StoredRecord { partition_key: "k".into(), data: vec![0, 1, 2, 255], arrival_millis: 7 };
+        let stored = StoredRecord { partition_key: "k".into(), data: vec![0, 1, 2, 255].into(), arrival_millis: 7 };
         let old = SequenceEncoded { partition_key: "k".into(), data: vec![0, 1, 2, 255], arrival_millis: 7 };
         let old_bytes = bincode::serialize(&old).unwrap();
         assert_eq!(bincode::serialize(&stored).unwrap(), old_bytes);
