@@ -297,10 +297,13 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
             // Under the lock across the write, so a reader never finds the cache
             // and the database disagreeing about these entries.
             let mut recent = self.recent();
+            let written_at = std::time::Instant::now();
             if let Err(error) = batch.commit() {
                 recent.clear();
                 return Err(error);
             }
+            // Inside openraft's core task: its loop waits for this write.
+            metrics::histogram!("shoal_raft_log_write_seconds").record(written_at.elapsed().as_secs_f64());
             for (entry, bytes) in appended {
                 recent.push(entry, bytes);
             }

@@ -282,6 +282,12 @@ impl NodeDb {
             done(Err(std::io::Error::other("wal sync thread stopped")));
             return;
         };
+        let queued = std::time::Instant::now();
+        let done = move |result| {
+            // The syncer's queue and its fsync, as the waiting writer sees them.
+            metrics::histogram!("shoal_wal_durable_wait_seconds").record(queued.elapsed().as_secs_f64());
+            done(result)
+        };
         if let Err(returned) = sender.send(Box::new(done)) {
             (returned.0)(Err(std::io::Error::other("wal sync thread stopped")));
         }
