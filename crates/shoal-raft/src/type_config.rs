@@ -90,6 +90,25 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_command_keeps_the_layout_of_entries_already_logged() {
+        use crate::command::{BatchOrigin, Command, RecordBatch};
+        use crate::log_store::{decode, encode};
+        let command = Command::Append(RecordBatch {
+            records: vec![shoal_types::Record {
+                partition_key: "k".into(),
+                explicit_hash_key: None,
+                data: vec![0, 1, 255].into(),
+            }],
+            arrival_millis: 7,
+            origin: BatchOrigin { id: 42, retry_since_millis: 0 },
+        });
+        let logged = encode(&command).unwrap();
+        let shared = std::sync::Arc::new(command.clone());
+        assert_eq!(encode(&shared).unwrap(), logged);
+        assert_eq!(*decode::<std::sync::Arc<Command>>(&logged).unwrap(), command);
+    }
+
+    #[test]
     fn heartbeats_are_skipped_only_with_room_before_an_election() {
         assert_eq!(super::heartbeat_suppression(100, 500), 100);
         assert_eq!(super::heartbeat_suppression(100, 300), 90);
