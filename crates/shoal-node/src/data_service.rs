@@ -9,7 +9,7 @@ use shoal_proto::v1 as proto;
 use shoal_proto::v1::records_client::RecordsClient;
 use shoal_proto::v1::records_server::Records;
 use shoal_raft::shard_state;
-use shoal_types::limits::{MAX_GET_RECORDS_BYTES, MAX_GET_RECORDS_LIMIT, MAX_RECORD_BYTES_CEILING};
+use shoal_types::limits::{MAX_GET_RECORDS_LIMIT, MAX_RECORD_BYTES_CEILING};
 use shoal_types::validation::{validate_put_records, validate_record};
 use shoal_types::{
     ErrorCode, HashKey, IteratorStart, Record, RecordPosition, Shard, ShardId, ShardIterator, ShoalError, ShoalResult,
@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 
 use crate::node::Node;
 use crate::peers::{forwarded, is_forwarded};
+use crate::records_read::{Read, Reader};
 use crate::routing::{ShardLeader, locate};
 use crate::shard_writer;
 
@@ -59,7 +60,7 @@ fn failure_entry(error: &ShoalError) -> proto::PutRecordsResultEntry {
 }
 
 /// How long a read waits for a shard leader before answering `Unavailable`.
-const LEADER_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const LEADER_WAIT: Duration = Duration::from_secs(5);
 
 impl DataService {
     pub fn new(node: Arc<Node>) -> Self {
@@ -235,77 +236,6 @@ impl DataService {
         };
         Ok(iterator.encode())
     }
-
-    fn read(
-        &self,
-        iterator: &ShardIterator,
-        limit: u32,
-        shard: &Shard,
-        stream: &Stream,
-        series: &crate::shard_metrics::ShardMetrics,
-    ) -> ShoalResult<proto::GetRecordsResponse> {
-        let shard_state::RecordsPage { records: read, more_follow } = shard_state::read_page(
-            &self.node.db,
-            shard.store(),
-            iterator.position,
-            limit as usize,
-            MAX_GET_RECORDS_BYTES,
-        )
-        .map_err(|e| ShoalError::internal(format!("reading {}: {e}", shard.id)))?;
-        let next_position = read.last().map(|r| r.position.next()).unwrap_or(iterator.position);
-        // Behind by the age of the last record returned, if anything follows it.
-        let millis_behind_latest = match read.last() {
-            Some(last) if more_follow => now_millis().saturating_sub(last.record.arrival_millis).max(1),
-            _ => 0,
-        };
-        // Records past retention are gone for readers at once, even before the
-        // retention pass removes them (a decreased retention acts immediately).
-        let cutoff = self.node.config.retention_cutoff(stream.retention_hours, now_millis());
-        let shard_ended = read.is_empty();
-        metrics::counter!("shoal_records_read_total").increment(read.len() as u64);
-        series.outgoing_records.increment(read.len() as u64);
-        series
-            .outgoing_bytes
-            .increment(read.iter().map(|r| (r.record.data.len() + r.record.partition_key.len()) as u64).sum());
-        series.iterator_age_millis.set(millis_behind_latest as f64);
-        let records: Vec<proto::StoredRecordEntry> = read
-            .into_iter()
-            .filter(|r| r.record.arrival_millis >= cutoff)
-            .map(|r| proto::StoredRecordEntry {
-                sequence_number: stream.sequence_number(shard.id, r.position).to_string(),
-                approximate_arrival_timestamp_millis: r.record.arrival_millis,
-                data: r.record.data,
-                partition_key: r.record.partition_key,
-            })
-            .collect();
-        // A closed shard read to its end: no next iterator, but its children.
-        if shard.closed_at.is_some() && shard_ended {
-            let child_shards = stream
-                .shards
-                .iter()
-                .filter(|c| c.parent == Some(shard.id) || c.adjacent_parent == Some(shard.id))
-                .map(|c| proto::ChildShard {
-                    shard_id: c.id.to_string(),
-                    parent_shards: c.parent.iter().chain(c.adjacent_parent.iter()).map(|p| p.to_string()).collect(),
-                    starting_hash_key: c.hash_key_range.start.to_string(),
-                    ending_hash_key: c.hash_key_range.end.to_string(),
-                })
-                .collect();
-            return Ok(proto::GetRecordsResponse {
-                records,
-                next_shard_iterator: String::new(),
-                millis_behind_latest: 0,
-                child_shards,
-            });
-        }
-        let next = ShardIterator { position: next_position, issued_at_millis: now_millis(), ..iterator.clone() };
-        Ok(proto::GetRecordsResponse {
-            records,
-            next_shard_iterator: next.encode(),
-            millis_behind_latest,
-            child_shards: Vec::new(),
-        })
-    }
 }
 
 #[tonic::async_trait]
@@ -407,49 +337,10 @@ impl Records for DataService {
             self.node.config.shard_iterator_ttl_millis,
         )
         .map_err(to_status)?;
-        let stream = self.node.stream(&iterator.stream_name).await.map_err(to_status)?;
-        if stream.created_millis != iterator.stream_created_millis {
-            return Err(to_status(ShoalError::not_found(format!(
-                "Stream {} was deleted and re-created after this iterator was issued.",
-                iterator.stream_name
-            ))));
-        }
-        let shard = stream
-            .shard(ShardId(iterator.shard_index))
-            .ok_or_else(|| to_status(ShoalError::invalid_argument("Invalid ShardIterator.")))?;
-        match locate(&self.node, shard, LEADER_WAIT).await.map_err(to_status)? {
-            ShardLeader::Local(handle) => {
-                let slot = handle.shard(shard.store()).map_err(to_status)?;
-                // Enhanced fan-out reads have their own budget, not the shard's five calls.
-                if !fan_out && !slot.throttle.admit_read() {
-                    metrics::counter!("shoal_read_throttled_calls_total").increment(1);
-                    let labels = [("stream", stream.name.clone()), ("shard", shard.id.to_string())];
-                    metrics::counter!("shoal_shard_read_throughput_exceeded_total", &labels).increment(1);
-                    return Err(to_status(ShoalError::new(
-                        ErrorCode::ProvisionedThroughputExceeded,
-                        format!("Rate exceeded for {} of stream {}: more than its read limit.", shard.id, stream.name),
-                    )));
-                }
-                let started = std::time::Instant::now();
-                let response = self.read(&iterator, limit, shard, &stream, &slot.metrics).map_err(to_status)?;
-                metrics::histogram!("shoal_get_records_seconds").record(started.elapsed().as_secs_f64());
-                if !fan_out {
-                    slot.throttle
-                        .charge_read(response.records.iter().map(|r| r.data.len() + r.partition_key.len()).sum());
-                }
-                Ok(Response::new(response))
-            }
-            ShardLeader::Remote { .. } if was_forwarded => {
-                Err(to_status(ShoalError::unavailable("shard leadership is moving; retry")))
-            }
-            ShardLeader::Remote { addr, .. } => {
-                let mut peer = self.peer_records(&addr).map_err(to_status)?;
-                let mut forwarded = forwarded(request);
-                if fan_out {
-                    forwarded.metadata_mut().insert(FAN_OUT_HEADER, tonic::metadata::MetadataValue::from_static("1"));
-                }
-                peer.get_records(forwarded).await.map_err(|s| to_status(from_status(&s)))
-            }
+        let reader = Reader { fan_out, forwarded: was_forwarded };
+        match self.read_at(&iterator, limit, reader).await? {
+            Read::Here(page) => Ok(Response::new(page.into_response())),
+            Read::There(response) => Ok(Response::new(response)),
         }
     }
 }

@@ -34,6 +34,7 @@ pub mod node;
 pub mod peers;
 pub mod quiescence;
 pub mod reconciler;
+pub mod records_read;
 pub mod resharding;
 pub mod retention;
 pub mod routing;

@@ -4,11 +4,12 @@
 //! relays its events: the leader applies a record before acknowledging it, so
 //! its subscription sees the record at once, where a follower's replica learns of
 //! the commit a round trip later. If the leader cannot be reached, or leadership
-//! moves later, the subscription is served where it is: it reads through the
-//! ordinary GetRecords path (so reads go to the shard leader, wherever it is)
-//! marked as fan-out, which has its own budget. Between reads it waits for the
-//! local replica to apply something new or, on a node without a replica, polls
-//! every 20 ms. An idle shard still gets an event every second.
+//! moves later, the subscription is served where it is: it reads as GetRecords
+//! does (so reads go to the shard leader, wherever it is), marked as fan-out,
+//! which has its own budget, but keeps its position decoded between reads
+//! ([`crate::records_read`]). Between reads it waits for the local replica to
+//! apply something new or, on a node without a replica, polls every 20 ms. An
+//! idle shard still gets an event every second.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -17,11 +18,13 @@ use futures::{Stream, StreamExt};
 use shoal_client::status::{from_status, to_status};
 use shoal_proto::v1 as proto;
 use shoal_proto::v1::records_server::Records;
+use shoal_types::{ShardIterator, now_millis};
 use tokio::sync::mpsc;
 use tonic::{Code, Request, Status};
 
-use crate::data_service::{DataService, FAN_OUT_HEADER, find_shard};
+use crate::data_service::{DataService, find_shard};
 use crate::peers::forwarded;
+use crate::records_read::{Page, Read, Reader};
 use crate::routing::{ShardLeader, locate};
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<proto::SubscribeToShardEvent, Status>> + Send>>;
@@ -78,28 +81,34 @@ async fn serve_here(service: DataService, request: proto::SubscribeToShardReques
         timestamp_millis: request.timestamp_millis,
     };
     // Bad positions and unknown shards fail the call itself.
-    let mut iterator = service.get_shard_iterator(Request::new(first)).await?.into_inner().shard_iterator;
+    let first = service.get_shard_iterator(Request::new(first)).await?.into_inner().shard_iterator;
+    let ttl_millis = service.node().config.shard_iterator_ttl_millis;
+    // Kept decoded from here on: every wake reads at it directly.
+    let mut iterator = ShardIterator::decode_with_ttl(&first, now_millis(), ttl_millis).map_err(to_status)?;
+    let reader = Reader { fan_out: true, forwarded: false };
     let (events, stream) = mpsc::channel::<Result<proto::SubscribeToShardEvent, Status>>(16);
     tokio::spawn(async move {
         let mut progress = service.local_progress(&request.stream_name, &request.shard_id);
         let mut continuation = request.starting_sequence_number.clone();
         let mut last_event = tokio::time::Instant::now();
         loop {
-            let mut call =
-                Request::new(proto::GetRecordsRequest { shard_iterator: iterator.clone(), limit: RECORDS_PER_EVENT });
-            call.metadata_mut().insert(FAN_OUT_HEADER, tonic::metadata::MetadataValue::from_static("1"));
-            let page = match service.get_records(call).await {
-                Ok(page) => page.into_inner(),
+            let page = match service.read_at(&iterator, RECORDS_PER_EVENT, reader).await {
+                Ok(Read::Here(page)) => Ok(page),
+                Ok(Read::There(response)) => Page::from_response(response, ttl_millis),
+                Err(status) => Err(status),
+            };
+            let page = match page {
+                Ok(page) => page,
                 Err(status) => {
                     let _ = events.send(Err(status)).await;
                     return;
                 }
             };
-            let ended = page.next_shard_iterator.is_empty();
             let got_records = !page.records.is_empty();
             if let Some(last) = page.records.last() {
                 continuation = last.sequence_number.clone();
             }
+            let ended = page.next.is_none();
             if got_records || ended || last_event.elapsed() >= HEARTBEAT_EVERY {
                 let event = proto::SubscribeToShardEvent {
                     records: page.records,
@@ -113,10 +122,8 @@ async fn serve_here(service: DataService, request: proto::SubscribeToShardReques
                 }
                 last_event = tokio::time::Instant::now();
             }
-            if ended {
-                return;
-            }
-            iterator = page.next_shard_iterator;
+            let Some(next) = page.next else { return };
+            iterator = next;
             if got_records && page.millis_behind_latest > 0 {
                 continue;
             }
