@@ -13,6 +13,7 @@ mod nats_driver;
 mod payload;
 mod plot;
 mod report;
+mod settle;
 mod shoal_driver;
 mod workload;
 
@@ -116,6 +117,8 @@ pub async fn run(endpoint: &str, args: BenchArgs) -> anyhow::Result<()> {
                 0 => eprintln!("== {} on {}", workload.name, driver.name()),
                 rate => eprintln!("== {} on {} at {rate} records/s", workload.name, driver.name()),
             }
+            // The previous run's writes, written back now rather than during this run.
+            settle::settle_disk().await;
             let result = run_one(&mut driver, &workload).await?;
             report::print_table(std::slice::from_ref(&result));
             if *target == "nats" { nats_results.push(result) } else { shoal_results.push(result) }
