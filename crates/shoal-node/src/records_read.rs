@@ -63,6 +63,16 @@ pub enum Read {
     There(proto::GetRecordsResponse),
 }
 
+impl Read {
+    /// The page with its next position decoded, wherever it was read.
+    pub fn into_page(self, ttl_millis: u64) -> Result<Page, Status> {
+        match self {
+            Read::Here(page) => Ok(page),
+            Read::There(response) => Page::from_response(response, ttl_millis),
+        }
+    }
+}
+
 /// Who asks for a page, which decides where it may be read and what it costs.
 #[derive(Debug, Clone, Copy)]
 pub struct Reader {

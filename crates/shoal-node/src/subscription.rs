@@ -24,7 +24,7 @@ use tonic::{Code, Request, Status};
 
 use crate::data_service::{DataService, find_shard};
 use crate::peers::forwarded;
-use crate::records_read::{Page, Read, Reader};
+use crate::records_read::Reader;
 use crate::routing::{ShardLeader, locate};
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<proto::SubscribeToShardEvent, Status>> + Send>>;
@@ -92,12 +92,8 @@ async fn serve_here(service: DataService, request: proto::SubscribeToShardReques
         let mut continuation = request.starting_sequence_number.clone();
         let mut last_event = tokio::time::Instant::now();
         loop {
-            let page = match service.read_at(&iterator, RECORDS_PER_EVENT, reader).await {
-                Ok(Read::Here(page)) => Ok(page),
-                Ok(Read::There(response)) => Page::from_response(response, ttl_millis),
-                Err(status) => Err(status),
-            };
-            let page = match page {
+            let read = service.read_at(&iterator, RECORDS_PER_EVENT, reader).await;
+            let page = match read.and_then(|read| read.into_page(ttl_millis)) {
                 Ok(page) => page,
                 Err(status) => {
                     let _ = events.send(Err(status)).await;
