@@ -17,11 +17,13 @@ use std::time::Instant;
 
 use shoal_raft::{
     AppendPart, BatchOrigin, CoalescedBatch, Command, CommandResponse, Landed, RecordBatch, ShardAppend, ShardAppended,
+    SharedRecords,
 };
-use shoal_types::{Record, ShoalError, ShoalResult, now_millis};
+use shoal_types::{ShoalError, ShoalResult, now_millis};
 use tokio::sync::oneshot;
 
 use crate::groups::GroupHandle;
+use crate::write_metrics::write_metrics;
 
 /// Proposals of one shard in flight at once.
 const MAX_IN_FLIGHT: usize = 2;
@@ -37,7 +39,7 @@ struct Waiting {
     /// The shard's store id.
     store: u64,
     origin: BatchOrigin,
-    records: Vec<Record>,
+    records: SharedRecords,
     bytes: usize,
     reply: Reply,
     /// When the append joined the queue.
@@ -74,7 +76,7 @@ impl AppendCoalescer {
 pub async fn append(
     handle: &Arc<GroupHandle>,
     store: u64,
-    records: Vec<Record>,
+    records: SharedRecords,
     bytes: usize,
     origin: BatchOrigin,
 ) -> ShoalResult<Landed> {
@@ -134,11 +136,11 @@ async fn propose(handle: &GroupHandle, parts: Vec<Waiting>) {
     }
     handle.wake();
     let arrival_millis = handle.next_arrival(now_millis());
-    metrics::histogram!("shoal_append_coalesced_parts").record(parts.len() as f64);
+    write_metrics().append_coalesced_parts.record(parts.len() as f64);
     // The parts of each shard, in the order they came.
     let mut by_shard: BTreeMap<u64, Vec<Waiting>> = BTreeMap::new();
     for part in parts {
-        metrics::histogram!("shoal_append_queued_seconds").record(part.queued_at.elapsed().as_secs_f64());
+        write_metrics().append_queued_seconds.record(part.queued_at.elapsed().as_secs_f64());
         by_shard.entry(part.store).or_default().push(part);
     }
     let mut stores = Vec::with_capacity(by_shard.len());
@@ -156,7 +158,7 @@ async fn propose(handle: &GroupHandle, parts: Vec<Waiting>) {
     let command = command_for(handle.group, &stores, batches, arrival_millis);
     let written_at = Instant::now();
     let written = handle.raft.client_write(Arc::new(command)).await;
-    metrics::histogram!("shoal_append_raft_write_seconds").record(written_at.elapsed().as_secs_f64());
+    write_metrics().append_raft_write_seconds.record(written_at.elapsed().as_secs_f64());
     let outcome: Result<Vec<ShardAppended>, ShoalError> = match written {
         Ok(written) => match written.data {
             CommandResponse::Appended { log_index, first_offset, count, arrival_millis } => {
@@ -213,7 +215,7 @@ async fn propose(handle: &GroupHandle, parts: Vec<Waiting>) {
             let _ = reply.send(Ok(landed));
         }
     }
-    metrics::counter!("shoal_records_appended_total").increment(landed_total);
+    write_metrics().records_appended.increment(landed_total);
 }
 
 /// The entry that carries `batches` (the parts of each of `stores`, in order): for

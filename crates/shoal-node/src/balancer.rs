@@ -250,7 +250,7 @@ mod tests {
             })
             .collect();
         let stream = Stream { status: StreamStatus::Active, ..Stream::new("s", 1, 24, shards) };
-        MetaState { streams: BTreeMap::from([("s".to_string(), stream)]), ..Default::default() }
+        MetaState { streams: BTreeMap::from([("s".to_string(), Arc::new(stream))]), ..Default::default() }
     }
 
     #[test]

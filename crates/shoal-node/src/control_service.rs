@@ -226,7 +226,8 @@ impl StreamControl for ControlService {
             .map_err(to_status)?;
         let meta = self.node.meta_snapshot();
         let start = message.exclusive_start_stream_name;
-        let mut streams: Vec<&Stream> = meta.streams.values().filter(|s| start.is_empty() || s.name > start).collect();
+        let mut streams: Vec<&Stream> =
+            meta.streams.values().map(|s| &**s).filter(|s| start.is_empty() || s.name > start).collect();
         let has_more_streams = streams.len() > limit;
         streams.truncate(limit);
         Ok(Response::new(proto::ListStreamsResponse {

@@ -8,7 +8,7 @@ use shoal_client::status::{from_status, to_status};
 use shoal_proto::v1 as proto;
 use shoal_proto::v1::records_client::RecordsClient;
 use shoal_proto::v1::records_server::Records;
-use shoal_raft::shard_state;
+use shoal_raft::{SharedRecords, shard_state};
 use shoal_types::limits::{MAX_GET_RECORDS_LIMIT, MAX_RECORD_BYTES_CEILING};
 use shoal_types::validation::{validate_put_records, validate_record};
 use shoal_types::{
@@ -62,6 +62,16 @@ fn failure_entry(error: &ShoalError) -> proto::PutRecordsResultEntry {
 /// How long a read waits for a shard leader before answering `Unavailable`.
 pub(crate) const LEADER_WAIT: Duration = Duration::from_secs(5);
 
+/// One shard's share of a PutRecords call, once its append is done.
+struct ShardShare {
+    shard_id: ShardId,
+    /// Where each of the share's records sits in the call.
+    indexes: Vec<usize>,
+    /// The records, shared with the append (which does not copy them).
+    records: SharedRecords,
+    outcome: ShoalResult<shard_writer::Appended>,
+}
+
 impl DataService {
     pub fn new(node: Arc<Node>) -> Self {
         DataService { node }
@@ -108,29 +118,28 @@ impl DataService {
                 stream = self.wait_for_children(&stream).await?;
             }
             let mut sealed = Vec::new();
-            for (shard_id, entries, outcome) in self.append_round(&stream, pending).await? {
-                match outcome {
-                    Err(error) if shard_writer::is_sealed(&error) => sealed.extend(entries),
-                    outcome => {
-                        for (offset, (index, _)) in entries.iter().enumerate() {
-                            results[*index] = match &outcome {
-                                Ok(appended) => proto::PutRecordsResultEntry {
-                                    shard_id: shard_id.to_string(),
-                                    sequence_number: stream
-                                        .sequence_number(
-                                            shard_id,
-                                            RecordPosition {
-                                                log_index: appended.log_index,
-                                                offset: appended.first_offset + offset as u32,
-                                            },
-                                        )
-                                        .to_string(),
-                                    ..Default::default()
-                                },
-                                Err(error) => {
-                                    failed += 1;
-                                    failure_entry(error)
-                                }
+            for share in self.append_round(&stream, pending).await? {
+                match share.outcome {
+                    Err(error) if shard_writer::is_sealed(&error) => {
+                        sealed.extend(share.indexes.into_iter().zip(Arc::unwrap_or_clone(share.records)));
+                    }
+                    Err(error) => {
+                        failed += share.indexes.len() as u32;
+                        for index in share.indexes {
+                            results[index] = failure_entry(&error);
+                        }
+                    }
+                    Ok(appended) => {
+                        let shard_id = share.shard_id.to_string();
+                        for (offset, index) in share.indexes.into_iter().enumerate() {
+                            let position = RecordPosition {
+                                log_index: appended.log_index,
+                                offset: appended.first_offset + offset as u32,
+                            };
+                            results[index] = proto::PutRecordsResultEntry {
+                                shard_id: shard_id.clone(),
+                                sequence_number: stream.sequence_number(share.shard_id, position).to_string(),
+                                ..Default::default()
                             };
                         }
                     }
@@ -145,39 +154,37 @@ impl DataService {
             failed += 1;
             results[index] = failure_entry(&ShoalError::unavailable("the shard was being resharded; retry"));
         }
-        metrics::counter!("shoal_put_records_failed_total").increment(u64::from(failed));
+        crate::write_metrics::write_metrics().put_records_failed.increment(u64::from(failed));
         Ok(proto::PutRecordsResponse { failed_record_count: failed, records: results })
     }
 
     /// Routes `pending` records by hash key and appends each shard's share as one
     /// entry, all shards in parallel.
-    async fn append_round(
-        &self,
-        stream: &Stream,
-        pending: Vec<(usize, Record)>,
-    ) -> ShoalResult<Vec<(ShardId, Vec<(usize, Record)>, ShoalResult<shard_writer::Appended>)>> {
-        let mut by_shard: BTreeMap<ShardId, Vec<(usize, Record)>> = BTreeMap::new();
+    async fn append_round(&self, stream: &Stream, pending: Vec<(usize, Record)>) -> ShoalResult<Vec<ShardShare>> {
+        let mut by_shard: BTreeMap<ShardId, (Vec<usize>, Vec<Record>)> = BTreeMap::new();
         for (index, record) in pending {
             let key = HashKey::for_record(&record.partition_key, record.explicit_hash_key.as_deref())?;
             let shard = stream.route(key).ok_or_else(|| {
                 ShoalError::internal(format!("no open shard of {} covers hash key {key}", stream.name))
             })?;
-            by_shard.entry(shard.id).or_default().push((index, record));
+            let (indexes, records) = by_shard.entry(shard.id).or_default();
+            indexes.push(index);
+            records.push(record);
         }
-        let appends = by_shard.into_iter().map(|(shard_id, entries)| async move {
-            let records: Vec<Record> = entries.iter().map(|(_, r)| r.clone()).collect();
+        let appends = by_shard.into_iter().map(|(shard_id, (indexes, records))| async move {
+            let records = Arc::new(records);
             let outcome = match stream.shard(shard_id) {
-                Some(shard) => shard_writer::append(&self.node, stream, shard, records).await,
+                Some(shard) => shard_writer::append(&self.node, stream, shard, records.clone()).await,
                 None => Err(ShoalError::internal("routed to a missing shard")),
             };
-            (shard_id, entries, outcome)
+            ShardShare { shard_id, indexes, records, outcome }
         });
         Ok(futures::future::join_all(appends).await)
     }
 
     /// The stream once a resharding that sealed one of its shards is in the
     /// metadata (a few seconds at most).
-    async fn wait_for_children(&self, before: &Stream) -> ShoalResult<Stream> {
+    async fn wait_for_children(&self, before: &Stream) -> ShoalResult<Arc<Stream>> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let now = self.node.stream(&before.name).await?;
@@ -281,7 +288,7 @@ impl Records for DataService {
         let records: Vec<Record> = request.records.into_iter().map(to_record).collect();
         validate_put_records(&records, MAX_RECORD_BYTES_CEILING).map_err(to_status)?;
         let response = self.put_many(&request.stream_name, records).await.map_err(to_status)?;
-        metrics::histogram!("shoal_put_records_seconds").record(started.elapsed().as_secs_f64());
+        crate::write_metrics::write_metrics().put_records_seconds.record(started.elapsed().as_secs_f64());
         Ok(Response::new(response))
     }
 

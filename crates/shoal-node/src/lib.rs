@@ -44,6 +44,7 @@ pub mod storage_metrics;
 pub mod subscription;
 pub mod throughput;
 pub mod transport_service;
+pub mod write_metrics;
 
 pub use autoscaler::AutoscalerConfig;
 pub use config::{AwsCredential, DirectIo, NodeConfig, PeerConfig, RaftTiming};

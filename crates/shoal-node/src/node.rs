@@ -166,9 +166,10 @@ impl Node {
         }
     }
 
-    /// A stream as this node knows it. A stream created a moment ago on another
-    /// node may take a heartbeat to arrive here, so a miss waits briefly.
-    pub async fn stream(&self, name: &str) -> ShoalResult<Stream> {
+    /// A stream as this node knows it, shared with the metadata (no copy of its
+    /// shards). A stream created a moment ago on another node may take a
+    /// heartbeat to arrive here, so a miss waits briefly.
+    pub async fn stream(&self, name: &str) -> ShoalResult<Arc<Stream>> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
         let mut watch = self.meta_state.clone();
         loop {
@@ -184,7 +185,7 @@ impl Node {
     /// A stream that accepts records: waits (a few seconds at most) for a stream
     /// that is still CREATING to become ACTIVE, as test suites expect when they
     /// write right after creating.
-    pub async fn writable_stream(&self, name: &str) -> ShoalResult<Stream> {
+    pub async fn writable_stream(&self, name: &str) -> ShoalResult<Arc<Stream>> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         let mut watch = self.meta_state.clone();
         loop {

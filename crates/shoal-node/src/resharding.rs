@@ -25,13 +25,13 @@ pub async fn split_shard(
     shard_id: &str,
     new_starting_hash_key: &str,
 ) -> ShoalResult<()> {
-    refuse_on_demand(&node.writable_stream(stream_name).await?)?;
+    refuse_on_demand(&*node.writable_stream(stream_name).await?)?;
     split(node, stream_name, shard_id, new_starting_hash_key).await
 }
 
 /// MergeShards as users call it: provisioned streams only.
 pub async fn merge_shards(node: &Node, stream_name: &str, shard_id: &str, adjacent_shard_id: &str) -> ShoalResult<()> {
-    refuse_on_demand(&node.writable_stream(stream_name).await?)?;
+    refuse_on_demand(&*node.writable_stream(stream_name).await?)?;
     merge(node, stream_name, shard_id, adjacent_shard_id).await
 }
 

@@ -8,7 +8,7 @@ use shoal_proto::v1::ShardAppendRequest;
 use shoal_proto::v1::raft_transport_client::RaftTransportClient;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shoal_raft::{BatchOrigin, Command, CommandResponse};
+use shoal_raft::{BatchOrigin, Command, CommandResponse, SharedRecords};
 use shoal_types::{ErrorCode, Record, RecordPosition, Shard, ShoalError, ShoalResult, Stream, now_millis};
 
 use crate::groups::GroupHandle;
@@ -45,7 +45,7 @@ pub struct Appended {
 pub async fn append_local(
     handle: &Arc<GroupHandle>,
     store: u64,
-    records: Vec<Record>,
+    records: SharedRecords,
     origin: BatchOrigin,
 ) -> ShoalResult<Appended> {
     if !handle.raft.is_leader() {
@@ -65,7 +65,7 @@ pub async fn append_local(
     }
     let started = std::time::Instant::now();
     let landed = crate::append_coalescer::append(handle, store, records, bytes, origin).await?;
-    metrics::histogram!("shoal_append_seconds").record(started.elapsed().as_secs_f64());
+    crate::write_metrics::write_metrics().append_seconds.record(started.elapsed().as_secs_f64());
     Ok(Appended {
         log_index: landed.log_index,
         first_offset: landed.first_offset,
@@ -90,8 +90,9 @@ fn new_origin_id(node: &Node) -> u128 {
 
 /// Appends `records` to `shard` wherever its leader is, retrying through leader
 /// changes for a few seconds. Retries carry the batch's origin, so a first
-/// attempt that did commit despite the error is not stored a second time.
-pub async fn append(node: &Node, stream: &Stream, shard: &Shard, records: Vec<Record>) -> ShoalResult<Appended> {
+/// attempt that did commit despite the error is not stored a second time. Every
+/// attempt shares `records`; none copies them.
+pub async fn append(node: &Node, stream: &Stream, shard: &Shard, records: SharedRecords) -> ShoalResult<Appended> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut origin = BatchOrigin { id: new_origin_id(node), retry_since_millis: 0 };
     let first_attempt_millis = now_millis();

@@ -211,8 +211,9 @@ impl RaftTransport for TransportService {
             id: <[u8; 16]>::try_from(request.origin_id.as_slice()).map(u128::from_be_bytes).unwrap_or(0),
             retry_since_millis: request.retry_since_millis,
         };
-        let appended =
-            crate::shard_writer::append_local(&handle, shard.store(), records, origin).await.map_err(to_status)?;
+        let appended = crate::shard_writer::append_local(&handle, shard.store(), Arc::new(records), origin)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(ShardAppendReply {
             log_index: appended.log_index,
             count: appended.count,

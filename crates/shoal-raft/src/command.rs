@@ -1,5 +1,7 @@
 //! What a Raft log entry carries.
 
+use std::sync::Arc;
+
 use crate::consumer_group::{ConsumerGroup, GroupCommand};
 use serde::{Deserialize, Serialize};
 use shoal_types::{Consumer, NodeId, Record, RecordPosition, ShoalError, Stream};
@@ -65,10 +67,16 @@ impl Command {
 /// allocations).
 const RECORD_OVERHEAD_BYTES: usize = 96;
 
+/// A caller's records on their way into a Raft entry, shared rather than copied:
+/// the caller keeps a handle to route them again (resharding) or retry them
+/// (a lost leadership) while the entry carries them. serde writes an `Arc<T>` as
+/// its `T`, so entries keep the layout of a plain `Vec<Record>`.
+pub type SharedRecords = Arc<Vec<Record>>;
+
 /// Records bound for one shard, with the arrival time the leader gave them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordBatch {
-    pub records: Vec<Record>,
+    pub records: SharedRecords,
     /// Assigned by the shard leader, never below the shard's last arrival time, so
     /// arrival times are monotonic within a shard and identical on every replica.
     pub arrival_millis: u64,
@@ -96,7 +104,7 @@ pub struct ShardAppend {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppendPart {
     pub origin: BatchOrigin,
-    pub records: Vec<Record>,
+    pub records: SharedRecords,
 }
 
 /// Identifies a batch across retries. A node that retries an append after an

@@ -30,7 +30,7 @@ pub mod wire;
 
 pub use command::{
     AppendPart, BatchOrigin, CoalescedBatch, Command, CommandResponse, Landed, MetaCommand, MetaResponse, RecordBatch,
-    ShardAppend, ShardAppended,
+    ShardAppend, ShardAppended, SharedRecords,
 };
 pub use faults::NetworkFaults;
 pub use log_store::GroupLogStore;

@@ -5,6 +5,7 @@
 //! same state and the same placement.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use shoal_types::placement::place_shards;
@@ -23,7 +24,9 @@ use crate::delivery_stream::{
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MetaState {
-    pub streams: BTreeMap<String, Stream>,
+    /// Streams by name, each shared (a call's handler holds its stream while it
+    /// works, without copying every shard; a change copies the one stream it changes).
+    pub streams: BTreeMap<String, Arc<Stream>>,
     /// The next shard group id to hand out; ids are never reused.
     pub next_group_id: GroupId,
     /// Resource policies by stream or consumer ARN.
@@ -60,12 +63,12 @@ pub const SHARD_LEVEL_METRICS: [&str; 7] = [
 
 impl MetaState {
     pub fn stream(&self, name: &str) -> Result<&Stream, ShoalError> {
-        self.streams.get(name).ok_or_else(|| ShoalError::stream_not_found(name))
+        self.streams.get(name).map(|stream| &**stream).ok_or_else(|| ShoalError::stream_not_found(name))
     }
 
     /// Every shard group that should exist, with its replicas.
     pub fn shard_groups(&self) -> impl Iterator<Item = (&Stream, &Shard)> {
-        self.streams.values().flat_map(|stream| stream.shards.iter().map(move |shard| (stream, shard)))
+        self.streams.values().flat_map(|stream| stream.shards.iter().map(move |shard| (&**stream, shard)))
     }
 
     /// One shard of each Raft group (shards that share a group share its
@@ -109,7 +112,9 @@ impl MetaState {
                 self.create_stream(name, shard_count, retention_hours, now_millis, shards_per_group, nodes)
             }
             MetaCommand::MarkShardReady { stream, created_millis, shard_index } => {
-                let Some(entry) = self.streams.get_mut(&stream).filter(|s| s.created_millis == created_millis) else {
+                let Some(entry) =
+                    self.streams.get_mut(&stream).filter(|s| s.created_millis == created_millis).map(Arc::make_mut)
+                else {
                     return Ok(MetaResponse::Done);
                 };
                 // Readiness is the group's: every shard it carries has a leader now.
@@ -124,7 +129,7 @@ impl MetaState {
                 Ok(MetaResponse::Stream(entry.clone()))
             }
             MetaCommand::MarkStreamDeleting { name } => {
-                let stream = self.streams.get_mut(&name).ok_or_else(|| ShoalError::stream_not_found(&name))?;
+                let stream = self.stream_mut(&name)?;
                 stream.status = StreamStatus::Deleting;
                 Ok(MetaResponse::Stream(stream.clone()))
             }
@@ -370,7 +375,7 @@ impl MetaState {
                         return Err(error);
                     }
                 }
-                if deleted && let Some(stream) = self.streams.get_mut(&direct_put_stream(&name)) {
+                if deleted && let Some(stream) = self.streams.get_mut(&direct_put_stream(&name)).map(Arc::make_mut) {
                     stream.status = StreamStatus::Deleting;
                 }
                 Ok(MetaResponse::DeliveryStream(response))
@@ -392,7 +397,7 @@ impl MetaState {
     }
 
     fn stream_mut(&mut self, name: &str) -> Result<&mut Stream, ShoalError> {
-        self.streams.get_mut(name).ok_or_else(|| ShoalError::stream_not_found(name))
+        self.streams.get_mut(name).map(Arc::make_mut).ok_or_else(|| ShoalError::stream_not_found(name))
     }
 
     /// The shard and every other shard of its Raft group (they share replicas,
@@ -448,7 +453,7 @@ impl MetaState {
             })
             .collect();
         let stream = Stream::new(&name, now_millis, retention_hours, shards);
-        self.streams.insert(name, stream.clone());
+        self.streams.insert(name, Arc::new(stream.clone()));
         Ok(MetaResponse::Stream(stream))
     }
 

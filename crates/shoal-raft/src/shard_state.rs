@@ -525,7 +525,7 @@ mod tests {
         let records = (0..n)
             .map(|i| Record { partition_key: format!("k{i}"), explicit_hash_key: None, data: vec![i as u8; 10].into() })
             .collect();
-        RecordBatch { records, arrival_millis, origin: Default::default() }
+        RecordBatch { records: std::sync::Arc::new(records), arrival_millis, origin: Default::default() }
     }
 
     /// Stores `command` as the entry at `log_index` of `group`'s Raft log.

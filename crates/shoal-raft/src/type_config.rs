@@ -94,11 +94,11 @@ mod tests {
         use crate::command::{BatchOrigin, Command, RecordBatch};
         use crate::log_store::{decode, encode};
         let command = Command::Append(RecordBatch {
-            records: vec![shoal_types::Record {
+            records: std::sync::Arc::new(vec![shoal_types::Record {
                 partition_key: "k".into(),
                 explicit_hash_key: None,
                 data: vec![0, 1, 255].into(),
-            }],
+            }]),
             arrival_millis: 7,
             origin: BatchOrigin { id: 42, retry_since_millis: 0 },
         });

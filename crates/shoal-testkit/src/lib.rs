@@ -217,7 +217,7 @@ impl TestCluster {
     /// The metadata of `name` as node `via` knows it.
     pub async fn stream(&self, via: NodeId, name: &str) -> anyhow::Result<Stream> {
         let handle = self.nodes.get(&via).context("node is not running")?;
-        Ok(handle.node.stream(name).await?)
+        Ok(Stream::clone(&*handle.node.stream(name).await?))
     }
 
     /// Every record replica `id` holds for shard `shard_index` of `stream`, read
