@@ -98,8 +98,10 @@ async fn plain_clients_and_certificate_less_peers_are_refused() {
 
     // …but not the node-to-node service: that takes a certificate from the cluster's CA.
     let channel = client_dialer(dir.path(), false).endpoint(&addr).unwrap().connect().await.unwrap();
-    let batch =
-        || RaftBatch { from_node: 2, messages: vec![RaftMessage { group_id: 0, payload: vec![1, 2, 3], call_id: 1 }] };
+    let batch = || RaftBatch {
+        from_node: 2,
+        messages: vec![RaftMessage { group_id: 0, payload: vec![1, 2, 3].into(), call_id: 1 }],
+    };
     let mut transport = RaftTransportClient::new(channel);
     let refused = transport.deliver(batch()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");

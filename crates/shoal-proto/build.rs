@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // encoder without a copy.
     tonic_prost_build::configure()
         .bytes(".shoal.v1.StoredRecordEntry.data")
+        // A Raft message is sliced, not copied, into the entries it carries.
+        .bytes(".shoal.v1.RaftMessage.payload")
         .compile_protos(&files, std::slice::from_ref(&root))?;
     // Relative to this package, so a target directory shared by several
     // checkouts reruns the script when *this* checkout's protos change.

@@ -179,7 +179,7 @@ impl SimNetwork {
         let Some(raft) = self.group(to, group) else {
             return Err(CallError::Unreachable(format!("node {to} is down")));
         };
-        let request = RaftRequest::decode(&payload).map_err(|e| CallError::Failed(e.to_string()))?;
+        let request = RaftRequest::decode(&payload.into()).map_err(|e| CallError::Failed(e.to_string()))?;
         let handled = tokio::spawn(async move { wire::handle(&raft, request).await });
         let reply = match handled.await {
             Ok(Ok(reply)) => reply,

@@ -21,7 +21,9 @@ async fn write_through_leader(network: &SimNetwork, group: u64, data: &[u8]) -> 
     loop {
         let leader = wait_for_leader(network, group, Duration::from_secs(10)).await?;
         let raft = network.group(leader, group).ok_or("leader is down")?;
-        match tokio::time::timeout(Duration::from_secs(2), raft.client_write(std::sync::Arc::new(record(data)))).await {
+        match tokio::time::timeout(Duration::from_secs(2), raft.client_write(std::sync::Arc::new(record(data).into())))
+            .await
+        {
             Ok(Ok(_)) => return Ok(()),
             _ if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
             Ok(Err(e)) => return Err(format!("writing {data:?}: {e}")),
@@ -32,11 +34,11 @@ async fn write_through_leader(network: &SimNetwork, group: u64, data: &[u8]) -> 
 
 fn record(data: &[u8]) -> Command {
     Command::Append(RecordBatch {
-        records: vec![Record {
+        records: std::sync::Arc::new(vec![Record {
             partition_key: "scenario".into(),
             explicit_hash_key: None,
             data: bytes::Bytes::copy_from_slice(data),
-        }],
+        }]),
         arrival_millis: 1,
         origin: BatchOrigin::default(),
     })
@@ -84,7 +86,7 @@ pub fn restarted_leader_keeps_what_followers_committed(leader_restore: bool) -> 
 
         // A reaches both followers' disks at once; the leader's own fsync takes 200 ms.
         let raft = network.group(leader, group).ok_or("leader is down")?;
-        tokio::spawn(async move { raft.client_write(std::sync::Arc::new(record(b"A"))).await });
+        tokio::spawn(async move { raft.client_write(std::sync::Arc::new(record(b"A").into())).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
         let slow = 0;
         for node in &mut nodes {

@@ -134,7 +134,9 @@ async fn propose(
         let answer = match network.group(target.node, group) {
             None => None,
             Some(raft) => {
-                match tokio::time::timeout(ATTEMPT_TIMEOUT, raft.client_write(std::sync::Arc::new(make(retry)))).await {
+                match tokio::time::timeout(ATTEMPT_TIMEOUT, raft.client_write(std::sync::Arc::new(make(retry).into())))
+                    .await
+                {
                     Ok(Ok(written)) => return Some(written.data),
                     Ok(Err(error)) => error.forward_to_leader().map(|f| f.leader_id),
                     Err(_) => None,
@@ -198,7 +200,7 @@ pub async fn run_producer(
             let arrival_millis = EPOCH_MILLIS + trace.now_ms();
             let part = |id: &u128, records: &Vec<Record>| AppendPart {
                 origin: BatchOrigin { id: *id, retry_since_millis },
-                records: records.clone(),
+                records: std::sync::Arc::new(records.clone()),
             };
             if !lone {
                 let mut appends: Vec<ShardAppend> = Vec::new();
@@ -215,7 +217,7 @@ pub async fn run_producer(
             }
             match batches.as_slice() {
                 [(_, id, records, _)] => Command::Append(RecordBatch {
-                    records: records.clone(),
+                    records: std::sync::Arc::new(records.clone()),
                     arrival_millis,
                     origin: BatchOrigin { id: *id, retry_since_millis },
                 }),
@@ -353,11 +355,14 @@ pub async fn probe_progress(
             shard: store,
             batch: CoalescedBatch {
                 arrival_millis: now,
-                parts: vec![AppendPart { origin: BatchOrigin::default(), records: records.clone() }],
+                parts: vec![AppendPart {
+                    origin: BatchOrigin::default(),
+                    records: std::sync::Arc::new(records.clone()),
+                }],
             },
         }]),
         _ => Command::Append(RecordBatch {
-            records: records.clone(),
+            records: std::sync::Arc::new(records.clone()),
             arrival_millis: now,
             origin: BatchOrigin::default(),
         }),

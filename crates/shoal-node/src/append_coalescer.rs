@@ -157,7 +157,7 @@ async fn propose(handle: &GroupHandle, parts: Vec<Waiting>) {
     }
     let command = command_for(handle.group, &stores, batches, arrival_millis);
     let written_at = Instant::now();
-    let written = handle.raft.client_write(Arc::new(command)).await;
+    let written = handle.raft.client_write(Arc::new(command.into())).await;
     write_metrics().append_raft_write_seconds.record(written_at.elapsed().as_secs_f64());
     let outcome: Result<Vec<ShardAppended>, ShoalError> = match written {
         Ok(written) => match written.data {

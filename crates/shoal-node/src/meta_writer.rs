@@ -20,7 +20,7 @@ pub async fn propose_local(node: &Node, command: MetaCommand) -> ShoalResult<Met
 
 /// Like [`propose_local`], also returning the log index of the command.
 pub async fn propose_local_indexed(node: &Node, command: MetaCommand) -> ShoalResult<(MetaResponse, u64)> {
-    match node.meta.client_write(Arc::new(Command::Meta(command))).await {
+    match node.meta.client_write(Arc::new(Command::Meta(command).into())).await {
         Ok(written) => match written.data {
             CommandResponse::Meta(MetaResponse::Error(error)) => Err(error),
             CommandResponse::Meta(response) => Ok((response, written.log_id.index)),

@@ -157,7 +157,7 @@ pub async fn seal_local(handle: &GroupHandle, store: u64) -> ShoalResult<RecordP
     handle.wake();
     // A shard alone in its group is sealed with the entry every version reads.
     let command = if store == handle.group { Command::Seal } else { Command::SealShard(store) };
-    match handle.raft.client_write(Arc::new(command)).await {
+    match handle.raft.client_write(Arc::new(command.into())).await {
         Ok(written) => match written.data {
             CommandResponse::Sealed { end } => Ok(end),
             other => Err(ShoalError::internal(format!("unexpected seal response {other:?}"))),

@@ -17,8 +17,10 @@
 pub mod command;
 pub mod consumer_group;
 pub mod delivery_stream;
+pub mod entry_codec;
 pub mod faults;
 pub mod log_store;
+pub mod logged_command;
 pub mod meta_state;
 pub mod ordered_watch;
 pub mod runtime;
@@ -34,6 +36,7 @@ pub use command::{
 };
 pub use faults::NetworkFaults;
 pub use log_store::GroupLogStore;
+pub use logged_command::LoggedCommand;
 pub use meta_state::MetaState;
 pub use shard_state::ShardProgress;
 pub use state_machine::{GroupStateMachine, StateWatch};

@@ -288,7 +288,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         let mut batch = self.db.batch();
         let mut appended = Vec::new();
         for entry in entries {
-            let bytes = encode(&entry)?;
+            let bytes = crate::entry_codec::encode_entry(&entry)?;
             batch.put(Cf::RaftLog, &keys::group_u64(self.group, entry.log_id.index), &bytes)?;
             appended.push((entry, bytes.len()));
         }

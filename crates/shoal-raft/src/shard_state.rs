@@ -29,6 +29,7 @@ use shoal_types::{Record, RecordPosition, StoredRecord};
 
 use crate::command::{BatchOrigin, Command, Landed, RecordBatch};
 use crate::log_store::{self, decode, encode};
+use crate::logged_command::LoggedCommand;
 use crate::type_config::Entry;
 
 /// How far a shard's state machine has got; published to readers on every apply.
@@ -229,7 +230,7 @@ fn records_in_log(
         )
     };
     let cache = db.decoded_entries();
-    let cached = cache.get(row.group, log_index).and_then(|entry| entry.downcast::<Command>().ok());
+    let cached = cache.get(row.group, log_index).and_then(|entry| entry.downcast::<LoggedCommand>().ok());
     let command = match cached {
         Some(command) => command,
         None => {
@@ -250,7 +251,7 @@ fn records_in_log(
             command
         }
     };
-    let (arrival_millis, parts): (u64, Vec<&[Record]>) = match &*command {
+    let (arrival_millis, parts): (u64, Vec<&[Record]>) = match &**command {
         Command::Append(batch) => (batch.arrival_millis, vec![&batch.records]),
         Command::AppendMany(batch) => (batch.arrival_millis, batch.parts.iter().map(|p| &p.records[..]).collect()),
         Command::AppendShards(appends) => {
@@ -532,7 +533,7 @@ mod tests {
     fn log(db: &NodeDb, group: u64, log_index: u64, command: Command) {
         let entry = Entry {
             log_id: openraft::testing::log_id::<TypeConfig>(1, 1, log_index),
-            payload: openraft::EntryPayload::Normal(std::sync::Arc::new(command)),
+            payload: openraft::EntryPayload::Normal(std::sync::Arc::new(command.into())),
         };
         db.put_synced(Cf::RaftLog, &keys::group_u64(group, log_index), &encode(&entry).unwrap()).unwrap();
     }

@@ -208,9 +208,10 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), membership);
                     CommandResponse::None
                 }
-                EntryPayload::Normal(command) if matches!(*command, Command::Meta(_)) => {
+                EntryPayload::Normal(command) if matches!(**command, Command::Meta(_)) => {
+                    command.forget_encoding();
                     let nodes = self.nodes();
-                    match (&*command, &mut self.data) {
+                    match (&**command, &mut self.data) {
                         // Copied out of the shared entry: metadata commands are few and small.
                         (Command::Meta(meta), GroupData::Meta { state, .. }) => {
                             CommandResponse::Meta(state.apply(meta.clone(), &nodes))
@@ -224,7 +225,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                 EntryPayload::Normal(command) => {
                     // Shared with the log, the followers' streams and the records'
                     // readers (see `DecodedEntries`).
-                    let response = match (&*command, &mut self.data) {
+                    let response = match (&**command, &mut self.data) {
                         (Command::AppendShards(appends), GroupData::Shards(shards)) => {
                             let mut outcomes = Vec::with_capacity(appends.len());
                             let mut seen = std::collections::BTreeSet::new();
@@ -317,6 +318,8 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                             CommandResponse::None
                         }
                     };
+                    // Both logs have the entry by now: the readers need no encoding.
+                    command.forget_encoding();
                     if let Some(bytes) = command.record_bytes()
                         && matches!(self.data, GroupData::Shards(_))
                     {

@@ -297,7 +297,7 @@ impl PendingCalls {
                 self.waiting.insert(self.next_id, outgoing.reply);
                 messages.push(RaftMessage {
                     group_id: outgoing.group,
-                    payload: outgoing.payload,
+                    payload: outgoing.payload.into(),
                     call_id: self.next_id,
                 });
             }
@@ -553,7 +553,7 @@ mod tests {
             .iter()
             .rev()
             .map(|m| RaftReply {
-                payload: if m.group_id == 2 { Vec::new() } else { m.payload.clone() },
+                payload: if m.group_id == 2 { Vec::new() } else { m.payload.to_vec() },
                 error: if m.group_id == 2 { "group 2 is not running".into() } else { String::new() },
                 call_id: m.call_id,
             })

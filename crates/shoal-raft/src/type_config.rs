@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use shoal_types::NodeInfo;
 
-use crate::command::{Command, CommandResponse};
+use crate::command::CommandResponse;
+use crate::logged_command::LoggedCommand;
 use crate::state_machine::GroupStateMachine;
 
 openraft::declare_raft_types!(
@@ -15,9 +16,11 @@ openraft::declare_raft_types!(
     /// An entry's command is shared, not copied, when openraft clones the entry
     /// (to apply it, and once per follower it replicates to) and when the state
     /// machine hands it to the records' readers; on disk and on the wire it is
-    /// the command itself, as before (serde writes an `Arc<T>` as its `T`).
+    /// the command itself, as before (serde writes an `Arc<T>` as its `T`, and a
+    /// [`LoggedCommand`] as its command). The command keeps its encoding once
+    /// made, so the log write and the followers' messages share one.
     pub TypeConfig:
-        D = Arc<Command>,
+        D = Arc<LoggedCommand>,
         R = CommandResponse,
         NodeId = u64,
         Node = NodeInfo,
@@ -103,9 +106,9 @@ mod tests {
             origin: BatchOrigin { id: 42, retry_since_millis: 0 },
         });
         let logged = encode(&command).unwrap();
-        let shared = std::sync::Arc::new(command.clone());
+        let shared = std::sync::Arc::new(crate::logged_command::LoggedCommand::new(command.clone()));
         assert_eq!(encode(&shared).unwrap(), logged);
-        assert_eq!(*decode::<std::sync::Arc<Command>>(&logged).unwrap(), command);
+        assert_eq!(**decode::<std::sync::Arc<crate::logged_command::LoggedCommand>>(&logged).unwrap(), command);
     }
 
     #[test]

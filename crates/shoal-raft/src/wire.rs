@@ -1,6 +1,7 @@
 //! Raft RPCs on the wire: bincode inside the `RaftTransport` gRPC service, and the
 //! code that hands a received RPC to the local group.
 
+use bytes::Bytes;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
     VoteRequest, VoteResponse,
@@ -25,11 +26,24 @@ pub enum RaftRequest {
 }
 
 impl RaftRequest {
+    /// The request's bincode. An AppendEntries request reuses each command's kept
+    /// encoding ([`crate::entry_codec`]); the bytes are serde's all the same.
     pub fn encode(&self) -> std::io::Result<Vec<u8>> {
-        encode(self)
+        match self {
+            RaftRequest::Append(request) => crate::entry_codec::encode_append(request),
+            other => encode(other),
+        }
     }
-    pub fn decode(bytes: &[u8]) -> std::io::Result<Self> {
-        decode(bytes)
+
+    /// Decodes a request; an AppendEntries request's commands keep the bytes they
+    /// came in (slices of `bytes`), for the follower's log write.
+    pub fn decode(bytes: &Bytes) -> std::io::Result<Self> {
+        match bytes.first_chunk::<4>() {
+            Some(variant) if u32::from_le_bytes(*variant) == crate::entry_codec::APPEND_REQUEST => {
+                crate::entry_codec::decode_append(bytes, 4).map(RaftRequest::Append)
+            }
+            _ => decode(bytes),
+        }
     }
 }
 

@@ -1,0 +1,214 @@
+//! The bincode of log entries and of AppendEntries requests, built around each
+//! command's kept encoding ([`LoggedCommand::encoded`]) rather than by walking
+//! its records again.
+//!
+//! bincode lays a struct out as its fields one after the other, an enum as its
+//! variant's index (`u32`, little-endian) and then the variant's fields, and a
+//! `Vec` as its length (`u64`) and then its items. So an entry is its log id,
+//! the payload's variant and the command's bytes; an AppendEntries request is
+//! its vote, the previous log id, the entries and the leader's commit. The tests
+//! hold these functions to serde's own encoding of the same values, byte for
+//! byte, for every payload kind: the log on disk and the messages on the wire
+//! are what they were.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::EntryPayload;
+use openraft::raft::AppendEntriesRequest;
+
+use crate::command::Command;
+use crate::logged_command::LoggedCommand;
+use crate::type_config::{Entry, TypeConfig};
+
+/// `EntryPayload::Normal`'s variant index.
+const NORMAL_PAYLOAD: u32 = 1;
+/// `RaftRequest::Append`'s variant index.
+pub(crate) const APPEND_REQUEST: u32 = 0;
+
+fn io_error(error: bincode::Error) -> std::io::Error {
+    std::io::Error::other(format!("encode failed: {error}"))
+}
+
+fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> std::io::Result<()> {
+    bincode::serialize_into(out, value).map_err(io_error)
+}
+
+/// Appends the bincode of `entry` to `out`.
+pub(crate) fn put_entry(out: &mut Vec<u8>, entry: &Entry) -> std::io::Result<()> {
+    put(out, &entry.log_id)?;
+    match &entry.payload {
+        EntryPayload::Normal(command) => {
+            out.extend_from_slice(&NORMAL_PAYLOAD.to_le_bytes());
+            out.extend_from_slice(&command.encoded()?);
+            Ok(())
+        }
+        other => put(out, other),
+    }
+}
+
+/// The bincode of `entry`, as the log stores it.
+pub fn encode_entry(entry: &Entry) -> std::io::Result<Vec<u8>> {
+    let size = match &entry.payload {
+        EntryPayload::Normal(command) => command.encoded()?.len() + 64,
+        _ => 256,
+    };
+    let mut out = Vec::with_capacity(size);
+    put_entry(&mut out, entry)?;
+    Ok(out)
+}
+
+/// The bincode of `RaftRequest::Append(request)`.
+pub(crate) fn encode_append(request: &AppendEntriesRequest<TypeConfig>) -> std::io::Result<Vec<u8>> {
+    let mut size = 128;
+    for entry in &request.entries {
+        if let EntryPayload::Normal(command) = &entry.payload {
+            size += command.encoded()?.len() + 32;
+        }
+    }
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&APPEND_REQUEST.to_le_bytes());
+    put(&mut out, &request.vote)?;
+    put(&mut out, &request.prev_log_id)?;
+    put(&mut out, &(request.entries.len() as u64))?;
+    for entry in &request.entries {
+        put_entry(&mut out, entry)?;
+    }
+    put(&mut out, &request.leader_commit)?;
+    Ok(out)
+}
+
+fn undecodable(error: bincode::Error) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("decode failed: {error}"))
+}
+
+/// Decodes the next value of `input` and moves past it. (bincode's encoding is
+/// canonical, so the value took exactly its encoded size; reading from the slice
+/// keeps bincode's fast path, which a reader that counted bytes would lose.)
+fn take<T: serde::de::DeserializeOwned + serde::Serialize>(input: &mut &[u8]) -> std::io::Result<T> {
+    let value: T = bincode::deserialize(input).map_err(undecodable)?;
+    let size = bincode::serialized_size(&value).map_err(undecodable)? as usize;
+    *input = input.get(size..).ok_or_else(|| undecodable(bincode::ErrorKind::SizeLimit.into()))?;
+    Ok(value)
+}
+
+/// Decodes an AppendEntries request whose fields start at `start` of `message`:
+/// each command keeps the bytes it was decoded from (a slice of `message`, no
+/// copy), so the follower's log write does not encode it again.
+pub(crate) fn decode_append(message: &Bytes, start: usize) -> std::io::Result<AppendEntriesRequest<TypeConfig>> {
+    let mut rest = message.get(start..).unwrap_or_default();
+    let input = &mut rest;
+    let vote = take(input)?;
+    let prev_log_id = take(input)?;
+    let count: u64 = take(input)?;
+    // Each entry takes at least a log id's bytes: a length beyond what is left is garbage.
+    let mut entries = Vec::with_capacity((count as usize).min(input.len() / 16));
+    for _ in 0..count {
+        let log_id = take(input)?;
+        let before_payload = *input;
+        let variant: u32 = take(input)?;
+        let payload = if variant == NORMAL_PAYLOAD {
+            let from = message.len() - input.len();
+            let command: Command = take(input)?;
+            let encoded = message.slice(from..message.len() - input.len());
+            EntryPayload::Normal(Arc::new(LoggedCommand::with_encoding(command, encoded)))
+        } else {
+            *input = before_payload;
+            take(input)?
+        };
+        entries.push(Entry { log_id, payload });
+    }
+    let leader_commit = take(input)?;
+    Ok(AppendEntriesRequest { vote, prev_log_id, entries, leader_commit })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::Membership;
+    use shoal_types::{NodeInfo, Record};
+
+    use super::*;
+    use crate::command::{BatchOrigin, RecordBatch};
+    use crate::log_store::{decode, encode};
+    use crate::type_config::{LogId, Vote};
+    use crate::wire::RaftRequest;
+
+    fn log_id(term: u64, index: u64) -> LogId {
+        openraft::testing::log_id::<TypeConfig>(term, 1, index)
+    }
+
+    fn entries() -> Vec<Entry> {
+        let records = (0..3)
+            .map(|i| Record {
+                partition_key: format!("k{i}"),
+                explicit_hash_key: (i == 1).then(|| "42".to_string()),
+                data: vec![i as u8; 100].into(),
+            })
+            .collect();
+        let batch = RecordBatch { records: Arc::new(records), arrival_millis: 9, origin: BatchOrigin::default() };
+        let node = NodeInfo { addr: "127.0.0.1:1".into(), zone: "az-a".into() };
+        let membership = Membership::new(vec![BTreeSet::from([1])], BTreeMap::from([(1, node)])).unwrap();
+        vec![
+            Entry { log_id: log_id(2, 5), payload: EntryPayload::Blank },
+            Entry { log_id: log_id(2, 6), payload: EntryPayload::Normal(Arc::new(Command::Append(batch).into())) },
+            Entry { log_id: log_id(2, 7), payload: EntryPayload::Membership(membership) },
+            Entry { log_id: log_id(3, 8), payload: EntryPayload::Normal(Arc::new(Command::SealShard(4).into())) },
+        ]
+    }
+
+    #[test]
+    fn an_entry_is_the_bytes_serde_makes_of_it_whatever_its_payload() {
+        for entry in entries() {
+            assert_eq!(encode_entry(&entry).unwrap(), encode(&entry).unwrap(), "{entry:?}");
+            let back: Entry = decode(&encode_entry(&entry).unwrap()).unwrap();
+            assert_eq!(back, entry);
+        }
+    }
+
+    #[test]
+    fn an_append_request_is_the_bytes_serde_makes_of_it_and_decodes_with_each_commands_bytes() {
+        for entries in [entries(), vec![]] {
+            let request = AppendEntriesRequest::<TypeConfig> {
+                vote: Vote::new_committed(3, 1),
+                prev_log_id: Some(log_id(2, 4)),
+                entries,
+                leader_commit: Some(log_id(2, 3)),
+            };
+            let ours = encode_append(&request).unwrap();
+            let theirs = encode(&RaftRequest::Append(request.clone())).unwrap();
+            assert_eq!(ours, theirs);
+            let decoded = decode_append(&Bytes::from(ours), 4).unwrap();
+            assert_eq!(decoded.entries, request.entries);
+            assert_eq!(
+                (decoded.vote, decoded.prev_log_id, decoded.leader_commit),
+                (request.vote, request.prev_log_id, request.leader_commit)
+            );
+            for (entry, original) in decoded.entries.iter().zip(&request.entries) {
+                if let (EntryPayload::Normal(got), EntryPayload::Normal(sent)) = (&entry.payload, &original.payload) {
+                    assert_eq!(got.encoded().unwrap(), encode(&**sent).unwrap().as_slice());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_truncated_or_garbled_append_request_fails_to_decode() {
+        let request = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 1),
+            prev_log_id: None,
+            entries: entries(),
+            leader_commit: None,
+        };
+        let bytes = encode_append(&request).unwrap();
+        for cut in [4, 10, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode_append(&Bytes::copy_from_slice(&bytes[..cut]), 4).is_err(), "cut at {cut}");
+        }
+        let mut huge_count = bytes.clone();
+        // The entry count sits after the vote and the (absent) previous log id.
+        let at = 4 + encode(&request.vote).unwrap().len() + 1;
+        huge_count[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_append(&Bytes::from(huge_count), 4).is_err());
+    }
+}
