@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -64,6 +65,18 @@ class Cluster:
             if len(cells) > 3 and cells[1] == stream and cells[3].isdigit() and cells[3] != "0":
                 leaders[cells[2]] = int(cells[3])
         return leaders
+
+    def print_logs(self, lines=40):
+        """The end of each node's log, to stderr: what a failed run leaves to go on."""
+        for node in sorted(self.procs):
+            path = os.path.join(self.work.name, f"node-{node}.log")
+            try:
+                with open(path, errors="replace") as log:
+                    tail = log.readlines()[-lines:]
+            except OSError as error:
+                tail = [f"(no log: {error})\n"]
+            print(f"--- node {node}, last {len(tail)} lines of its log", file=sys.stderr)
+            sys.stderr.writelines(tail)
 
     def stop(self):
         for proc in self.procs.values():
@@ -143,6 +156,9 @@ def main():
             time.sleep(5)  # the restarted node catches up, leaders settle
         for result in results:
             print(json.dumps(result))
+    except BaseException:
+        cluster.print_logs()
+        raise
     finally:
         cluster.stop()
 
