@@ -26,39 +26,60 @@ use crate::log_store::encode;
 pub struct LoggedCommand {
     command: Command,
     #[serde(skip)]
-    encoded: Mutex<Option<Bytes>>,
+    encoded: Mutex<Encoding>,
+}
+
+/// Where a command's encoding stands.
+#[derive(Default)]
+enum Encoding {
+    /// Not made yet: the first to need it makes and keeps it.
+    #[default]
+    Unmade,
+    Kept(Bytes),
+    /// The entry is applied: bytes made now (for a follower far behind) are not kept.
+    Released,
 }
 
 impl LoggedCommand {
     pub fn new(command: Command) -> Self {
-        LoggedCommand { command, encoded: Mutex::new(None) }
+        LoggedCommand { command, encoded: Mutex::new(Encoding::Unmade) }
     }
 
     /// A command decoded from `encoded` (its own bincode, as a follower received it).
     pub(crate) fn with_encoding(command: Command, encoded: Bytes) -> Self {
-        LoggedCommand { command, encoded: Mutex::new(Some(encoded)) }
+        LoggedCommand { command, encoded: Mutex::new(Encoding::Kept(encoded)) }
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Bytes>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Encoding> {
         self.encoded.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The command's bincode: the kept bytes, or made now (and kept).
+    /// The command's bincode: the kept bytes, or made now (and kept until the
+    /// entry is applied).
     pub fn encoded(&self) -> std::io::Result<Bytes> {
         let mut slot = self.slot();
-        if let Some(bytes) = &*slot {
-            return Ok(bytes.clone());
+        match &*slot {
+            Encoding::Kept(bytes) => Ok(bytes.clone()),
+            Encoding::Unmade => {
+                let bytes = Bytes::from(encode(&self.command)?);
+                *slot = Encoding::Kept(bytes.clone());
+                Ok(bytes)
+            }
+            Encoding::Released => Ok(Bytes::from(encode(&self.command)?)),
         }
-        let bytes = Bytes::from(encode(&self.command)?);
-        *slot = Some(bytes.clone());
-        Ok(bytes)
     }
 
-    /// Lets the kept bytes go: once the entry is applied, the logs have it and the
-    /// command lives on only for readers, who need no second copy of its records.
-    /// (A follower still behind then gets bytes made again.)
+    /// Lets the kept bytes go, for good: once the entry is applied, the logs have
+    /// it and the command lives on only for readers, who need no second copy of
+    /// its records. (A follower still behind then gets bytes made again.)
     pub fn forget_encoding(&self) {
-        self.slot().take();
+        *self.slot() = Encoding::Released;
+    }
+
+    /// Whether the encoding is kept now.
+    #[cfg(test)]
+    fn keeps_encoding(&self) -> bool {
+        matches!(*self.slot(), Encoding::Kept(_))
     }
 }
 
@@ -108,8 +129,10 @@ mod tests {
         let plain = encode(&command).unwrap();
         assert_eq!(encode(&logged).unwrap(), plain, "serde sees only the command");
         assert_eq!(logged.encoded().unwrap(), plain.as_slice());
+        assert!(logged.keeps_encoding());
         logged.forget_encoding();
         assert_eq!(logged.encoded().unwrap(), plain.as_slice(), "made again once forgotten");
+        assert!(!logged.keeps_encoding(), "but not kept after the apply");
         let back: LoggedCommand = decode(&plain).unwrap();
         assert_eq!(*back, command);
     }
