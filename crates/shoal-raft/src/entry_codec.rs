@@ -19,7 +19,7 @@ use openraft::raft::AppendEntriesRequest;
 
 use crate::command::Command;
 use crate::logged_command::LoggedCommand;
-use crate::type_config::{Entry, TypeConfig};
+use crate::type_config::{Entry, LogId, TypeConfig};
 
 /// `EntryPayload::Normal`'s variant index.
 const NORMAL_PAYLOAD: u32 = 1;
@@ -34,45 +34,61 @@ fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> std::io::R
     bincode::serialize_into(out, value).map_err(io_error)
 }
 
-/// Appends the bincode of `entry` to `out`.
-pub(crate) fn put_entry(out: &mut Vec<u8>, entry: &Entry) -> std::io::Result<()> {
-    put(out, &entry.log_id)?;
-    match &entry.payload {
-        EntryPayload::Normal(command) => {
+/// An entry on its way to bytes: a command's encoding is fetched (or made) once.
+enum Payload<'a> {
+    Command(Bytes),
+    /// A blank or membership entry: serde writes its payload.
+    Other(&'a Entry),
+}
+
+impl<'a> Payload<'a> {
+    fn of(entry: &'a Entry) -> std::io::Result<Self> {
+        Ok(match &entry.payload {
+            EntryPayload::Normal(command) => Payload::Command(command.encoded()?),
+            _ => Payload::Other(entry),
+        })
+    }
+
+    /// About how many bytes the entry takes.
+    fn size(&self) -> usize {
+        match self {
+            Payload::Command(bytes) => bytes.len() + 64,
+            Payload::Other(_) => 256,
+        }
+    }
+}
+
+/// Appends the bincode of the entry at `log_id` with `payload` to `out`.
+fn put_entry(out: &mut Vec<u8>, log_id: &LogId, payload: &Payload<'_>) -> std::io::Result<()> {
+    put(out, log_id)?;
+    match payload {
+        Payload::Command(bytes) => {
             out.extend_from_slice(&NORMAL_PAYLOAD.to_le_bytes());
-            out.extend_from_slice(&command.encoded()?);
+            out.extend_from_slice(bytes);
             Ok(())
         }
-        other => put(out, other),
+        Payload::Other(entry) => put(out, &entry.payload),
     }
 }
 
 /// The bincode of `entry`, as the log stores it.
 pub fn encode_entry(entry: &Entry) -> std::io::Result<Vec<u8>> {
-    let size = match &entry.payload {
-        EntryPayload::Normal(command) => command.encoded()?.len() + 64,
-        _ => 256,
-    };
-    let mut out = Vec::with_capacity(size);
-    put_entry(&mut out, entry)?;
+    let payload = Payload::of(entry)?;
+    let mut out = Vec::with_capacity(payload.size());
+    put_entry(&mut out, &entry.log_id, &payload)?;
     Ok(out)
 }
 
 /// The bincode of `RaftRequest::Append(request)`.
 pub(crate) fn encode_append(request: &AppendEntriesRequest<TypeConfig>) -> std::io::Result<Vec<u8>> {
-    let mut size = 128;
-    for entry in &request.entries {
-        if let EntryPayload::Normal(command) = &entry.payload {
-            size += command.encoded()?.len() + 32;
-        }
-    }
-    let mut out = Vec::with_capacity(size);
+    let payloads = request.entries.iter().map(Payload::of).collect::<std::io::Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(128 + payloads.iter().map(Payload::size).sum::<usize>());
     out.extend_from_slice(&APPEND_REQUEST.to_le_bytes());
     put(&mut out, &request.vote)?;
     put(&mut out, &request.prev_log_id)?;
     put(&mut out, &(request.entries.len() as u64))?;
-    for entry in &request.entries {
-        put_entry(&mut out, entry)?;
+    for (entry, payload) in request.entries.iter().zip(&payloads) {
+        put_entry(&mut out, &entry.log_id, payload)?;
     }
     put(&mut out, &request.leader_commit)?;
     Ok(out)
@@ -88,7 +104,9 @@ fn undecodable(error: bincode::Error) -> std::io::Error {
 fn take<T: serde::de::DeserializeOwned + serde::Serialize>(input: &mut &[u8]) -> std::io::Result<T> {
     let value: T = bincode::deserialize(input).map_err(undecodable)?;
     let size = bincode::serialized_size(&value).map_err(undecodable)? as usize;
-    *input = input.get(size..).ok_or_else(|| undecodable(bincode::ErrorKind::SizeLimit.into()))?;
+    *input = input.get(size..).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "decode failed: a value ran past the message's end")
+    })?;
     Ok(value)
 }
 
@@ -132,7 +150,7 @@ mod tests {
     use super::*;
     use crate::command::{BatchOrigin, RecordBatch};
     use crate::log_store::{decode, encode};
-    use crate::type_config::{LogId, Vote};
+    use crate::type_config::Vote;
     use crate::wire::RaftRequest;
 
     fn log_id(term: u64, index: u64) -> LogId {

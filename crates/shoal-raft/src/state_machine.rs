@@ -202,6 +202,10 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
             let (entry, responder) = item?;
             let log_index = entry.log_id.index;
             self.applied.last_applied = Some(entry.log_id);
+            if let EntryPayload::Normal(command) = &entry.payload {
+                // Both logs have the entry by now: its readers need no encoding.
+                command.forget_encoding();
+            }
             let response = match entry.payload {
                 EntryPayload::Blank => CommandResponse::None,
                 EntryPayload::Membership(membership) => {
@@ -209,7 +213,6 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                     CommandResponse::None
                 }
                 EntryPayload::Normal(command) if matches!(**command, Command::Meta(_)) => {
-                    command.forget_encoding();
                     let nodes = self.nodes();
                     match (&**command, &mut self.data) {
                         // Copied out of the shared entry: metadata commands are few and small.
@@ -318,8 +321,6 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                             CommandResponse::None
                         }
                     };
-                    // Both logs have the entry by now: the readers need no encoding.
-                    command.forget_encoding();
                     if let Some(bytes) = command.record_bytes()
                         && matches!(self.data, GroupData::Shards(_))
                     {
