@@ -258,6 +258,8 @@ pub async fn serve(
         // A peer's Raft traffic shares one HTTP/2 stream: give it room to flow.
         .initial_stream_window_size(Some(EXCHANGE_WINDOW_BYTES))
         .initial_connection_window_size(Some(2 * EXCHANGE_WINDOW_BYTES))
+        // Messages in one DATA frame each (up to a MiB) instead of 16 KiB pieces.
+        .max_frame_size(shoal_tls::dialer::MAX_FRAME_BYTES)
         .add_service(StreamControlServer::new(crate::control_service::ControlService::new(node.clone())))
         .add_service(
             RecordsServer::new(crate::data_service::DataService::new(node.clone()))
