@@ -385,3 +385,63 @@ async fn a_subscription_on_a_node_that_does_not_lead_the_shard_is_pushed_records
     cluster.shutdown().await;
     Ok(())
 }
+
+/// The SETTINGS frame a node sends first on a new HTTP/2 connection, as
+/// `(identifier, value)` pairs.
+async fn server_http2_settings(addr: &str) -> anyhow::Result<Vec<(u16, u32)>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await?;
+    // The client preface, then an empty SETTINGS frame.
+    socket.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
+    socket.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await?;
+    let mut header = [0u8; 9];
+    socket.read_exact(&mut header).await?;
+    let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    anyhow::ensure!(header[3] == 4, "the server's first frame is of type {}, not SETTINGS", header[3]);
+    let mut payload = vec![0u8; length];
+    socket.read_exact(&mut payload).await?;
+    Ok(payload
+        .chunks_exact(6)
+        .map(|s| (u16::from_be_bytes([s[0], s[1]]), u32::from_be_bytes([s[2], s[3], s[4], s[5]])))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_take_http2_frames_of_a_mebibyte_and_large_calls_round_trip() -> anyhow::Result<()> {
+    const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
+    let cluster = TestCluster::start(3).await?;
+    // Every node tells its peers and clients to send messages in frames of up to a
+    // MiB (HTTP/2's default is 16 KiB: a frame per `writev`).
+    for id in cluster.node_ids() {
+        let settings = server_http2_settings(&cluster.addr(id)).await?;
+        assert!(
+            settings.contains(&(SETTINGS_MAX_FRAME_SIZE, shoal_tls::dialer::MAX_FRAME_BYTES)),
+            "node {id} sent SETTINGS {settings:?}"
+        );
+    }
+    // A call bigger than a frame of either size: six records of 200 KiB, one per
+    // shard (within each shard's 1 MiB/s), read back through another node.
+    let (writer, reader) = (cluster.client(1).await?, cluster.client(2).await?);
+    writer.create_stream("large", 6).await?;
+    writer.wait_for_active("large", ACTIVE_WITHIN).await?;
+    let records: Vec<Record> = (0..6u8)
+        .map(|i| Record {
+            data: vec![i; 200 * 1024],
+            partition_key: format!("key-{i}"),
+            explicit_hash_key: Some((u128::MAX / 6 * u128::from(i) + 1).to_string()),
+        })
+        .collect();
+    let put = writer.put_records("large", records).await?;
+    assert_eq!(put.failed_record_count, 0);
+    let read = reader.read_stream("large").await?;
+    let mut seen: Vec<u8> = read.iter().flat_map(|(_, records)| records.iter().map(|r| r.data[0])).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..6u8).collect::<Vec<_>>(), "every large record is read back once");
+    for (_, records) in &read {
+        for record in records {
+            assert_eq!(record.data, vec![record.data[0]; 200 * 1024], "a large record is read back whole");
+        }
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
