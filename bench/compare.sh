@@ -31,5 +31,8 @@ CONF
   pids+=($!)
 done
 sleep 5
+# The first three pids are the Shoal nodes, the next three the NATS servers: the
+# table reports each system's CPU ("srv cores") and the ratio of records per core.
 "$shoal" --endpoint 127.0.0.1:50061 bench --target both --workload "$(dirname "$0")/workloads.toml" \
-  --nats 127.0.0.1:4222,127.0.0.1:4223,127.0.0.1:4224 "$@"
+  --nats 127.0.0.1:4222,127.0.0.1:4223,127.0.0.1:4224 \
+  --shoal-pids "${pids[0]},${pids[1]},${pids[2]}" --nats-pids "${pids[3]},${pids[4]},${pids[5]}" "$@"

@@ -493,6 +493,14 @@ pub struct BenchArgs {
     /// Seconds of load before measuring starts (not counted in the results).
     #[arg(long)]
     pub warmup_secs: Option<u64>,
+    /// The Shoal cluster's processes (comma-separated pids, on this machine): their
+    /// CPU over each measurement window is reported ("srv cores", `cpu.server_cores`)
+    /// and records per core compared. `bench/compare.sh` passes them.
+    #[arg(long, value_delimiter = ',')]
+    pub shoal_pids: Vec<u32>,
+    /// The NATS servers' processes, as --shoal-pids.
+    #[arg(long, value_delimiter = ',')]
+    pub nats_pids: Vec<u32>,
 }
 
 impl BenchArgs {

@@ -321,6 +321,8 @@ fn bench_runs_briefly_and_writes_its_results() {
             results.to_str().unwrap(),
             "--plot",
             plot.to_str().unwrap(),
+            "--shoal-pids",
+            &cluster.child.id().to_string(),
         ],
         None,
     );
@@ -334,8 +336,12 @@ fn bench_runs_briefly_and_writes_its_results() {
     assert!(run["publish_ms"]["count"].as_u64().unwrap() > 0, "{json}");
     assert_eq!(run["late_ms"]["count"], run["publish_ms"]["count"], "{json}");
     assert!(run["late_ms"]["p99"].as_f64().unwrap() <= run["publish_ms"]["max"].as_f64().unwrap(), "{json}");
+    // The CPU of the cluster's process (given by pid) and of the benchmark itself.
+    assert!(run["cpu"]["server_cores"].as_f64().unwrap() > 0.0, "{json}");
+    assert!(run["cpu"]["client_cores"].as_f64().unwrap() > 0.0, "{json}");
     assert!(stdout(&output).contains("records/s"));
     assert!(stdout(&output).contains("late p99"));
+    assert!(stdout(&output).contains("srv cores"));
     // The plot has the run's panel and its three lines, with points in them.
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");

@@ -8,6 +8,7 @@
 //! after the warm-up counts. The same workload runs against Shoal (gRPC) and
 //! NATS JetStream (R3, file-backed), and the report gives both and their ratio.
 
+mod cpu;
 mod histogram;
 mod nats_driver;
 mod payload;
@@ -119,7 +120,8 @@ pub async fn run(endpoint: &str, args: BenchArgs) -> anyhow::Result<()> {
             }
             // The previous run's writes, written back now rather than during this run.
             settle::settle_disk().await;
-            let result = run_one(&mut driver, &workload).await?;
+            let server_pids = if *target == "nats" { args.nats_pids.clone() } else { args.shoal_pids.clone() };
+            let result = run_one(&mut driver, &workload, server_pids).await?;
             report::print_table(std::slice::from_ref(&result));
             if *target == "nats" { nats_results.push(result) } else { shoal_results.push(result) }
         }
@@ -160,7 +162,7 @@ struct Measured {
     failed: u64,
 }
 
-async fn run_one(target: &mut Target, workload: &Workload) -> anyhow::Result<RunResult> {
+async fn run_one(target: &mut Target, workload: &Workload, server_pids: Vec<u32>) -> anyhow::Result<RunResult> {
     target.prepare(workload).await?;
     let (stop_tx, stop) = watch::channel(false);
     let (latency_tx, mut latency_rx) = mpsc::unbounded_channel();
@@ -172,6 +174,7 @@ async fn run_one(target: &mut Target, workload: &Workload) -> anyhow::Result<Run
     let measure_from = start + Duration::from_secs(workload.warmup_secs);
     let end = measure_from + Duration::from_secs(workload.duration_secs);
     let acked = Arc::new(AtomicU64::new(0));
+    let cpu = tokio::spawn(cpu::measure(server_pids, measure_from, end));
     let mut producers = Vec::new();
     for index in 0..workload.producers as usize {
         let target = target.for_producer(index).await?;
@@ -202,6 +205,7 @@ async fn run_one(target: &mut Target, workload: &Workload) -> anyhow::Result<Run
         measured.records += part.records;
         measured.failed += part.failed;
     }
+    let cpu = cpu.await.unwrap_or_default();
     // Give consumers a moment to receive the last records.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop_tx.send(true);
@@ -226,6 +230,7 @@ async fn run_one(target: &mut Target, workload: &Workload) -> anyhow::Result<Run
         late_ms: measured.late.summary(),
         timeline: measured.timeline,
         end_to_end_ms: end_to_end.summary(),
+        cpu,
     })
 }
 

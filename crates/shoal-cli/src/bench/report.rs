@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::cpu::CpuUse;
 use super::histogram::Percentiles;
 use super::workload::Workload;
 
@@ -24,11 +25,18 @@ pub struct RunResult {
     pub timeline: Vec<(f64, u64)>,
     /// Send (intended) → a push consumer has it.
     pub end_to_end_ms: Percentiles,
+    /// Cores the system under test and the benchmark used in the measurement window.
+    pub cpu: CpuUse,
+}
+
+/// `cores` with two decimals, or `-` where it was not measured.
+fn cores(cores: Option<f64>) -> String {
+    cores.map_or_else(|| "-".into(), |c| format!("{c:.2}"))
 }
 
 pub fn print_table(results: &[RunResult]) {
     println!(
-        "{:<10} {:<14} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:<10} {:<14} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "system",
         "workload",
         "records/s",
@@ -39,11 +47,13 @@ pub fn print_table(results: &[RunResult]) {
         "pub max",
         "e2e p50",
         "e2e p99",
-        "late p99"
+        "late p99",
+        "srv cores",
+        "cli cores"
     );
     for r in results {
         println!(
-            "{:<10} {:<14} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            "{:<10} {:<14} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9} {:>9}",
             r.system,
             r.workload.name,
             r.records_per_sec,
@@ -54,7 +64,9 @@ pub fn print_table(results: &[RunResult]) {
             r.publish_ms.max,
             r.end_to_end_ms.p50,
             r.end_to_end_ms.p99,
-            r.late_ms.p99
+            r.late_ms.p99,
+            cores(r.cpu.server_cores),
+            cores(r.cpu.client_cores)
         );
     }
 }
@@ -63,17 +75,27 @@ pub fn print_table(results: &[RunResult]) {
 /// better; latency: lower is better).
 pub fn print_ratios(shoal: &[RunResult], peer: &[RunResult]) {
     println!();
-    println!("{:<14} {:>14} {:>14} {:>14} {:>14}", "workload", "throughput x", "pub p50 x", "pub p99 x", "e2e p99 x");
+    println!(
+        "{:<14} {:>14} {:>14} {:>14} {:>14} {:>14}",
+        "workload", "throughput x", "pub p50 x", "pub p99 x", "e2e p99 x", "per core x"
+    );
     for s in shoal {
         let Some(p) = peer.iter().find(|p| p.workload.name == s.workload.name) else { continue };
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        // Records per core of the servers (when both systems' processes were given).
+        let per_core = |r: &RunResult| r.cpu.server_cores.map(|c| r.records_per_sec / c);
+        let per_core_ratio = match (per_core(s), per_core(p)) {
+            (Some(a), Some(b)) => format!("{:.2}", ratio(a, b)),
+            _ => "-".into(),
+        };
         println!(
-            "{:<14} {:>14.2} {:>14.2} {:>14.2} {:>14.2}",
+            "{:<14} {:>14.2} {:>14.2} {:>14.2} {:>14.2} {:>14}",
             s.workload.name,
             ratio(s.records_per_sec, p.records_per_sec),
             ratio(s.publish_ms.p50, p.publish_ms.p50),
             ratio(s.publish_ms.p99, p.publish_ms.p99),
-            ratio(s.end_to_end_ms.p99, p.end_to_end_ms.p99)
+            ratio(s.end_to_end_ms.p99, p.end_to_end_ms.p99),
+            per_core_ratio
         );
     }
     println!(
