@@ -30,7 +30,7 @@ pub struct RunResult {
 }
 
 /// `cores` with two decimals, or `-` where it was not measured.
-fn cores(cores: Option<f64>) -> String {
+fn cores_cell(cores: Option<f64>) -> String {
     cores.map_or_else(|| "-".into(), |c| format!("{c:.2}"))
 }
 
@@ -65,8 +65,8 @@ pub fn print_table(results: &[RunResult]) {
             r.end_to_end_ms.p50,
             r.end_to_end_ms.p99,
             r.late_ms.p99,
-            cores(r.cpu.server_cores),
-            cores(r.cpu.client_cores)
+            cores_cell(r.cpu.server_cores),
+            cores_cell(r.cpu.client_cores)
         );
     }
 }
