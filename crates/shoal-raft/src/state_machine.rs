@@ -8,13 +8,12 @@
 //!
 //! A shard's records stay in the Raft log entries that carried them; applying
 //! writes only an index row per shard and entry (see [`crate::shard_state`]).
-//! A shard applies without the WAL at all (`commit_unlogged`): its records are
-//! already in the WAL once, in their Raft log entry. A crash then loses what
-//! was applied since the last memtable flush, records and applied id together
-//! (RocksDB's atomic flush persists every column family at one point), and
-//! openraft re-applies it from the log. The log must therefore outlive that
-//! point: a snapshot, after which openraft may purge the log, first flushes.
-//! The metadata group, small and rarely written, keeps its state in the WAL.
+//! Applies go to the WAL unsynced, behind the log entries they apply (the node's
+//! WAL files are recycled, and RocksDB then takes no write without the WAL). A
+//! crash loses what was applied after the last WAL sync or memtable flush,
+//! index rows and applied id together, and openraft re-applies it from the log.
+//! The log must therefore outlive that point: a snapshot, after which openraft
+//! may purge the log, first flushes.
 //!
 //! Snapshots are built cheaply: a shard's snapshot records only its metadata, and
 //! the records are read out when a lagging follower actually needs them (in
@@ -337,16 +336,15 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         match &self.data {
             GroupData::Meta { state, .. } => {
                 batch.put(Cf::StateMachine, &self.key(META_STATE), &encode_meta(state)?)?;
-                batch.commit()?;
             }
             GroupData::Shards(shards) => {
                 // Only the shards this call changed (their watch still shows the old state).
                 for (store, shard) in shards.iter().filter(|(_, s)| *s.watch.borrow() != s.progress) {
                     batch.put(Cf::StateMachine, &keys::group_named(*store, PROGRESS), &encode(&shard.progress)?)?;
                 }
-                batch.commit_unlogged()?;
             }
         }
+        batch.commit()?;
         self.publish();
         for (responder, response) in replies {
             responder.send(response);

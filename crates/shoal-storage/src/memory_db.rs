@@ -145,9 +145,6 @@ impl MemoryDb {
         for op in &ops {
             state.live.apply(op);
         }
-        if durability == Durability::Unlogged {
-            return Ok(());
-        }
         state.unsynced.push(ops);
         if durability == Durability::Synced {
             Self::sync_locked(&mut state);
