@@ -764,7 +764,8 @@ mod tests {
                 // Each flush starts a new WAL and leaves the previous one obsolete.
                 db.flush().unwrap();
             }
-            // Written to the WAL only: the reopen recovers it from a recycled file.
+            // Only in the WAL (a close flushes no memtable the WAL holds): the
+            // reopen replays it.
             put_logged(&db, Cf::StateMachine, b"applied", b"after the last flush");
             let (tx, rx) = std::sync::mpsc::channel();
             db.when_durable(move |r| tx.send(r.is_ok()).unwrap());
