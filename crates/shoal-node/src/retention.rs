@@ -150,7 +150,7 @@ pub async fn expire(node: &Node) {
     }
     erase_dropped_shards(node);
     release_logs(node).await;
-    // Shards apply without the WAL: flushing now persists their applied state
+    // Shards apply without syncing: flushing now persists their applied state
     // past the records just removed, so a crash does not re-apply expired records
     // from the Raft log (a crash before this flush: until the next pass).
     if expired_any && let Err(error) = node.db.flushed().await {

@@ -454,7 +454,7 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
             None => None,
         };
         if meta_state.is_none() {
-            // The shard's state up to the snapshot was written without the WAL:
+            // The shard's state up to the snapshot was applied without a sync:
             // make it durable before openraft purges the log entries it came from.
             self.db.flushed().await?;
         }

@@ -8,9 +8,8 @@
 //!   and a `when_durable` completion syncs everything written before it runs;
 //! * the WAL is sequential, so a sync makes every earlier batch durable too, and
 //!   a crash keeps the durable state plus some prefix of the unsynced batches;
-//! * a batch committed without the WAL is in no sync's reach: only a flush (of
-//!   every column family at once, like RocksDB's atomic flush) makes it durable,
-//!   and a crash before one loses it, while logged batches after it survive.
+//! * a flush (of every column family at once, like RocksDB's atomic flush) makes
+//!   everything committed so far durable.
 //!
 //! [`MemoryDb::crash`] returns a fresh database holding what survives a crash; the
 //! crashed handle refuses every later operation, as a dead process would.
@@ -69,8 +68,7 @@ struct State {
     live: Tables,
     /// What a crash keeps for sure: every batch a sync covered.
     durable: Tables,
-    /// Logged batches no sync or flush has covered yet, oldest first (batches
-    /// committed without the WAL are only in `live` until a flush).
+    /// Batches no sync or flush has covered yet, oldest first.
     unsynced: Vec<Vec<MemoryOp>>,
     /// Set on the handle of a crashed incarnation: it refuses everything after.
     crashed: bool,

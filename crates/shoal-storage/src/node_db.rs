@@ -315,8 +315,8 @@ impl NodeDb {
     }
 
     /// Writes every memtable to disk, all column families at one point (atomic
-    /// flush): afterwards everything written so far survives a crash, including
-    /// batches committed without the WAL. Blocks until done; seconds on a big
+    /// flush): afterwards everything written so far survives a crash, synced or
+    /// not. Blocks until done; seconds on a big
     /// memtable, so async callers use [`NodeDb::flushed`].
     pub fn flush(&self) -> std::io::Result<()> {
         self.faults.check()?;
