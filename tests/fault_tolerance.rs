@@ -63,7 +63,7 @@ async fn writer(id: usize, addrs: Vec<String>, stream: String, stop: Arc<AtomicB
                 ledger.push(Acked {
                     shard_id: result.shard_id,
                     sequence_number: result.sequence_number,
-                    data: String::from_utf8(sent.data).unwrap(),
+                    data: String::from_utf8(sent.data.to_vec()).unwrap(),
                     writer: id,
                     counter,
                 });

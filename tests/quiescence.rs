@@ -36,7 +36,7 @@ async fn wait_until_all_rest(cluster: &TestCluster, per_node: usize, timeout: Du
 fn record_for(stream: &Stream, index: u32, data: String) -> Record {
     let shard = stream.shards.iter().find(|s| s.id.index() == index).expect("shard exists");
     Record {
-        data: data.into_bytes(),
+        data: data.into_bytes().into(),
         partition_key: "k".into(),
         explicit_hash_key: Some(shard.hash_key_range.start.to_string()),
     }

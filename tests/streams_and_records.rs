@@ -426,7 +426,7 @@ async fn nodes_take_http2_frames_of_a_mebibyte_and_large_calls_round_trip() -> a
     writer.wait_for_active("large", ACTIVE_WITHIN).await?;
     let records: Vec<Record> = (0..6u8)
         .map(|i| Record {
-            data: vec![i; 200 * 1024],
+            data: vec![i; 200 * 1024].into(),
             partition_key: format!("key-{i}"),
             explicit_hash_key: Some((u128::MAX / 6 * u128::from(i) + 1).to_string()),
         })

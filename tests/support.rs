@@ -8,7 +8,7 @@ use shoal_client::{Record, ShoalClient, StoredRecord};
 
 /// A record whose data says who wrote it, so tests can recognise it later.
 pub fn record(key: impl Into<String>, data: impl Into<String>) -> Record {
-    Record { data: data.into().into_bytes(), partition_key: key.into(), explicit_hash_key: None }
+    Record { data: data.into().into_bytes().into(), partition_key: key.into(), explicit_hash_key: None }
 }
 
 /// One record a producer had acknowledged: the `n`-th of its key.

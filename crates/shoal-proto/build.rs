@@ -22,6 +22,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // encoder without a copy.
     tonic_prost_build::configure()
         .bytes(".shoal.v1.StoredRecordEntry.data")
+        // A written record's data is sliced out of the gRPC frame's buffer, not
+        // copied, and a client's retry clones a reference count, not the bytes.
+        .bytes(".shoal.v1.RecordEntry.data")
         // A Raft message is sliced, not copied, into the entries it carries.
         .bytes(".shoal.v1.RaftMessage.payload")
         .compile_protos(&files, std::slice::from_ref(&root))?;

@@ -56,7 +56,7 @@ pub fn aggregate(records: &[UserRecord]) -> Option<Record> {
     data.extend_from_slice(&body);
     data.extend_from_slice(&Md5::digest(&body));
     Some(Record {
-        data,
+        data: data.into(),
         partition_key: first.partition_key.clone(),
         explicit_hash_key: first.explicit_hash_key.clone(),
     })
@@ -152,7 +152,8 @@ mod tests {
 
     #[test]
     fn plain_and_corrupt_records_are_single_records() {
-        let plain = stored(Record { data: b"hello".to_vec(), partition_key: "k".into(), explicit_hash_key: None });
+        let plain =
+            stored(Record { data: b"hello".to_vec().into(), partition_key: "k".into(), explicit_hash_key: None });
         assert_eq!(deaggregate(&plain).len(), 1);
         let mut corrupt = aggregate(&[user("a", "x"), user("b", "y")]).unwrap();
         let last = corrupt.data.len() - 1;

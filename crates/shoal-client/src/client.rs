@@ -239,7 +239,7 @@ impl ShoalClient {
     ) -> ShoalResult<proto::PutRecordResponse> {
         let request = proto::PutRecordRequest {
             stream_name: stream.into(),
-            record: Some(Record { data, partition_key: partition_key.into(), explicit_hash_key: None }),
+            record: Some(Record { data: data.into(), partition_key: partition_key.into(), explicit_hash_key: None }),
         };
         self.retry(|| call!(self.records, put_record, request.clone())).await
     }

@@ -253,7 +253,7 @@ impl Worker {
                 let Some(pending) = queue.pop_front() else { break };
                 bytes += size;
                 let record = Record {
-                    data: pending.record.data.clone(),
+                    data: pending.record.data.clone().into(),
                     partition_key: pending.record.partition_key.clone(),
                     explicit_hash_key: pending.record.explicit_hash_key.clone(),
                 };
@@ -265,7 +265,7 @@ impl Worker {
                 let users: Vec<UserRecord> = members.iter().map(|p| p.record.clone()).collect();
                 if users.len() == 1 {
                     *record = Record {
-                        data: users[0].data.clone(),
+                        data: users[0].data.clone().into(),
                         partition_key: users[0].partition_key.clone(),
                         explicit_hash_key: users[0].explicit_hash_key.clone(),
                     };

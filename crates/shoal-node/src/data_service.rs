@@ -29,7 +29,7 @@ pub struct DataService {
 }
 
 fn to_record(entry: proto::RecordEntry) -> Record {
-    Record { partition_key: entry.partition_key, explicit_hash_key: entry.explicit_hash_key, data: entry.data.into() }
+    Record { partition_key: entry.partition_key, explicit_hash_key: entry.explicit_hash_key, data: entry.data }
 }
 
 pub(crate) fn find_shard<'a>(stream: &'a Stream, shard_id: &str) -> ShoalResult<&'a Shard> {

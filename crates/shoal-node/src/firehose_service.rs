@@ -140,7 +140,7 @@ impl Firehose for FirehoseService {
             .into_iter()
             .enumerate()
             .map(|(i, data)| proto::RecordEntry {
-                data,
+                data: data.into(),
                 partition_key: format!("{salt:016x}-{i}"),
                 explicit_hash_key: None,
             })

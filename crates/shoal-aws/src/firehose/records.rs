@@ -75,7 +75,7 @@ pub async fn put_record(api: &FirehoseApi, request: &AwsRequest) -> Result<Value
     let message = proto::PutRecordRequest {
         stream_name: stream,
         record: Some(proto::RecordEntry {
-            data: decode(&input.record.data, "record.data")?,
+            data: decode(&input.record.data, "record.data")?.into(),
             partition_key: partition_key(0),
             explicit_hash_key: None,
         }),
@@ -95,7 +95,11 @@ pub async fn put_record_batch(api: &FirehoseApi, request: &AwsRequest) -> Result
     for (i, record) in input.records.iter().enumerate() {
         let data = decode(&record.data, &format!("records.{}.member.data", i + 1))?;
         total += data.len();
-        records.push(proto::RecordEntry { data, partition_key: partition_key(i), explicit_hash_key: None });
+        records.push(proto::RecordEntry {
+            data: data.into(),
+            partition_key: partition_key(i),
+            explicit_hash_key: None,
+        });
     }
     if total > MAX_BATCH_BYTES {
         return Err(AwsError::invalid_argument(format!(

@@ -41,7 +41,7 @@ pub async fn put_record(api: &KinesisApi, request: &AwsRequest) -> Result<Value,
     let message = proto::PutRecordRequest {
         stream_name: stream_name(&request.scope, input.stream_name, input.stream_arn)?,
         record: Some(proto::RecordEntry {
-            data: decode_data(&input.data, "Data")?,
+            data: decode_data(&input.data, "Data")?.into(),
             partition_key: input.partition_key,
             explicit_hash_key: input.explicit_hash_key,
         }),
@@ -76,7 +76,7 @@ pub async fn put_records(api: &KinesisApi, request: &AwsRequest) -> Result<Value
         .enumerate()
         .map(|(i, entry)| {
             Ok(proto::RecordEntry {
-                data: decode_data(&entry.data, &format!("Records.{}.Data", i + 1))?,
+                data: decode_data(&entry.data, &format!("Records.{}.Data", i + 1))?.into(),
                 partition_key: entry.partition_key,
                 explicit_hash_key: entry.explicit_hash_key,
             })

@@ -62,7 +62,7 @@ impl ShoalDriver {
     pub async fn publish(&self, records: Vec<(String, Vec<u8>)>) -> anyhow::Result<usize> {
         let records = records
             .into_iter()
-            .map(|(key, data)| Record { data, partition_key: key, explicit_hash_key: None })
+            .map(|(key, data)| Record { data: data.into(), partition_key: key, explicit_hash_key: None })
             .collect();
         let response = match &self.router {
             Some(router) => router.put_records(records).await?,

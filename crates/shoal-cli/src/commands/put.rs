@@ -67,7 +67,7 @@ pub async fn run(endpoint: &str, args: PutArgs) -> anyhow::Result<()> {
             }
             continue;
         }
-        batch.push(Record { data: data.into_bytes(), partition_key: key, explicit_hash_key: None });
+        batch.push(Record { data: data.into_bytes().into(), partition_key: key, explicit_hash_key: None });
         if batch.len() == args.batch {
             let (ok, bad) = flush(&client, &args.stream, &mut batch).await?;
             sent += ok;
