@@ -156,8 +156,10 @@ mod tests {
             stored(Record { data: b"hello".to_vec().into(), partition_key: "k".into(), explicit_hash_key: None });
         assert_eq!(deaggregate(&plain).len(), 1);
         let mut corrupt = aggregate(&[user("a", "x"), user("b", "y")]).unwrap();
-        let last = corrupt.data.len() - 1;
-        corrupt.data[last] ^= 0xff;
+        let mut data = corrupt.data.to_vec();
+        let last = data.len() - 1;
+        data[last] ^= 0xff;
+        corrupt.data = data.into();
         let read = deaggregate(&stored(corrupt.clone()));
         assert_eq!(read.len(), 1, "a digest mismatch means not an aggregate");
         assert_eq!(read[0].data, corrupt.data);
