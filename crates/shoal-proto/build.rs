@@ -21,6 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A read's record data is the stored record's shared buffer, handed to the
     // encoder without a copy.
     tonic_prost_build::configure()
+        // prost's codec, with a buffer sized for the whole message (src/codec.rs).
+        .codec_path("crate::codec::SizedCodec")
         .bytes(".shoal.v1.StoredRecordEntry.data")
         // A written record's data is sliced out of the gRPC frame's buffer, not
         // copied, and a client's retry clones a reference count, not the bytes.

@@ -1,5 +1,7 @@
-//! Generated code for Shoal's gRPC API (`proto/shoal/v1`). Hand-written logic lives
-//! elsewhere; this crate only compiles the protocol.
+//! Generated code for Shoal's gRPC API (`proto/shoal/v1`) and the codec it uses.
+//! Hand-written logic lives elsewhere; this crate only compiles the protocol.
+
+pub mod codec;
 
 #[allow(clippy::all, clippy::pedantic)]
 pub mod v1 {
