@@ -46,6 +46,12 @@ pub struct GroupLogStore {
 /// [`GroupLogStore::first_readable`] before it was read.
 const UNKNOWN: u64 = u64::MAX;
 
+/// A RocksDB write batch's header: sequence number and count.
+const BATCH_HEADER_BYTES: usize = 12;
+/// What a log entry's put adds to a write batch besides its value: a tag, the
+/// column family, the 16-byte key and two length varints.
+const BATCH_BYTES_PER_PUT: usize = 32;
+
 /// Bytes of encoded entries a group keeps in [`RecentEntries`].
 const RECENT_ENTRIES_BYTES: usize = 2 * 1024 * 1024;
 
@@ -285,10 +291,16 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = self.db.batch();
-        let mut appended = Vec::new();
-        for entry in entries {
-            let bytes = crate::entry_codec::encode_entry(&entry)?;
+        let encoded = entries
+            .into_iter()
+            .map(|entry| crate::entry_codec::encode_entry(&entry).map(|bytes| (entry, bytes)))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        // Sized up front: the entries are most of what a node writes, and a batch
+        // grown by doubling copies them once more (docs/performance.md).
+        let size = encoded.iter().map(|(_, bytes)| bytes.len() + BATCH_BYTES_PER_PUT).sum::<usize>();
+        let mut batch = self.db.batch_for(BATCH_HEADER_BYTES + size);
+        let mut appended = Vec::with_capacity(encoded.len());
+        for (entry, bytes) in encoded {
             batch.put(Cf::RaftLog, &keys::group_u64(self.group, entry.log_id.index), &bytes)?;
             appended.push((entry, bytes.len()));
         }

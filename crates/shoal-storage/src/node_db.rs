@@ -186,7 +186,14 @@ impl NodeDb {
     }
 
     pub fn batch(&self) -> Batch<'_> {
+        self.batch_for(0)
+    }
+
+    /// A batch that will hold about `bytes` of keys and values: its buffer is
+    /// allocated once, not grown (and copied) by doubling as puts arrive.
+    pub fn batch_for(&self, bytes: usize) -> Batch<'_> {
         let writes = match &self.backend {
+            Backend::Rocks(_) if bytes > 0 => Writes::Rocks(WriteBatch::with_capacity_bytes(bytes)),
             Backend::Rocks(_) => Writes::Rocks(WriteBatch::default()),
             Backend::Memory(_) => Writes::Memory(Vec::new()),
         };
