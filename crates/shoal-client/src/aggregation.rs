@@ -133,7 +133,7 @@ mod tests {
         StoredRecord {
             sequence_number: "49".into(),
             approximate_arrival_timestamp_millis: 7,
-            data: record.data.into(),
+            data: record.data,
             partition_key: record.partition_key,
         }
     }
