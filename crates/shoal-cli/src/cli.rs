@@ -23,6 +23,12 @@ pub struct Cli {
     #[arg(long, short = 'e', global = true, env = "SHOAL_ENDPOINT", default_value = "127.0.0.1:50051")]
     pub endpoint: String,
 
+    /// Threads that run the process's async tasks (tokio workers); by default one
+    /// per CPU core. For nodes that share a machine's cores; measured trade-offs
+    /// in docs/performance.md.
+    #[arg(long, global = true, env = "SHOAL_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
+
     #[command(flatten)]
     pub tls: TlsArgs,
 

@@ -41,9 +41,15 @@ fn start_dev() -> DevCluster {
 }
 
 fn start_dev_with_metrics(metrics_addr: &str) -> DevCluster {
+    start_dev_with(&[], metrics_addr)
+}
+
+/// `shoal [global] dev …`: `global` are flags before the command.
+fn start_dev_with(global: &[&str], metrics_addr: &str) -> DevCluster {
     let data = tempfile::tempdir().unwrap();
     let port = free_port_block();
     let mut child = Command::new(SHOAL)
+        .args(global)
         .args(["dev", "--port", &port.to_string(), "--metrics-addr", metrics_addr, "--aws-port", "0"])
         .arg("--data-dir")
         .arg(data.path())
@@ -348,6 +354,22 @@ fn bench_runs_briefly_and_writes_its_results() {
     assert!(svg.contains("shoal · "), "{svg}");
     assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
     assert!(!svg.contains("points=\"\""), "every line has points: {svg}");
+}
+
+#[test]
+fn a_cluster_on_one_worker_thread_serves_and_zero_threads_is_refused() {
+    let cluster = start_dev_with(&["--worker-threads", "1"], "");
+    stdout(&shoal(&cluster, &["stream", "create", "single", "--shards", "2"], None));
+    stdout(&shoal(&cluster, &["put", "single"], Some("one\ntwo\nthree\n")));
+    let got = stdout(&shoal(&cluster, &["get", "single"], None));
+    let mut lines: Vec<&str> = got.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["one", "three", "two"]);
+
+    let refused = Command::new(SHOAL).args(["--worker-threads", "0", "dev"]).output().unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("--worker-threads"), "{message}");
 }
 
 #[test]
