@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shoal_client::{Record, ShoalClient};
+use shoal_client::{LeaderRouter, Record, ShoalClient};
 use shoal_testkit::TestCluster;
 use shoal_tests::record;
+use shoal_tls::Dialer;
 use shoal_types::{SequenceNumber, Stream};
 
 /// A record the cluster acknowledged: where it said it put it, and what it was.
@@ -411,6 +412,58 @@ async fn with_two_failed_disks_writes_fail_promptly_and_restarts_lose_nothing() 
         expected.push("after".into());
         assert_eq!(held, expected, "node {id}");
     }
+    cluster.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_aware_router_follows_the_leader_once_a_node_forwards() -> anyhow::Result<()> {
+    const SHARD: &str = "shardId-000000000000";
+    const WITHIN: Duration = Duration::from_secs(20);
+    let mut cluster = TestCluster::start(3).await?;
+    let client = cluster.client(1).await?;
+    client.create_stream("moving", 1).await?;
+    client.wait_for_active("moving", Duration::from_secs(10)).await?;
+    let stream = cluster.stream(1, "moving").await?;
+    let preferred = cluster.shard_leader(&stream, 0).expect("a leader");
+    let entry = cluster.node_ids().into_iter().find(|id| *id != preferred).unwrap();
+    let entry_client = cluster.client(entry).await?;
+
+    // The router learns the leaders while the preferred leader is down…
+    cluster.kill(preferred).await?;
+    entry_client.put_record("moving", "k", b"failover".to_vec()).await?;
+    let stand_in = cluster.shard_leader(&stream, 0).expect("a new leader");
+    let router = LeaderRouter::discover(entry_client.clone(), Dialer::plain(), "moving").await?;
+    assert_eq!(router.shard_leader_addr(SHARD), Some(cluster.addr(stand_in)));
+    let direct = router.put_records(vec![record("k", "direct")]).await?;
+    assert_eq!((direct.failed_record_count, direct.forwarded_record_count), (0, 0), "sent to the leader itself");
+
+    // …which takes its leadership back once it returns: the router's table is stale.
+    cluster.restart(preferred).await?;
+    let deadline = Instant::now() + WITHIN;
+    while cluster.shard_leader(&stream, 0) != Some(preferred) {
+        assert!(Instant::now() < deadline, "the preferred leader never took its shard back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stale = router.put_records(vec![record("k", "stale")]).await?;
+    assert_eq!(stale.failed_record_count, 0, "a stale table costs a hop, never a record");
+    assert_eq!(stale.forwarded_record_count, 1, "the old leader says it forwarded");
+
+    // The router re-reads the table in the background and sends straight to the
+    // leader again.
+    loop {
+        let answer = router.put_records(vec![record("k", "routed")]).await?;
+        assert_eq!(answer.failed_record_count, 0);
+        if answer.forwarded_record_count == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the router still sends to {:?}", router.shard_leader_addr(SHARD));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(router.shard_leader_addr(SHARD), Some(cluster.addr(preferred)));
+    let data: Vec<Vec<u8>> =
+        entry_client.read_shard("moving", SHARD).await?.into_iter().map(|r| r.data.to_vec()).collect();
+    assert_eq!(&data[..3], [b"failover".to_vec(), b"direct".to_vec(), b"stale".to_vec()]);
     cluster.shutdown().await;
     Ok(())
 }

@@ -6,9 +6,15 @@
 //! every three records on three nodes. A [`LeaderRouter`] learns the shards' hash
 //! ranges and leaders once, splits each call by leader and sends the parts in
 //! parallel; a node that has meanwhile lost a leadership still forwards, so a stale
-//! table costs a hop, never a record. [`LeaderRouter::refresh`] re-reads it.
+//! table costs a hop, never a record. The node says so in its answer
+//! (`forwarded_record_count`), and the router then re-reads the table in the
+//! background, at most once per [`REFRESH_PAUSE`]; [`LeaderRouter::refresh`]
+//! re-reads it at once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use futures::future::join_all;
 use shoal_proto::v1 as proto;
@@ -26,13 +32,24 @@ struct Route {
     node: usize,
 }
 
-/// Routes a stream's records to its shards' leaders.
+/// The shortest time between two background refreshes of the table.
+pub const REFRESH_PAUSE: Duration = Duration::from_secs(1);
+
+/// Routes a stream's records to its shards' leaders. Clones share one table.
 #[derive(Clone)]
 pub struct LeaderRouter {
     stream: String,
     /// Where unknown or leaderless shards go (the node first connected to).
     entry: ShoalClient,
     dialer: Dialer,
+    table: Arc<RwLock<Arc<RouteTable>>>,
+    /// A background refresh is running or pausing.
+    refreshing: Arc<AtomicBool>,
+}
+
+/// The leading nodes and the open shards' routes to them, as last read.
+#[derive(Default)]
+struct RouteTable {
     nodes: Vec<LeaderNode>,
     routes: Vec<Route>,
 }
@@ -52,14 +69,23 @@ impl LeaderRouter {
     /// Learns `stream`'s open shards and their leaders through `entry`, and
     /// connects to each leading node as `dialer` says.
     pub async fn discover(entry: ShoalClient, dialer: Dialer, stream: &str) -> ShoalResult<LeaderRouter> {
-        let mut router =
-            LeaderRouter { stream: stream.to_string(), entry, dialer, nodes: Vec::new(), routes: Vec::new() };
+        let router = LeaderRouter {
+            stream: stream.to_string(),
+            entry,
+            dialer,
+            table: Arc::default(),
+            refreshing: Arc::default(),
+        };
         router.refresh().await?;
         Ok(router)
     }
 
+    fn table(&self) -> Arc<RouteTable> {
+        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Re-reads the shards and their leaders (after resharding or failover).
-    pub async fn refresh(&mut self) -> ShoalResult<()> {
+    pub async fn refresh(&self) -> ShoalResult<()> {
         let shards = self.entry.list_shards(&self.stream).await?;
         let status = self.entry.cluster_status().await?;
         let addrs: HashMap<u64, String> = status.nodes.iter().map(|n| (n.node_id, n.addr.clone())).collect();
@@ -92,45 +118,66 @@ impl LeaderRouter {
             });
         }
         routes.sort_by_key(|r| r.start);
-        self.nodes = nodes;
-        self.routes = routes;
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(RouteTable { nodes, routes });
         Ok(())
+    }
+
+    /// Refreshes the table in the background unless a refresh ran less than
+    /// [`REFRESH_PAUSE`] ago.
+    fn refresh_soon(&self) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let router = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = router.refresh().await {
+                tracing::debug!(%error, "refreshing the shards' leaders failed");
+            }
+            tokio::time::sleep(REFRESH_PAUSE).await;
+            router.refreshing.store(false, Ordering::Release);
+        });
     }
 
     /// How many open shards have a known leader.
     pub fn routed_shards(&self) -> usize {
-        self.routes.len()
+        self.table().routes.len()
     }
 
     /// The address of the node leading `shard_id`, if known: where to read or
     /// subscribe to the shard without a hop.
-    pub fn shard_leader_addr(&self, shard_id: &str) -> Option<&str> {
-        let route = self.routes.iter().find(|route| route.shard_id == shard_id)?;
-        self.nodes.get(route.node).map(|node| node.addr.as_str())
+    pub fn shard_leader_addr(&self, shard_id: &str) -> Option<String> {
+        let table = self.table();
+        let route = table.routes.iter().find(|route| route.shard_id == shard_id)?;
+        table.nodes.get(route.node).map(|node| node.addr.clone())
     }
+}
 
-    /// Which client takes a record with this hash key.
-    fn client_for(&self, hash: u128) -> Option<usize> {
+impl RouteTable {
+    /// Which node takes a record with this hash key.
+    fn node_for(&self, hash: u128) -> Option<usize> {
         let at = self.routes.partition_point(|r| r.start <= hash).checked_sub(1)?;
         let route = &self.routes[at];
         (hash <= route.end).then_some(route.node)
     }
+}
 
+impl LeaderRouter {
     /// PutRecords with each record sent to its shard's leader; the answer lists
     /// the records in the order given, as one PutRecords call would.
     pub async fn put_records(&self, records: Vec<Record>) -> ShoalResult<proto::PutRecordsResponse> {
+        let table = self.table();
         // Index `nodes.len()` is the entry node, for records without a known leader.
-        let mut parts: Vec<(Vec<usize>, Vec<Record>)> = vec![(Vec::new(), Vec::new()); self.nodes.len() + 1];
+        let mut parts: Vec<(Vec<usize>, Vec<Record>)> = vec![(Vec::new(), Vec::new()); table.nodes.len() + 1];
         for (index, record) in records.into_iter().enumerate() {
             let hash = HashKey::for_record(&record.partition_key, record.explicit_hash_key.as_deref())?;
-            let target = self.client_for(hash.0).unwrap_or(self.nodes.len());
+            let target = table.node_for(hash.0).unwrap_or(table.nodes.len());
             parts[target].0.push(index);
             parts[target].1.push(record);
         }
         let total: usize = parts.iter().map(|(indexes, _)| indexes.len()).sum();
         let calls = parts.into_iter().enumerate().filter(|(_, (indexes, _))| !indexes.is_empty()).map(
             |(target, (indexes, records))| {
-                let client = self.nodes.get(target).map_or(&self.entry, |node| &node.client).clone();
+                let client = table.nodes.get(target).map_or(&self.entry, |node| &node.client).clone();
                 let stream = self.stream.clone();
                 async move { (indexes, client.put_records(&stream, records).await) }
             },
@@ -138,6 +185,7 @@ impl LeaderRouter {
         let mut merged = proto::PutRecordsResponse {
             failed_record_count: 0,
             records: vec![proto::PutRecordsResultEntry::default(); total],
+            forwarded_record_count: 0,
         };
         for (indexes, answer) in join_all(calls).await {
             let answer = answer?;
@@ -150,9 +198,13 @@ impl LeaderRouter {
                 )));
             }
             merged.failed_record_count += answer.failed_record_count;
+            merged.forwarded_record_count += answer.forwarded_record_count;
             for (index, entry) in indexes.into_iter().zip(answer.records) {
                 merged.records[index] = entry;
             }
+        }
+        if merged.forwarded_record_count > 0 {
+            self.refresh_soon();
         }
         Ok(merged)
     }
@@ -172,13 +224,20 @@ mod tests {
         let client =
             || ShoalClient::from_channel(tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy());
         let nodes = (1..=3).map(|i| LeaderNode { addr: format!("127.0.0.1:{i}"), client: client() }).collect();
-        let router = LeaderRouter { stream: "s".into(), entry: client(), dialer: Dialer::plain(), nodes, routes };
-        assert_eq!(router.client_for(0), Some(0));
-        assert_eq!(router.client_for(99), Some(0));
-        assert_eq!(router.client_for(100), Some(1));
-        assert_eq!(router.client_for(250), None, "a gap (a shard without a known leader) goes to the entry node");
-        assert_eq!(router.client_for(u128::MAX), Some(2));
-        assert_eq!(router.shard_leader_addr("shardId-000000000001"), Some("127.0.0.1:2"));
+        let table = RouteTable { nodes, routes };
+        assert_eq!(table.node_for(0), Some(0));
+        assert_eq!(table.node_for(99), Some(0));
+        assert_eq!(table.node_for(100), Some(1));
+        assert_eq!(table.node_for(250), None, "a gap (a shard without a known leader) goes to the entry node");
+        assert_eq!(table.node_for(u128::MAX), Some(2));
+        let router = LeaderRouter {
+            stream: "s".into(),
+            entry: client(),
+            dialer: Dialer::plain(),
+            table: Arc::new(RwLock::new(Arc::new(table))),
+            refreshing: Arc::default(),
+        };
+        assert_eq!(router.shard_leader_addr("shardId-000000000001").as_deref(), Some("127.0.0.1:2"));
         assert_eq!(router.shard_leader_addr("shardId-000000000002"), None, "no known leader");
     }
 }

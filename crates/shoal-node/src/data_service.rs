@@ -109,7 +109,7 @@ impl DataService {
             validate_put_records(&records, max_record_bytes)?;
         }
         let mut results = vec![proto::PutRecordsResultEntry::default(); records.len()];
-        let mut failed = 0u32;
+        let (mut failed, mut forwarded) = (0u32, 0u32);
         let mut pending: Vec<(usize, Record)> = records.into_iter().enumerate().collect();
         for round in 0..ROUTING_ROUNDS {
             if round > 0 {
@@ -130,6 +130,9 @@ impl DataService {
                         }
                     }
                     Ok(appended) => {
+                        if appended.forwarded {
+                            forwarded += share.indexes.len() as u32;
+                        }
                         let shard_id = share.shard_id.to_string();
                         for (offset, index) in share.indexes.into_iter().enumerate() {
                             let position = RecordPosition {
@@ -155,7 +158,11 @@ impl DataService {
             results[index] = failure_entry(&ShoalError::unavailable("the shard was being resharded; retry"));
         }
         crate::write_metrics::write_metrics().put_records_failed.increment(u64::from(failed));
-        Ok(proto::PutRecordsResponse { failed_record_count: failed, records: results })
+        Ok(proto::PutRecordsResponse {
+            failed_record_count: failed,
+            records: results,
+            forwarded_record_count: forwarded,
+        })
     }
 
     /// Routes `pending` records by hash key and appends each shard's share as one

@@ -36,6 +36,8 @@ pub struct Appended {
     pub first_offset: u32,
     pub count: u32,
     pub arrival_millis: u64,
+    /// Another node led the shard: the records went there.
+    pub forwarded: bool,
 }
 
 /// Proposes `records` for the shard stored under `store` on the local group,
@@ -71,6 +73,7 @@ pub async fn append_local(
         first_offset: landed.first_offset,
         count: landed.count,
         arrival_millis: landed.arrival_millis,
+        forwarded: false,
     })
 }
 
@@ -143,6 +146,7 @@ async fn append_remote(
         first_offset: reply.first_offset,
         count: reply.count,
         arrival_millis: reply.arrival_millis,
+        forwarded: true,
     })
 }
 

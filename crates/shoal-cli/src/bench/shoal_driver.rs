@@ -48,7 +48,7 @@ impl ShoalDriver {
     /// every shard has a leader, for at most ten seconds.
     async fn route_to_leaders(&mut self, shards: u32) -> anyhow::Result<()> {
         let dialer = crate::commands::connect::dialer();
-        let mut router = LeaderRouter::discover(self.client.clone(), dialer, &self.stream).await?;
+        let router = LeaderRouter::discover(self.client.clone(), dialer, &self.stream).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while router.routed_shards() < shards as usize && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -83,7 +83,7 @@ impl ShoalDriver {
         let mut connections: HashMap<String, ShoalClient> = HashMap::new();
         for shard in self.client.list_shards(&self.stream).await? {
             let addr = match self.router.as_ref().and_then(|router| router.shard_leader_addr(&shard.shard_id)) {
-                Some(leader) => leader.to_string(),
+                Some(leader) => leader,
                 None => self.endpoint.clone(),
             };
             let client = match connections.get(&addr) {
