@@ -95,6 +95,9 @@ impl LeaderRouter {
             .filter(|g| g.stream_name == self.stream && g.leader_id != 0)
             .map(|g| (g.shard_id.as_str(), g.leader_id))
             .collect();
+        // A node the last table already reached keeps its connection.
+        let known: HashMap<String, ShoalClient> =
+            self.table().nodes.iter().map(|node| (node.addr.clone(), node.client.clone())).collect();
         let mut clients: HashMap<u64, usize> = HashMap::new();
         let mut nodes = Vec::new();
         let mut routes = Vec::new();
@@ -104,7 +107,10 @@ impl LeaderRouter {
             let node = match clients.get(leader) {
                 Some(index) => *index,
                 None => {
-                    let client = ShoalClient::connect_with(addr, &self.dialer).await?;
+                    let client = match known.get(addr) {
+                        Some(client) => client.clone(),
+                        None => ShoalClient::connect_with(addr, &self.dialer).await?,
+                    };
                     nodes.push(LeaderNode { addr: addr.clone(), client });
                     clients.insert(*leader, nodes.len() - 1);
                     nodes.len() - 1
@@ -150,18 +156,7 @@ impl LeaderRouter {
         let route = table.routes.iter().find(|route| route.shard_id == shard_id)?;
         table.nodes.get(route.node).map(|node| node.addr.clone())
     }
-}
 
-impl RouteTable {
-    /// Which node takes a record with this hash key.
-    fn node_for(&self, hash: u128) -> Option<usize> {
-        let at = self.routes.partition_point(|r| r.start <= hash).checked_sub(1)?;
-        let route = &self.routes[at];
-        (hash <= route.end).then_some(route.node)
-    }
-}
-
-impl LeaderRouter {
     /// PutRecords with each record sent to its shard's leader; the answer lists
     /// the records in the order given, as one PutRecords call would.
     pub async fn put_records(&self, records: Vec<Record>) -> ShoalResult<proto::PutRecordsResponse> {
@@ -197,8 +192,9 @@ impl LeaderRouter {
                     indexes.len()
                 )));
             }
-            merged.failed_record_count += answer.failed_record_count;
-            merged.forwarded_record_count += answer.forwarded_record_count;
+            // Counts from the network: a wrong one must not overflow.
+            merged.failed_record_count = merged.failed_record_count.saturating_add(answer.failed_record_count);
+            merged.forwarded_record_count = merged.forwarded_record_count.saturating_add(answer.forwarded_record_count);
             for (index, entry) in indexes.into_iter().zip(answer.records) {
                 merged.records[index] = entry;
             }
@@ -207,6 +203,15 @@ impl LeaderRouter {
             self.refresh_soon();
         }
         Ok(merged)
+    }
+}
+
+impl RouteTable {
+    /// Which node takes a record with this hash key.
+    fn node_for(&self, hash: u128) -> Option<usize> {
+        let at = self.routes.partition_point(|r| r.start <= hash).checked_sub(1)?;
+        let route = &self.routes[at];
+        (hash <= route.end).then_some(route.node)
     }
 }
 
