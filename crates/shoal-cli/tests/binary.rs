@@ -357,7 +357,7 @@ fn bench_runs_briefly_and_writes_its_results() {
 }
 
 #[test]
-fn a_cluster_on_one_worker_thread_serves_and_zero_threads_is_refused() {
+fn a_cluster_started_with_the_worker_threads_flag_serves_and_zero_threads_is_refused() {
     let cluster = start_dev_with(&["--worker-threads", "1"], "");
     stdout(&shoal(&cluster, &["stream", "create", "single", "--shards", "2"], None));
     stdout(&shoal(&cluster, &["put", "single"], Some("one\ntwo\nthree\n")));
