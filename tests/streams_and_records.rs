@@ -350,6 +350,90 @@ async fn a_leader_router_sends_records_to_their_leaders_and_answers_in_request_o
     Ok(())
 }
 
+/// `callers` router calls at once, thirty records each (caller `bad`'s all to one
+/// shard, one of them over the stream's 1 MiB limit); each call's answer.
+async fn concurrent_calls(
+    router: &shoal_client::LeaderRouter,
+    round: &str,
+    callers: usize,
+    bad: Option<usize>,
+) -> Vec<(usize, shoal_client::ShoalResult<proto::PutRecordsResponse>)> {
+    let calls = (0..callers).map(|caller| {
+        let router = router.clone();
+        let round = round.to_string();
+        async move {
+            let mut records: Vec<Record> =
+                (0..30).map(|i| record(format!("{round}-{caller}-key-{i}"), format!("{round}/{caller}/{i}"))).collect();
+            if Some(caller) == bad {
+                for record in &mut records {
+                    record.explicit_hash_key = Some("0".into());
+                }
+                records[7].data = vec![0; 2 * 1024 * 1024].into();
+            }
+            (caller, router.put_records(records).await)
+        }
+    });
+    let spawned: Vec<_> = calls.map(tokio::spawn).collect();
+    let mut answers = Vec::new();
+    for call in spawned {
+        answers.push(call.await.expect("a caller panicked"));
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_router_calls_share_calls_to_a_leader_and_each_caller_gets_its_own_answer() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3).await?;
+    let client = cluster.client(1).await?;
+    client.create_stream("collected", 3).await?;
+    client.wait_for_active("collected", ACTIVE_WITHIN).await?;
+    let router =
+        shoal_client::LeaderRouter::discover(client.clone(), shoal_client::Dialer::plain(), "collected").await?;
+    assert_eq!(router.routed_shards(), 3);
+    // Forty callers at once: each call splits into up to three parts, one per
+    // leader; with at most two calls in flight to a node, parts that meet go as one.
+    for (caller, answer) in concurrent_calls(&router, "first", 40, None).await {
+        let answer = answer?;
+        assert_eq!(answer.failed_record_count, 0);
+        assert_eq!(answer.records.len(), 30, "caller {caller} gets one result per record");
+        assert!(answer.records.iter().all(|r| !r.shard_id.is_empty() && !r.sequence_number.is_empty()));
+    }
+    assert!(router.calls_sent() <= 60, "{} calls for 40 callers' parts (up to 120)", router.calls_sent());
+    // Again, with one caller whose records all go to one shard and one of which
+    // is over the stream's limit: the leader refuses that caller's part, and only
+    // that caller's, even when it was collected with others.
+    let mut written = 40 * 30;
+    for (caller, answer) in concurrent_calls(&router, "second", 20, Some(7)).await {
+        if caller == 7 {
+            let error = answer.expect_err("a record over 1 MiB is refused");
+            assert_eq!(error.code, ErrorCode::Validation, "{error:?}");
+            assert!(error.message.contains("records.8.member.data"), "the caller's own index: {}", error.message);
+            continue;
+        }
+        let answer = answer?;
+        assert_eq!((answer.failed_record_count, answer.records.len()), (0, 30), "caller {caller}");
+        written += 30;
+    }
+    let stored: Vec<String> = client
+        .read_stream("collected")
+        .await?
+        .into_iter()
+        .flat_map(|(_, records)| records.into_iter().map(|r| String::from_utf8_lossy(&r.data).into_owned()))
+        .collect();
+    assert_eq!(stored.len(), written, "every acknowledged record stored once, the refused caller's none");
+    assert!(!stored.iter().any(|data| data.starts_with("second/7/")));
+    // A call the router can see is bad (an empty partition key) is refused whole,
+    // before any of its parts leaves: nothing more is stored.
+    let mut records: Vec<Record> = (0..30).map(|i| record(format!("late-{i}"), "x")).collect();
+    records[4].partition_key.clear();
+    let error = router.put_records(records).await.expect_err("an empty partition key is refused");
+    assert_eq!(error.code, ErrorCode::Validation);
+    assert!(error.message.contains("records.5.member.partitionKey"), "{}", error.message);
+    let stored_after: usize = client.read_stream("collected").await?.iter().map(|(_, records)| records.len()).sum();
+    assert_eq!(stored_after, written);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_subscription_on_a_node_that_does_not_lead_the_shard_is_pushed_records_by_the_leader() -> anyhow::Result<()> {
     let cluster = TestCluster::start(3).await?;

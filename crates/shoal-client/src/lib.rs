@@ -5,6 +5,7 @@
 //! answered with `Unavailable` (a leader election in progress) for a few seconds.
 
 pub mod aggregation;
+pub mod collection;
 pub mod consumer;
 pub mod producer;
 pub mod routing;

@@ -6,7 +6,9 @@
 //! every three records on three nodes. A [`LeaderRouter`] learns the shards' hash
 //! ranges and leaders once, splits each call by leader and sends the parts in
 //! parallel; a node that has meanwhile lost a leadership still forwards, so a stale
-//! table costs a hop, never a record. The node says so in its answer
+//! table costs a hop, never a record. Parts for the same node that meet while
+//! its calls are out leave together as one call ([`crate::collection`]). The
+//! node says so in its answer
 //! (`forwarded_record_count`), and the router then re-reads the table in the
 //! background, at most once per [`REFRESH_PAUSE`]; [`LeaderRouter::refresh`]
 //! re-reads it at once.
@@ -19,8 +21,11 @@ use std::time::Duration;
 use futures::future::join_all;
 use shoal_proto::v1 as proto;
 use shoal_tls::Dialer;
+use shoal_types::limits::MAX_RECORD_BYTES_CEILING;
+use shoal_types::validation::validate_put_records;
 use shoal_types::{HashKey, ShoalError, ShoalResult};
 
+use crate::collection::Collector;
 use crate::{Record, ShoalClient};
 
 /// An open shard's hash range and the client of the node leading it.
@@ -58,7 +63,8 @@ struct RouteTable {
 #[derive(Clone)]
 struct LeaderNode {
     addr: String,
-    client: ShoalClient,
+    /// Sends the node its parts, collecting those that meet.
+    collector: Arc<Collector>,
 }
 
 fn parse_hash(text: &str) -> ShoalResult<u128> {
@@ -95,9 +101,9 @@ impl LeaderRouter {
             .filter(|g| g.stream_name == self.stream && g.leader_id != 0)
             .map(|g| (g.shard_id.as_str(), g.leader_id))
             .collect();
-        // A node the last table already reached keeps its connection.
-        let known: HashMap<String, ShoalClient> =
-            self.table().nodes.iter().map(|node| (node.addr.clone(), node.client.clone())).collect();
+        // A node the last table already reached keeps its connection and queue.
+        let known: HashMap<String, Arc<Collector>> =
+            self.table().nodes.iter().map(|node| (node.addr.clone(), node.collector.clone())).collect();
         let mut clients: HashMap<u64, usize> = HashMap::new();
         let mut nodes = Vec::new();
         let mut routes = Vec::new();
@@ -107,11 +113,11 @@ impl LeaderRouter {
             let node = match clients.get(leader) {
                 Some(index) => *index,
                 None => {
-                    let client = match known.get(addr) {
-                        Some(client) => client.clone(),
-                        None => ShoalClient::connect_with(addr, &self.dialer).await?,
+                    let collector = match known.get(addr) {
+                        Some(collector) => collector.clone(),
+                        None => Collector::new(ShoalClient::connect_with(addr, &self.dialer).await?, &self.stream),
                     };
-                    nodes.push(LeaderNode { addr: addr.clone(), client });
+                    nodes.push(LeaderNode { addr: addr.clone(), collector });
                     clients.insert(*leader, nodes.len() - 1);
                     nodes.len() - 1
                 }
@@ -144,6 +150,12 @@ impl LeaderRouter {
         });
     }
 
+    /// PutRecords calls sent to the leaders so far: fewer than the parts the
+    /// callers' records made when parts were collected ([`crate::collection`]).
+    pub fn calls_sent(&self) -> u64 {
+        self.table().nodes.iter().map(|node| node.collector.calls()).sum()
+    }
+
     /// How many open shards have a known leader.
     pub fn routed_shards(&self) -> usize {
         self.table().routes.len()
@@ -159,7 +171,13 @@ impl LeaderRouter {
 
     /// PutRecords with each record sent to its shard's leader; the answer lists
     /// the records in the order given, as one PutRecords call would.
+    ///
+    /// The call is checked as a whole first, as one node would check it, so a bad
+    /// record leaves none of the call's records written. Only a record over the
+    /// stream's own size limit (below the 10 MiB any stream may allow) is caught
+    /// by its leader alone: the call's parts for other leaders are then written.
     pub async fn put_records(&self, records: Vec<Record>) -> ShoalResult<proto::PutRecordsResponse> {
+        let records = checked(records)?;
         let table = self.table();
         // Index `nodes.len()` is the entry node, for records without a known leader.
         let mut parts: Vec<(Vec<usize>, Vec<Record>)> = vec![(Vec::new(), Vec::new()); table.nodes.len() + 1];
@@ -172,9 +190,15 @@ impl LeaderRouter {
         let total: usize = parts.iter().map(|(indexes, _)| indexes.len()).sum();
         let calls = parts.into_iter().enumerate().filter(|(_, (indexes, _))| !indexes.is_empty()).map(
             |(target, (indexes, records))| {
-                let client = table.nodes.get(target).map_or(&self.entry, |node| &node.client).clone();
-                let stream = self.stream.clone();
-                async move { (indexes, client.put_records(&stream, records).await) }
+                let collector = table.nodes.get(target).map(|node| node.collector.clone());
+                let (entry, stream) = (self.entry.clone(), self.stream.clone());
+                async move {
+                    let answer = match collector {
+                        Some(collector) => collector.put_records(records).await,
+                        None => entry.put_records(&stream, records).await,
+                    };
+                    (indexes, answer)
+                }
             },
         );
         let mut merged = proto::PutRecordsResponse {
@@ -206,6 +230,24 @@ impl LeaderRouter {
     }
 }
 
+/// `records` if they make a valid PutRecords call for a stream of the largest
+/// record size any stream may have (checked on the records moved, not copied).
+fn checked(records: Vec<Record>) -> ShoalResult<Vec<Record>> {
+    let records: Vec<shoal_types::Record> = records
+        .into_iter()
+        .map(|r| shoal_types::Record {
+            partition_key: r.partition_key,
+            explicit_hash_key: r.explicit_hash_key,
+            data: r.data,
+        })
+        .collect();
+    validate_put_records(&records, MAX_RECORD_BYTES_CEILING)?;
+    Ok(records
+        .into_iter()
+        .map(|r| Record { partition_key: r.partition_key, explicit_hash_key: r.explicit_hash_key, data: r.data })
+        .collect())
+}
+
 impl RouteTable {
     /// Which node takes a record with this hash key.
     fn node_for(&self, hash: u128) -> Option<usize> {
@@ -228,7 +270,9 @@ mod tests {
         ];
         let client =
             || ShoalClient::from_channel(tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy());
-        let nodes = (1..=3).map(|i| LeaderNode { addr: format!("127.0.0.1:{i}"), client: client() }).collect();
+        let nodes = (1..=3)
+            .map(|i| LeaderNode { addr: format!("127.0.0.1:{i}"), collector: Collector::new(client(), "s") })
+            .collect();
         let table = RouteTable { nodes, routes };
         assert_eq!(table.node_for(0), Some(0));
         assert_eq!(table.node_for(99), Some(0));
