@@ -507,6 +507,12 @@ pub struct BenchArgs {
     /// The NATS servers' processes, as --shoal-pids.
     #[arg(long, value_delimiter = ',')]
     pub nats_pids: Vec<u32>,
+    /// Before each run, wait up to this many seconds for the system's processes
+    /// (--shoal-pids / --nats-pids) to come to rest, under 0.15 cores together, so
+    /// a run does not measure the previous run's flushes and compactions. 0: start
+    /// at once.
+    #[arg(long, default_value_t = 60)]
+    pub settle_secs: u64,
 }
 
 impl BenchArgs {

@@ -329,6 +329,8 @@ fn bench_runs_briefly_and_writes_its_results() {
             plot.to_str().unwrap(),
             "--shoal-pids",
             &cluster.child.id().to_string(),
+            "--settle-secs",
+            "10",
         ],
         None,
     );

@@ -34,6 +34,15 @@ pub async fn measure(server_pids: Vec<u32>, from: Instant, until: Instant) -> Cp
     CpuUse { server_cores: cores(server_before, server_after), client_cores: cores(client_before, client_after) }
 }
 
+/// Cores `pids` used together over the next `window`; `None` if one cannot be read.
+pub async fn cores_over(pids: &[u32], window: Duration) -> Option<f64> {
+    let started = Instant::now();
+    let before = server_ticks(pids)?;
+    tokio::time::sleep(window).await;
+    let after = server_ticks(pids)?;
+    Some(cores(before, after, started.elapsed()))
+}
+
 /// User + system ticks of all of `pids` so far; `None` if there are none or one
 /// cannot be read.
 fn server_ticks(pids: &[u32]) -> Option<u64> {

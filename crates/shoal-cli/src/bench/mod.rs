@@ -121,7 +121,7 @@ pub async fn run(endpoint: &str, args: BenchArgs) -> anyhow::Result<()> {
             // The previous run's writes, written back now rather than during this run.
             settle::settle_disk().await;
             let server_pids = if *target == "nats" { args.nats_pids.clone() } else { args.shoal_pids.clone() };
-            let result = run_one(&mut driver, &workload, server_pids).await?;
+            let result = run_one(&mut driver, &workload, server_pids, Duration::from_secs(args.settle_secs)).await?;
             report::print_table(std::slice::from_ref(&result));
             if *target == "nats" { nats_results.push(result) } else { shoal_results.push(result) }
         }
@@ -162,8 +162,14 @@ struct Measured {
     failed: u64,
 }
 
-async fn run_one(target: &mut Target, workload: &Workload, server_pids: Vec<u32>) -> anyhow::Result<RunResult> {
+async fn run_one(
+    target: &mut Target,
+    workload: &Workload,
+    server_pids: Vec<u32>,
+    settle: Duration,
+) -> anyhow::Result<RunResult> {
     target.prepare(workload).await?;
+    settle::settle_servers(&server_pids, settle).await;
     let (stop_tx, stop) = watch::channel(false);
     let (latency_tx, mut latency_rx) = mpsc::unbounded_channel();
     if workload.consumers > 0 {
