@@ -39,10 +39,12 @@ const SETTLE_WINDOW: Duration = Duration::from_secs(1);
 /// Waits until the servers (`pids`) rest: less than [`RESTING_CORES`] over one
 /// [`SETTLE_WINDOW`], for at most `limit`; a run starts after it regardless.
 ///
-/// A run that follows a max-throughput run starts while the servers still work
-/// off the last one (memtable flushes and compactions, the deleted stream's data
-/// being dropped); a latency run measured then measures that backlog, not its
-/// own workload. Without pids there is nothing to read and nothing to wait for.
+/// A run that follows a max-throughput run could start while the servers still
+/// work off the last one (memtable flushes and compactions, the deleted stream's
+/// data being dropped), and a latency run would then measure that backlog, not
+/// its own workload. (In the nineteenth session's `compare.sh` runs the servers
+/// were always at rest already: docs/performance.md.) Without pids there is
+/// nothing to read and nothing to wait for.
 pub async fn settle_servers(pids: &[u32], limit: Duration) {
     if pids.is_empty() || limit.is_zero() {
         return;
