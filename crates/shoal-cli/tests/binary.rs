@@ -350,6 +350,9 @@ fn bench_runs_briefly_and_writes_its_results() {
     assert!(stdout(&output).contains("records/s"));
     assert!(stdout(&output).contains("late p99"));
     assert!(stdout(&output).contains("srv cores"));
+    // How long the machine was stalled on I/O (null where the kernel does not say).
+    assert!(run.get("io_stall_s").is_some(), "{json}");
+    assert!(stdout(&output).contains("io stall s"));
     // The plot has the run's panel and its three lines, with points in them.
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");

@@ -10,6 +10,7 @@
 
 mod cpu;
 mod histogram;
+mod io_stall;
 mod nats_driver;
 mod payload;
 mod plot;
@@ -181,6 +182,7 @@ async fn run_one(
     let end = measure_from + Duration::from_secs(workload.duration_secs);
     let acked = Arc::new(AtomicU64::new(0));
     let cpu = tokio::spawn(cpu::measure(server_pids, measure_from, end));
+    let io_stall = tokio::spawn(io_stall::measure(measure_from, end));
     let mut producers = Vec::new();
     for index in 0..workload.producers as usize {
         let target = target.for_producer(index).await?;
@@ -212,6 +214,7 @@ async fn run_one(
         measured.failed += part.failed;
     }
     let cpu = cpu.await.unwrap_or_default();
+    let io_stall_s = io_stall.await.ok().flatten();
     // Give consumers a moment to receive the last records.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop_tx.send(true);
@@ -237,6 +240,7 @@ async fn run_one(
         timeline: measured.timeline,
         end_to_end_ms: end_to_end.summary(),
         cpu,
+        io_stall_s,
     })
 }
 

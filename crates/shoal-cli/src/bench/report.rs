@@ -27,16 +27,19 @@ pub struct RunResult {
     pub end_to_end_ms: Percentiles,
     /// Cores the system under test and the benchmark used in the measurement window.
     pub cpu: CpuUse,
+    /// Seconds of the window in which the whole machine was stalled on I/O
+    /// (`/proc/pressure/io`, `full`); `None` where the kernel does not say.
+    pub io_stall_s: Option<f64>,
 }
 
-/// `cores` with two decimals, or `-` where it was not measured.
-fn cores_cell(cores: Option<f64>) -> String {
-    cores.map_or_else(|| "-".into(), |c| format!("{c:.2}"))
+/// A measured figure with two decimals, or `-` where it was not measured.
+fn measured_cell(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
 }
 
 pub fn print_table(results: &[RunResult]) {
     println!(
-        "{:<10} {:<14} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:<10} {:<14} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "system",
         "workload",
         "records/s",
@@ -49,11 +52,12 @@ pub fn print_table(results: &[RunResult]) {
         "e2e p99",
         "late p99",
         "srv cores",
-        "cli cores"
+        "cli cores",
+        "io stall s"
     );
     for r in results {
         println!(
-            "{:<10} {:<14} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9} {:>9}",
+            "{:<10} {:<14} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9} {:>9} {:>9}",
             r.system,
             r.workload.name,
             r.records_per_sec,
@@ -65,8 +69,9 @@ pub fn print_table(results: &[RunResult]) {
             r.end_to_end_ms.p50,
             r.end_to_end_ms.p99,
             r.late_ms.p99,
-            cores_cell(r.cpu.server_cores),
-            cores_cell(r.cpu.client_cores)
+            measured_cell(r.cpu.server_cores),
+            measured_cell(r.cpu.client_cores),
+            measured_cell(r.io_stall_s)
         );
     }
 }
