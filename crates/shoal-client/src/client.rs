@@ -138,7 +138,7 @@ impl ShoalClient {
             retention_hours: 0,
             stream_mode: String::new(),
         };
-        self.retry(|| call!(self.streams, create_stream, request.clone())).await.map(|_| ())
+        self.retry(|| call!(self.streams, create_stream, request)).await.map(|_| ())
     }
 
     /// Waits until the stream is ACTIVE and returns its description.
@@ -159,7 +159,7 @@ impl ShoalClient {
 
     pub async fn delete_stream(&self, name: &str) -> ShoalResult<()> {
         let request = proto::DeleteStreamRequest { stream_name: name.into() };
-        self.retry(|| call!(self.streams, delete_stream, request.clone())).await.map(|_| ())
+        self.retry(|| call!(self.streams, delete_stream, request)).await.map(|_| ())
     }
 
     /// Describes a stream with all of its shards (following pages).
@@ -171,7 +171,7 @@ impl ShoalClient {
         };
         let mut all: Option<proto::StreamDescription> = None;
         loop {
-            let page = self.retry(|| call!(self.streams, describe_stream, request.clone())).await?;
+            let page = self.retry(|| call!(self.streams, describe_stream, request)).await?;
             let page = page.stream.ok_or_else(|| ShoalError::internal("DescribeStream returned no stream"))?;
             let more = page.has_more_shards;
             let last = page.shards.last().map(|s| s.shard_id.clone());
@@ -194,7 +194,7 @@ impl ShoalClient {
 
     pub async fn describe_stream_summary(&self, name: &str) -> ShoalResult<proto::StreamSummary> {
         let request = proto::DescribeStreamSummaryRequest { stream_name: name.into() };
-        let response = self.retry(|| call!(self.streams, describe_stream_summary, request.clone())).await?;
+        let response = self.retry(|| call!(self.streams, describe_stream_summary, request)).await?;
         response.summary.ok_or_else(|| ShoalError::internal("DescribeStreamSummary returned nothing"))
     }
 
@@ -203,7 +203,7 @@ impl ShoalClient {
         let mut request = proto::ListStreamsRequest { limit: 0, exclusive_start_stream_name: String::new() };
         let mut all = Vec::new();
         loop {
-            let page = self.retry(|| call!(self.streams, list_streams, request.clone())).await?;
+            let page = self.retry(|| call!(self.streams, list_streams, request)).await?;
             let more = page.has_more_streams;
             all.extend(page.streams);
             match (more, all.last()) {
@@ -221,7 +221,7 @@ impl ShoalClient {
         };
         let mut all = Vec::new();
         loop {
-            let page = self.retry(|| call!(self.streams, list_shards, request.clone())).await?;
+            let page = self.retry(|| call!(self.streams, list_shards, request)).await?;
             let more = page.has_more_shards;
             all.extend(page.shards);
             match (more, all.last()) {
@@ -241,12 +241,12 @@ impl ShoalClient {
             stream_name: stream.into(),
             record: Some(Record { data: data.into(), partition_key: partition_key.into(), explicit_hash_key: None }),
         };
-        self.retry(|| call!(self.records, put_record, request.clone())).await
+        self.retry(|| call!(self.records, put_record, request)).await
     }
 
     pub async fn put_records(&self, stream: &str, records: Vec<Record>) -> ShoalResult<proto::PutRecordsResponse> {
         let request = proto::PutRecordsRequest { stream_name: stream.into(), records };
-        self.retry(|| call!(self.records, put_records, request.clone())).await
+        self.retry(|| call!(self.records, put_records, request)).await
     }
 
     pub async fn get_shard_iterator(
@@ -264,12 +264,12 @@ impl ShoalClient {
             starting_sequence_number: starting_sequence_number.unwrap_or_default().into(),
             timestamp_millis,
         };
-        self.retry(|| call!(self.records, get_shard_iterator, request.clone())).await.map(|r| r.shard_iterator)
+        self.retry(|| call!(self.records, get_shard_iterator, request)).await.map(|r| r.shard_iterator)
     }
 
     pub async fn get_records(&self, shard_iterator: &str, limit: u32) -> ShoalResult<proto::GetRecordsResponse> {
         let request = proto::GetRecordsRequest { shard_iterator: shard_iterator.into(), limit };
-        self.retry(|| call!(self.records, get_records, request.clone())).await
+        self.retry(|| call!(self.records, get_records, request)).await
     }
 
     /// Subscribes to a shard: its records are pushed as they are committed (see
@@ -288,7 +288,7 @@ impl ShoalClient {
             starting_sequence_number: starting_sequence_number.unwrap_or_default().into(),
             timestamp_millis: None,
         };
-        self.retry(|| call!(self.records, subscribe_to_shard, request.clone())).await
+        self.retry(|| call!(self.records, subscribe_to_shard, request)).await
     }
 
     /// Reads one shard from TRIM_HORIZON to its current end.
@@ -319,7 +319,7 @@ impl ShoalClient {
             member: member.into(),
             lease_timeout_millis: lease_timeout.as_millis() as u64,
         };
-        self.retry(|| call!(self.groups, join_group, request.clone())).await
+        self.retry(|| call!(self.groups, join_group, request)).await
     }
 
     /// Renews `member`'s leases; returns the leases it holds now.
@@ -330,23 +330,23 @@ impl ShoalClient {
         member: &str,
     ) -> ShoalResult<proto::GroupAssignment> {
         let request = proto::HeartbeatRequest { group: Some(group_ref(stream, application)), member: member.into() };
-        self.retry(|| call!(self.groups, heartbeat, request.clone())).await
+        self.retry(|| call!(self.groups, heartbeat, request)).await
     }
 
     pub async fn leave_group(&self, stream: &str, application: &str, member: &str) -> ShoalResult<()> {
         let request = proto::LeaveGroupRequest { group: Some(group_ref(stream, application)), member: member.into() };
-        self.retry(|| call!(self.groups, leave_group, request.clone())).await.map(|_| ())
+        self.retry(|| call!(self.groups, leave_group, request)).await.map(|_| ())
     }
 
     /// Records `member`'s progress on a shard it holds under lease `epoch`;
     /// refused with `ResourceInUse` once the lease is gone.
     pub async fn checkpoint(&self, request: proto::CheckpointRequest) -> ShoalResult<()> {
-        self.retry(|| call!(self.groups, checkpoint, request.clone())).await.map(|_| ())
+        self.retry(|| call!(self.groups, checkpoint, request)).await.map(|_| ())
     }
 
     pub async fn describe_group(&self, stream: &str, application: &str) -> ShoalResult<proto::DescribeGroupResponse> {
         let request = proto::DescribeGroupRequest { group: Some(group_ref(stream, application)) };
-        self.retry(|| call!(self.groups, describe_group, request.clone())).await
+        self.retry(|| call!(self.groups, describe_group, request)).await
     }
 
     /// How many records, and how long the oldest of them has waited (ms), `shard_id` holds after the
@@ -391,7 +391,7 @@ impl ShoalClient {
             shard_to_split: shard_id.into(),
             new_starting_hash_key: new_starting_hash_key.into(),
         };
-        self.retry(|| call!(self.streams, split_shard, request.clone())).await.map(|_| ())
+        self.retry(|| call!(self.streams, split_shard, request)).await.map(|_| ())
     }
 
     /// Closes two adjacent shards and opens one child covering both.
@@ -401,13 +401,13 @@ impl ShoalClient {
             shard_to_merge: shard_id.into(),
             adjacent_shard_to_merge: adjacent_shard_id.into(),
         };
-        self.retry(|| call!(self.streams, merge_shards, request.clone())).await.map(|_| ())
+        self.retry(|| call!(self.streams, merge_shards, request)).await.map(|_| ())
     }
 
     /// Splits or merges shards until `target` are open; returns the count before.
     pub async fn update_shard_count(&self, stream: &str, target: u32) -> ShoalResult<u32> {
         let request = proto::UpdateShardCountRequest { stream_name: stream.into(), target_shard_count: target };
-        self.retry(|| call!(self.streams, update_shard_count, request.clone())).await.map(|r| r.current_shard_count)
+        self.retry(|| call!(self.streams, update_shard_count, request)).await.map(|r| r.current_shard_count)
     }
 
     /// Creates an ON_DEMAND stream: it starts with 4 shards and scales itself.
@@ -418,13 +418,13 @@ impl ShoalClient {
             retention_hours: 0,
             stream_mode: "ON_DEMAND".into(),
         };
-        self.retry(|| call!(self.streams, create_stream, request.clone())).await.map(|_| ())
+        self.retry(|| call!(self.streams, create_stream, request)).await.map(|_| ())
     }
 
     /// Switches a stream between `PROVISIONED` and `ON_DEMAND`.
     pub async fn update_stream_mode(&self, stream: &str, mode: &str) -> ShoalResult<()> {
         let request = proto::UpdateStreamModeRequest { stream_name: stream.into(), stream_mode: mode.into() };
-        self.retry(|| call!(self.streams, update_stream_mode, request.clone())).await.map(|_| ())
+        self.retry(|| call!(self.streams, update_stream_mode, request)).await.map(|_| ())
     }
 
     pub async fn cluster_status(&self) -> ShoalResult<proto::ClusterStatusResponse> {
@@ -434,19 +434,19 @@ impl ShoalClient {
     /// Adds a running node to the cluster; returns whether it votes in the metadata group.
     pub async fn add_node(&self, id: u64, addr: &str, zone: &str) -> ShoalResult<bool> {
         let request = proto::AddNodeRequest { node_id: id, addr: addr.into(), zone: zone.into() };
-        self.retry(|| call!(self.cluster, add_node, request.clone())).await.map(|r| r.voter)
+        self.retry(|| call!(self.cluster, add_node, request)).await.map(|r| r.voter)
     }
 
     /// Starts (or cancels) draining a node; returns the replicas it still holds.
     pub async fn drain_node(&self, id: u64, cancel: bool) -> ShoalResult<u32> {
         let request = proto::DrainNodeRequest { node_id: id, cancel };
-        self.retry(|| call!(self.cluster, drain_node, request.clone())).await.map(|r| r.replicas_left)
+        self.retry(|| call!(self.cluster, drain_node, request)).await.map(|r| r.replicas_left)
     }
 
     /// Drains a node, waits until it holds nothing, and removes it from the cluster.
     pub async fn remove_node(&self, id: u64, timeout: Duration) -> ShoalResult<()> {
         let request = proto::RemoveNodeRequest { node_id: id, timeout_secs: timeout.as_secs().max(1) as u32 };
-        self.retry(|| call!(self.cluster, remove_node, request.clone())).await.map(|_| ())
+        self.retry(|| call!(self.cluster, remove_node, request)).await.map(|_| ())
     }
 }
 
