@@ -13,9 +13,10 @@
 //!
 //! A collected call the node refuses as a whole (a record one caller got wrong, or
 //! the stream gone) is sent again part by part, so each caller gets the answer its
-//! own records earn, with record indexes that are its own. A caller that gives up
-//! while its part waits does not take the part back: it is sent with the next
-//! call, as a call already on the wire would be.
+//! own records earn, with record indexes that are its own; one that stays
+//! unavailable through the client's retries is not (each part would meet the
+//! same). A caller that gives up while its part waits does not take the part
+//! back: it is sent with the next call, as a call already on the wire would be.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,13 +140,14 @@ impl Collector {
 
     /// Sends `parts` as one call and answers each caller with its own results.
     async fn send(&self, parts: Vec<Part>) {
-        if parts.len() == 1 {
-            for part in parts {
+        let parts = match <[Part; 1]>::try_from(parts) {
+            Ok([part]) => {
                 let answer = self.call(part.records).await;
                 let _ = part.reply.send(answer);
+                return;
             }
-            return;
-        }
+            Err(parts) => parts,
+        };
         // Several parts: the records are cloned (their data is shared, not
         // copied) so that each part can be sent again on its own.
         let records: Vec<Record> = parts.iter().flat_map(|part| part.records.iter().cloned()).collect();
@@ -157,6 +159,13 @@ impl Collector {
                     "PutRecords answered {} results for {total} records",
                     answer.records.len()
                 ));
+                for part in parts {
+                    let _ = part.reply.send(Err(error.clone()));
+                }
+            }
+            // Still unavailable after the client's retries: alone, each part would
+            // have met the same, so it is not sent again.
+            Err(error) if error.code.is_retryable() => {
                 for part in parts {
                     let _ = part.reply.send(Err(error.clone()));
                 }
