@@ -102,20 +102,24 @@ pub const AUTO_DIRECT_IO_MIN_MIBPS: f64 = 640.0;
 
 impl DirectIo {
     /// Whether to use `O_DIRECT` in `dir`: as set, or, for `auto`, as a probe of
-    /// the disk finds (logged, so an operator sees what was chosen and why).
+    /// the disk at the directory's first start found (remembered in the directory,
+    /// so that every later start decides the same; logged, so an operator sees what
+    /// was chosen and why).
     pub fn resolve(self, dir: &std::path::Path) -> bool {
         match self {
             DirectIo::Set(on) => on,
-            DirectIo::Auto(_) => match shoal_storage::direct_io::direct_write_mibps(dir) {
-                Ok(Some(mibps)) => {
+            DirectIo::Auto(_) => match shoal_storage::direct_io::remembered_mibps(dir) {
+                Ok((Some(mibps), remembered)) => {
                     let on = mibps >= AUTO_DIRECT_IO_MIN_MIBPS;
+                    let probed = if remembered { "at the data directory's first start" } else { "now" };
                     tracing::info!(
-                        dir = %dir.display(), mibps = mibps.round(), threshold = AUTO_DIRECT_IO_MIN_MIBPS, on,
-                        "direct_io = auto: probed the disk's O_DIRECT write speed"
+                        dir = %dir.display(), mibps = mibps.round(), threshold = AUTO_DIRECT_IO_MIN_MIBPS, on, probed,
+                        file = shoal_storage::direct_io::REMEMBERED_PROBE_FILE,
+                        "direct_io = auto: the disk's O_DIRECT write speed"
                     );
                     on
                 }
-                Ok(None) => false,
+                Ok((None, _)) => false,
                 Err(error) => {
                     tracing::warn!(dir = %dir.display(), %error, "direct_io = auto: probe failed; using the page cache");
                     false
@@ -283,6 +287,18 @@ mod tests {
         assert_eq!("FALSE".parse::<DirectIo>(), Ok(DirectIo::Set(false)));
         assert!("maybe".parse::<DirectIo>().is_err());
         assert!(!DirectIo::Set(false).resolve(std::path::Path::new("/nonexistent")));
+    }
+
+    #[test]
+    fn auto_decides_by_the_speed_remembered_in_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let remembered = dir.path().join(shoal_storage::direct_io::REMEMBERED_PROBE_FILE);
+        std::fs::write(&remembered, "mibps = 5000\n").unwrap();
+        assert!(DirectIo::default().resolve(dir.path()));
+        std::fs::write(&remembered, format!("mibps = {}\n", AUTO_DIRECT_IO_MIN_MIBPS - 1.0)).unwrap();
+        assert!(!DirectIo::default().resolve(dir.path()));
+        // A setting still overrides whatever was probed.
+        assert!(DirectIo::Set(true).resolve(dir.path()));
     }
 
     #[test]

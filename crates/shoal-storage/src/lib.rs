@@ -10,7 +10,7 @@
 //!   then completes them all;
 //! * [`DecodedEntries`]: recently used Raft log entries, decoded once and shared
 //!   by every reader of the node;
-//! * [`direct_io`]: whether a data directory takes `O_DIRECT` and how fast;
+//! * [`direct_io`]: whether a data directory takes `O_DIRECT` and how fast (probed in turns, remembered in the directory);
 //! * [`StorageFaults`]: a switch that fails every write, as a full disk makes
 //!   RocksDB do, for fault tests;
 //! * an in-memory backend ([`NodeDb::in_memory`]) for deterministic simulation,
