@@ -107,7 +107,8 @@ pub fn remembered_mibps(dir: &Path) -> std::io::Result<(Option<f64>, bool)> {
              # direct_io = \"auto\" decides by it at every start; delete this file to probe again.\n\
              mibps = {mibps:.0}\n"
         );
-        // Written whole and then renamed: a crash leaves the old file or none.
+        // Written whole, then renamed into place: a reader never sees half a file.
+        // (Not synced: a crash may leave none or an empty one, which is measured over.)
         let partial = dir.join(format!("{REMEMBERED_PROBE_FILE}.partial"));
         std::fs::write(&partial, text)?;
         std::fs::rename(&partial, &file)?;
