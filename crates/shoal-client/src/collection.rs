@@ -54,8 +54,9 @@ pub struct Collector {
     client: ShoalClient,
     stream: String,
     queue: Mutex<Queue>,
-    /// PutRecords calls made to the node so far.
-    calls: AtomicU64,
+    /// PutRecords calls made so far: a counter the caller may share among the
+    /// collectors of several nodes.
+    calls: Arc<AtomicU64>,
 }
 
 /// What a record counts against a call's size limit: its partition key and data.
@@ -69,14 +70,10 @@ fn dropped() -> ShoalError {
 }
 
 impl Collector {
-    pub fn new(client: ShoalClient, stream: &str) -> Arc<Collector> {
-        Arc::new(Collector { client, stream: stream.to_string(), queue: Mutex::default(), calls: AtomicU64::new(0) })
-    }
-
-    /// PutRecords calls made to the node so far (fewer than the parts given when
-    /// parts were collected).
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+    /// A collector for `stream` on the node `client` reaches, counting the calls
+    /// it makes in `calls`.
+    pub fn new(client: ShoalClient, stream: &str, calls: Arc<AtomicU64>) -> Arc<Collector> {
+        Arc::new(Collector { client, stream: stream.to_string(), queue: Mutex::default(), calls })
     }
 
     /// One PutRecords call to the node.

@@ -14,7 +14,7 @@
 //! re-reads it at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -50,6 +50,9 @@ pub struct LeaderRouter {
     table: Arc<RwLock<Arc<RouteTable>>>,
     /// A background refresh is running or pausing.
     refreshing: Arc<AtomicBool>,
+    /// PutRecords calls sent to any node, shared with every node's collector (so a
+    /// node a refresh drops keeps its count here).
+    calls: Arc<AtomicU64>,
 }
 
 /// The leading nodes and the open shards' routes to them, as last read.
@@ -81,6 +84,7 @@ impl LeaderRouter {
             dialer,
             table: Arc::default(),
             refreshing: Arc::default(),
+            calls: Arc::default(),
         };
         router.refresh().await?;
         Ok(router)
@@ -115,7 +119,11 @@ impl LeaderRouter {
                 None => {
                     let collector = match known.get(addr) {
                         Some(collector) => collector.clone(),
-                        None => Collector::new(ShoalClient::connect_with(addr, &self.dialer).await?, &self.stream),
+                        None => Collector::new(
+                            ShoalClient::connect_with(addr, &self.dialer).await?,
+                            &self.stream,
+                            self.calls.clone(),
+                        ),
                     };
                     nodes.push(LeaderNode { addr: addr.clone(), collector });
                     clients.insert(*leader, nodes.len() - 1);
@@ -153,7 +161,7 @@ impl LeaderRouter {
     /// PutRecords calls sent to the leaders so far: fewer than the parts the
     /// callers' records made when parts were collected ([`crate::collection`]).
     pub fn calls_sent(&self) -> u64 {
-        self.table().nodes.iter().map(|node| node.collector.calls()).sum()
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// How many open shards have a known leader.
@@ -271,7 +279,10 @@ mod tests {
         let client =
             || ShoalClient::from_channel(tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy());
         let nodes = (1..=3)
-            .map(|i| LeaderNode { addr: format!("127.0.0.1:{i}"), collector: Collector::new(client(), "s") })
+            .map(|i| LeaderNode {
+                addr: format!("127.0.0.1:{i}"),
+                collector: Collector::new(client(), "s", Arc::default()),
+            })
             .collect();
         let table = RouteTable { nodes, routes };
         assert_eq!(table.node_for(0), Some(0));
@@ -285,6 +296,7 @@ mod tests {
             dialer: Dialer::plain(),
             table: Arc::new(RwLock::new(Arc::new(table))),
             refreshing: Arc::default(),
+            calls: Arc::default(),
         };
         assert_eq!(router.shard_leader_addr("shardId-000000000001").as_deref(), Some("127.0.0.1:2"));
         assert_eq!(router.shard_leader_addr("shardId-000000000002"), None, "no known leader");
