@@ -138,11 +138,7 @@ impl Collector {
     /// Sends `parts` as one call and answers each caller with its own results.
     async fn send(&self, parts: Vec<Part>) {
         let parts = match <[Part; 1]>::try_from(parts) {
-            Ok([part]) => {
-                let answer = self.call(part.records).await;
-                let _ = part.reply.send(answer);
-                return;
-            }
+            Ok([part]) => return self.send_alone(part).await,
             Err(parts) => parts,
         };
         // Several parts: the records are cloned (their data is shared, not
@@ -151,31 +147,34 @@ impl Collector {
         let total = records.len();
         match self.call(records).await {
             Ok(answer) if answer.records.len() == total => split(answer, parts),
-            Ok(answer) => {
-                let error = ShoalError::internal(format!(
+            Ok(answer) => fail_all(
+                parts,
+                ShoalError::internal(format!(
                     "PutRecords answered {} results for {total} records",
                     answer.records.len()
-                ));
-                for part in parts {
-                    let _ = part.reply.send(Err(error.clone()));
-                }
-            }
+                )),
+            ),
             // Still unavailable after the client's retries: alone, each part would
             // have met the same, so it is not sent again.
-            Err(error) if error.code.is_retryable() => {
-                for part in parts {
-                    let _ = part.reply.send(Err(error.clone()));
-                }
-            }
+            Err(error) if error.code.is_retryable() => fail_all(parts, error),
             // Refused as a whole: each part on its own earns its own answer.
             Err(_) => {
-                let calls = parts.into_iter().map(|part| async move {
-                    let answer = self.call(part.records).await;
-                    let _ = part.reply.send(answer);
-                });
-                join_all(calls).await;
+                join_all(parts.into_iter().map(|part| self.send_alone(part))).await;
             }
         }
+    }
+
+    /// Sends one part as a call of its own and answers its caller.
+    async fn send_alone(&self, part: Part) {
+        let answer = self.call(part.records).await;
+        let _ = part.reply.send(answer);
+    }
+}
+
+/// Answers every part with `error`.
+fn fail_all(parts: Vec<Part>, error: ShoalError) {
+    for part in parts {
+        let _ = part.reply.send(Err(error.clone()));
     }
 }
 
