@@ -10,6 +10,11 @@
 //! hold these functions to serde's own encoding of the same values, byte for
 //! byte, for every payload kind: the log on disk and the messages on the wire
 //! are what they were.
+//!
+//! Decoding goes the other way round: a command that carries records is read by
+//! [`crate::command_decoder`], so each record's data is a slice of the received
+//! message (or of the entry read back from the log), not a copy, and the command
+//! keeps its own bytes as a slice too.
 
 use std::sync::Arc;
 
@@ -17,7 +22,7 @@ use bytes::Bytes;
 use openraft::EntryPayload;
 use openraft::raft::AppendEntriesRequest;
 
-use crate::command::Command;
+use crate::command_decoder::decode_command;
 use crate::logged_command::LoggedCommand;
 use crate::type_config::{Entry, LogId, TypeConfig};
 
@@ -110,6 +115,31 @@ fn take<T: serde::de::DeserializeOwned + serde::Serialize>(input: &mut &[u8]) ->
     Ok(value)
 }
 
+/// Decodes the entry at the start of `input`, which is the rest of `message`,
+/// and moves past it. A command's records share `message`'s buffer, and the
+/// command keeps its bytes (a slice of `message`) for a log write or a send.
+fn take_entry<'a>(message: &'a Bytes, input: &mut &'a [u8]) -> std::io::Result<Entry> {
+    let log_id = take(input)?;
+    let before_payload = *input;
+    let variant: u32 = take(input)?;
+    let payload = if variant == NORMAL_PAYLOAD {
+        let from = message.len() - input.len();
+        let (command, end) = decode_command(message, from)?;
+        *input = message.get(end..).unwrap_or_default();
+        EntryPayload::Normal(Arc::new(LoggedCommand::with_encoding(command, message.slice(from..end))))
+    } else {
+        *input = before_payload;
+        take(input)?
+    };
+    Ok(Entry { log_id, payload })
+}
+
+/// Decodes an entry as the log stores it (see [`take_entry`]).
+pub fn decode_entry(bytes: &Bytes) -> std::io::Result<Entry> {
+    let mut input: &[u8] = bytes;
+    take_entry(bytes, &mut input)
+}
+
 /// Decodes an AppendEntries request whose fields start at `start` of `message`:
 /// each command keeps the bytes it was decoded from (a slice of `message`, no
 /// copy), so the follower's log write does not encode it again.
@@ -122,19 +152,7 @@ pub(crate) fn decode_append(message: &Bytes, start: usize) -> std::io::Result<Ap
     // Each entry takes at least a log id's bytes: a length beyond what is left is garbage.
     let mut entries = Vec::with_capacity((count as usize).min(input.len() / 16));
     for _ in 0..count {
-        let log_id = take(input)?;
-        let before_payload = *input;
-        let variant: u32 = take(input)?;
-        let payload = if variant == NORMAL_PAYLOAD {
-            let from = message.len() - input.len();
-            let command: Command = take(input)?;
-            let encoded = message.slice(from..message.len() - input.len());
-            EntryPayload::Normal(Arc::new(LoggedCommand::with_encoding(command, encoded)))
-        } else {
-            *input = before_payload;
-            take(input)?
-        };
-        entries.push(Entry { log_id, payload });
+        entries.push(take_entry(message, input)?);
     }
     let leader_commit = take(input)?;
     Ok(AppendEntriesRequest { vote, prev_log_id, entries, leader_commit })
@@ -148,7 +166,7 @@ mod tests {
     use shoal_types::{NodeInfo, Record};
 
     use super::*;
-    use crate::command::{BatchOrigin, RecordBatch};
+    use crate::command::{BatchOrigin, Command, RecordBatch};
     use crate::log_store::{decode, encode};
     use crate::type_config::Vote;
     use crate::wire::RaftRequest;
@@ -182,6 +200,13 @@ mod tests {
             assert_eq!(encode_entry(&entry).unwrap(), encode(&entry).unwrap(), "{entry:?}");
             let back: Entry = decode(&encode_entry(&entry).unwrap()).unwrap();
             assert_eq!(back, entry);
+            let bytes = Bytes::from(encode_entry(&entry).unwrap());
+            let ours = decode_entry(&bytes).unwrap();
+            assert_eq!(ours, entry);
+            if let EntryPayload::Normal(command) = &ours.payload {
+                assert_eq!(encode_entry(&ours).unwrap(), bytes, "the kept bytes are the entry's command");
+                assert_eq!(command.encoded().unwrap().as_ptr_range().end, bytes.as_ptr_range().end, "not a copy");
+            }
         }
     }
 

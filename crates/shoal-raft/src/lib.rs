@@ -15,6 +15,7 @@
 //!    and watch channels that wake receivers in order ([`ordered_watch`]).
 
 pub mod command;
+mod command_decoder;
 pub mod consumer_group;
 pub mod delivery_stream;
 pub mod entry_codec;

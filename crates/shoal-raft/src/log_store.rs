@@ -231,7 +231,7 @@ impl RaftLogReader<TypeConfig> for GroupLogStore {
         };
         let mut entries = Vec::new();
         self.db.scan(Cf::RaftLog, &from, &to, |_, value| {
-            entries.push(decode::<Entry>(value)?);
+            entries.push(crate::entry_codec::decode_entry(&bytes::Bytes::copy_from_slice(value))?);
             Ok(true)
         })?;
         Ok(entries)

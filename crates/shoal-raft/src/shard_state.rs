@@ -30,7 +30,6 @@ use shoal_types::{Record, RecordPosition, StoredRecord};
 use crate::command::{BatchOrigin, Command, Landed, RecordBatch};
 use crate::log_store::{self, decode, encode};
 use crate::logged_command::LoggedCommand;
-use crate::type_config::Entry;
 
 /// How far a shard's state machine has got; published to readers on every apply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,7 +240,7 @@ fn records_in_log(
                 tracing::debug!(group = row.group, log_index, store, "records' log entry missing");
                 return Ok(None);
             };
-            let entry: Entry = decode(&bytes)?;
+            let entry = crate::entry_codec::decode_entry(&bytes::Bytes::from(bytes))?;
             let openraft::EntryPayload::Normal(command) = entry.payload else {
                 return Err(corrupt("holds no records"));
             };
@@ -520,7 +519,7 @@ pub(crate) fn stage_restore(batch: &mut Batch<'_>, store: u64, dump: &ShardDump)
 mod tests {
     use super::*;
     use crate::command::{AppendPart, CoalescedBatch, ShardAppend};
-    use crate::type_config::TypeConfig;
+    use crate::type_config::{Entry, TypeConfig};
 
     fn batch_of(n: usize, arrival_millis: u64) -> RecordBatch {
         let records = (0..n)
