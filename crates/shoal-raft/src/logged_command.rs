@@ -27,6 +27,10 @@ pub struct LoggedCommand {
     command: Command,
     #[serde(skip)]
     encoded: Mutex<Encoding>,
+    /// Made on this node (by its leader's proposal) rather than received from a
+    /// leader or read back from the log.
+    #[serde(skip)]
+    proposed_here: bool,
 }
 
 /// Where a command's encoding stands.
@@ -41,13 +45,21 @@ enum Encoding {
 }
 
 impl LoggedCommand {
+    /// A command this node proposes.
     pub fn new(command: Command) -> Self {
-        LoggedCommand { command, encoded: Mutex::new(Encoding::Unmade) }
+        LoggedCommand { command, encoded: Mutex::new(Encoding::Unmade), proposed_here: true }
     }
 
-    /// A command decoded from `encoded` (its own bincode, as a follower received it).
+    /// A command decoded from `encoded` (its own bincode, as a follower received
+    /// it or the log holds it).
     pub(crate) fn with_encoding(command: Command, encoded: Bytes) -> Self {
-        LoggedCommand { command, encoded: Mutex::new(Encoding::Kept(encoded)) }
+        LoggedCommand { command, encoded: Mutex::new(Encoding::Kept(encoded)), proposed_here: false }
+    }
+
+    /// Whether this node made the command, as its group's leader, rather than
+    /// received it from another leader or read it back from its log.
+    pub fn proposed_here(&self) -> bool {
+        self.proposed_here
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Encoding> {

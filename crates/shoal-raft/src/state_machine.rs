@@ -320,7 +320,12 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                             CommandResponse::None
                         }
                     };
+                    // Records are read at their shard's leader only (a follower
+                    // forwards reads), so only an entry this node proposed, as the
+                    // leader, is kept for its readers. After a leadership change the
+                    // new leader's readers load what they miss from the log, once.
                     if let Some(bytes) = command.record_bytes()
+                        && command.proposed_here()
                         && matches!(self.data, GroupData::Shards(_))
                     {
                         db.decoded_entries().insert(self.group, log_index, command, bytes);
@@ -461,5 +466,61 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
         let stored = StoredSnapshot { meta: meta.clone(), meta_state: meta_state.clone() };
         self.db.put_synced(Cf::StateMachine, &keys::group_named(self.group, SNAPSHOT), &encode(&stored)?)?;
         Ok(Snapshot { meta, snapshot: meta_state.unwrap_or_default() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use shoal_types::Record;
+
+    use super::*;
+    use crate::command::{BatchOrigin, RecordBatch};
+    use crate::entry_codec::{decode_entry, encode_entry};
+    use crate::logged_command::LoggedCommand;
+    use crate::type_config::Entry;
+
+    const GROUP: u64 = 7;
+
+    fn entry(log_index: u64, records: usize) -> Entry {
+        let records = (0..records).map(|i| Record {
+            partition_key: format!("k{i}"),
+            explicit_hash_key: None,
+            data: vec![1; 10].into(),
+        });
+        let batch =
+            RecordBatch { records: Arc::new(records.collect()), arrival_millis: 5, origin: BatchOrigin::default() };
+        Entry {
+            log_id: openraft::testing::log_id::<TypeConfig>(1, 1, log_index),
+            payload: EntryPayload::Normal(Arc::new(LoggedCommand::new(Command::Append(batch)))),
+        }
+    }
+
+    /// Logs `entry` and applies it as openraft would: `proposed` as this node's
+    /// own proposal, otherwise as a follower decodes it from its leader's message.
+    async fn log_and_apply(db: &NodeDb, machine: &mut GroupStateMachine, entry: Entry, proposed: bool) {
+        let bytes = encode_entry(&entry).unwrap();
+        db.put_synced(Cf::RaftLog, &keys::group_u64(GROUP, entry.log_id.index), &bytes).unwrap();
+        let entry = if proposed { entry } else { decode_entry(&Bytes::from(bytes)).unwrap() };
+        machine.apply(futures::stream::iter([Ok((entry, None))])).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_entries_this_node_proposed_are_cached_for_its_readers_and_both_kinds_read_back() {
+        let db = NodeDb::in_memory(Duration::from_millis(1));
+        let progress = watch::channel(ShardProgress::default()).0;
+        let mut machine = GroupStateMachine::open(db.clone(), GROUP, StateWatch::Shard(progress)).unwrap();
+        log_and_apply(&db, &mut machine, entry(1, 3), false).await;
+        assert!(db.decoded_entries().get(GROUP, 1).is_none(), "a follower's entry is not cached");
+        assert_eq!(db.decoded_entries().bytes(), 0);
+        log_and_apply(&db, &mut machine, entry(2, 2), true).await;
+        assert!(db.decoded_entries().get(GROUP, 2).is_some(), "the leader's entry is cached");
+        // Both read back; the follower's entry from the log, and then it is cached too.
+        let read = shard_state::read_records(&db, GROUP, RecordPosition::default(), 100, 1 << 20).unwrap();
+        let positions: Vec<_> = read.iter().map(|r| (r.position.log_index, r.position.offset)).collect();
+        assert_eq!(positions, [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1)]);
+        assert!(db.decoded_entries().get(GROUP, 1).is_some(), "a reader's miss is cached");
     }
 }
