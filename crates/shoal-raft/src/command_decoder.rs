@@ -31,6 +31,9 @@ const APPEND_SHARDS: u32 = 4;
 
 /// The fewest bytes a record takes: two lengths and an `Option`'s tag.
 const MIN_RECORD_BYTES: usize = 8 + 1 + 8;
+/// The fewest bytes a part of a coalesced batch takes: its origin (`u128`, `u64`)
+/// and its records' count.
+const MIN_PART_BYTES: usize = 16 + 8 + 8;
 
 /// Decodes the command whose bincode starts at `start` of `message`. Returns it
 /// and where its bytes end.
@@ -170,7 +173,7 @@ impl Reader<'_> {
 
     fn coalesced_batch(&mut self) -> std::io::Result<CoalescedBatch> {
         let arrival_millis = self.u64()?;
-        let count = self.count(8)?;
+        let count = self.count(MIN_PART_BYTES)?;
         let mut parts = Vec::with_capacity(count);
         for _ in 0..count {
             let origin = self.origin()?;
@@ -252,12 +255,21 @@ mod tests {
 
     #[test]
     fn a_records_data_is_a_slice_of_the_message_not_a_copy() {
-        let command = Command::Append(RecordBatch { records: records(3, 9), arrival_millis: 1, origin: origin(1) });
-        let message = Bytes::from(encode(&command).unwrap());
-        let (Command::Append(batch), _) = decode_command(&message, 0).unwrap() else { panic!("not an append") };
-        let whole = message.as_ptr_range();
-        for record in batch.records.iter().filter(|r| !r.data.is_empty()) {
-            assert!(whole.contains(&record.data.as_ptr()), "{record:?} was copied");
+        for command in commands() {
+            let message = Bytes::from(encode(&command).unwrap());
+            let (decoded, _) = decode_command(&message, 0).unwrap();
+            let records: Vec<&Record> = match &decoded {
+                Command::Append(batch) => batch.records.iter().collect(),
+                Command::AppendMany(batch) => batch.parts.iter().flat_map(|p| p.records.iter()).collect(),
+                Command::AppendShards(appends) => {
+                    appends.iter().flat_map(|a| &a.batch.parts).flat_map(|p| p.records.iter()).collect()
+                }
+                _ => continue,
+            };
+            let whole = message.as_ptr_range();
+            for record in records.iter().filter(|r| !r.data.is_empty()) {
+                assert!(whole.contains(&record.data.as_ptr()), "{command}: {record:?} was copied");
+            }
         }
     }
 

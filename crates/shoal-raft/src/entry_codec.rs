@@ -237,6 +237,37 @@ mod tests {
     }
 
     #[test]
+    fn a_received_request_keeps_its_own_copy_not_the_batch_that_carried_it() {
+        let request = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 1),
+            prev_log_id: None,
+            entries: entries(),
+            leader_commit: None,
+        };
+        let mut batch = vec![7u8; 100];
+        batch.extend(encode_append(&request).unwrap());
+        batch.extend([7u8; 100]);
+        let batch = Bytes::from(batch);
+        let RaftRequest::Append(decoded) = RaftRequest::decode(&batch.slice(100..batch.len() - 100)).unwrap() else {
+            panic!("not an append request")
+        };
+        assert_eq!(decoded.entries, request.entries);
+        let whole = batch.as_ptr_range();
+        let mut records = 0;
+        for entry in &decoded.entries {
+            let EntryPayload::Normal(command) = &entry.payload else { continue };
+            assert!(!whole.contains(&command.encoded().unwrap().as_ptr()), "the kept bytes hold the batch");
+            if let Command::Append(batch) = &***command {
+                for record in batch.records.iter() {
+                    assert!(!whole.contains(&record.data.as_ptr()), "a record holds the batch");
+                    records += 1;
+                }
+            }
+        }
+        assert_eq!(records, 3);
+    }
+
+    #[test]
     fn a_truncated_or_garbled_append_request_fails_to_decode() {
         let request = AppendEntriesRequest::<TypeConfig> {
             vote: Vote::new_committed(3, 1),

@@ -8,7 +8,9 @@
 //! it, and a follower keeps the bytes it received for its own log write (see
 //! [`crate::entry_codec`]). The bytes are the command's bincode, so the log and
 //! the wire keep their layout. Once the entry is applied the bytes are let go,
-//! so that caches of applied commands do not hold every record twice.
+//! so that caches of applied commands do not hold every record twice. (A
+//! follower's records share the buffer of the message they came in, a copy of
+//! its own: see [`crate::wire::RaftRequest::decode`].)
 
 use std::ops::Deref;
 use std::sync::Mutex;

@@ -323,7 +323,9 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                     // Records are read at their shard's leader only (a follower
                     // forwards reads), so only an entry this node proposed, as the
                     // leader, is kept for its readers. After a leadership change the
-                    // new leader's readers load what they miss from the log, once.
+                    // new leader's readers load what they miss from the log, once; so
+                    // does the first reader of an entry openraft read back from the
+                    // log to apply (decoded anew, it is not marked as proposed here).
                     if let Some(bytes) = command.record_bytes()
                         && command.proposed_here()
                         && matches!(self.data, GroupData::Shards(_))
