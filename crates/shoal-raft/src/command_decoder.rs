@@ -23,6 +23,7 @@ use bytes::Bytes;
 use shoal_types::Record;
 
 use crate::command::{AppendPart, BatchOrigin, CoalescedBatch, Command, RecordBatch, ShardAppend};
+use crate::entry_codec::take;
 
 /// The variant indexes of the commands that carry records.
 const APPEND: u32 = 1;
@@ -34,6 +35,9 @@ const MIN_RECORD_BYTES: usize = 8 + 1 + 8;
 /// The fewest bytes a part of a coalesced batch takes: its origin (`u128`, `u64`)
 /// and its records' count.
 const MIN_PART_BYTES: usize = 16 + 8 + 8;
+/// The fewest bytes one shard's appends take: the shard, the arrival time and the
+/// parts' count.
+const MIN_SHARD_APPEND_BYTES: usize = 8 + 8 + 8;
 
 /// Decodes the command whose bincode starts at `start` of `message`. Returns it
 /// and where its bytes end.
@@ -43,7 +47,7 @@ pub(crate) fn decode_command(message: &Bytes, start: usize) -> std::io::Result<(
         APPEND => Command::Append(reader.record_batch()?),
         APPEND_MANY => Command::AppendMany(reader.coalesced_batch()?),
         APPEND_SHARDS => {
-            let count = reader.count(8 + 8 + 8)?;
+            let count = reader.count(MIN_SHARD_APPEND_BYTES)?;
             let mut appends = Vec::with_capacity(count);
             for _ in 0..count {
                 let shard = reader.u64()?;
@@ -99,14 +103,10 @@ impl Reader<'_> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
-    /// A length of bytes: no more than what is left.
+    /// A length of bytes (whether they are there, [`Reader::advance`] checks).
     fn len(&mut self) -> std::io::Result<usize> {
         let len = self.u64()?;
-        let left = self.message.len() - self.at;
-        usize::try_from(len)
-            .ok()
-            .filter(|len| *len <= left)
-            .ok_or_else(|| invalid(format!("a length of {len} bytes with {left} left")))
+        usize::try_from(len).map_err(|_| invalid(format!("a length of {len} bytes")))
     }
 
     /// A count of items that each take at least `min_item_bytes`: no more than
@@ -141,12 +141,11 @@ impl Reader<'_> {
         }
     }
 
-    /// A value serde decodes (small ones: its size is measured by encoding it).
+    /// A value serde decodes (see [`take`]).
     fn serde<T: serde::de::DeserializeOwned + serde::Serialize>(&mut self) -> std::io::Result<T> {
-        let input = self.message.get(self.at..).unwrap_or_default();
-        let value: T = bincode::deserialize(input).map_err(|e| invalid(e.to_string()))?;
-        let size = bincode::serialized_size(&value).map_err(|e| invalid(e.to_string()))?;
-        self.advance(usize::try_from(size).map_err(|e| invalid(e.to_string()))?)?;
+        let mut input = self.message.get(self.at..).unwrap_or_default();
+        let value = take(&mut input)?;
+        self.at = self.message.len() - input.len();
         Ok(value)
     }
 

@@ -106,7 +106,7 @@ fn undecodable(error: bincode::Error) -> std::io::Error {
 /// Decodes the next value of `input` and moves past it. (bincode's encoding is
 /// canonical, so the value took exactly its encoded size; reading from the slice
 /// keeps bincode's fast path, which a reader that counted bytes would lose.)
-fn take<T: serde::de::DeserializeOwned + serde::Serialize>(input: &mut &[u8]) -> std::io::Result<T> {
+pub(crate) fn take<T: serde::de::DeserializeOwned + serde::Serialize>(input: &mut &[u8]) -> std::io::Result<T> {
     let value: T = bincode::deserialize(input).map_err(undecodable)?;
     let size = bincode::serialized_size(&value).map_err(undecodable)? as usize;
     *input = input.get(size..).ok_or_else(|| {

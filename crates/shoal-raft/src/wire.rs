@@ -42,8 +42,8 @@ impl RaftRequest {
     /// batch that carried it (messages of every group bound for this node, up to
     /// megabytes), and a follower keeps its recent entries for a while after it
     /// applies them. Sliced from the batch, each would keep the whole batch alive;
-    /// sliced from the copy, an entry keeps only its own group's message. One copy
-    /// of the message costs less than the copy per record it replaces.
+    /// sliced from the copy, an entry keeps only its own group's message. (One copy
+    /// per message, where serde's decoder made one per record.)
     pub fn decode(bytes: &Bytes) -> std::io::Result<Self> {
         match bytes.first_chunk::<4>() {
             Some(variant) if u32::from_le_bytes(*variant) == crate::entry_codec::APPEND_REQUEST => {
