@@ -353,6 +353,16 @@ fn bench_runs_briefly_and_writes_its_results() {
     // How long the machine was stalled on I/O (null where the kernel does not say).
     assert!(run.get("io_stall_s").is_some(), "{json}");
     assert!(stdout(&output).contains("io stall s"));
+    // Where the kernel says, the calls that met no I/O stall are a subset of all calls,
+    // and the stall is given per second of the window.
+    if run["io_stall_s"].is_number() {
+        let clear = run["publish_clear_ms"]["count"].as_u64().unwrap();
+        assert!(clear <= run["publish_ms"]["count"].as_u64().unwrap(), "{json}");
+        assert_eq!(run["io_stall_per_second_ms"].as_array().unwrap().len(), 2, "{json}");
+        let clear = run["end_to_end_clear_ms"]["count"].as_u64().unwrap();
+        assert!(clear <= run["end_to_end_ms"]["count"].as_u64().unwrap(), "{json}");
+    }
+    assert!(stdout(&output).contains("p99 clear") && stdout(&output).contains("e2e clear"));
     // The plot has the run's panel and its three lines, with points in them.
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");

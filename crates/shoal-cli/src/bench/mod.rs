@@ -71,7 +71,11 @@ impl Target {
         }
     }
 
-    async fn consume(&self, latencies: mpsc::UnboundedSender<u64>, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    async fn consume(
+        &self,
+        latencies: mpsc::UnboundedSender<payload::Delivery>,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         match self {
             Target::Shoal(d) => d.consume(latencies, stop).await,
             Target::Nats(d) => d.consume(latencies, stop).await,
@@ -179,6 +183,11 @@ async fn run_one(
     }
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(workload.warmup_secs);
+    // The window on the wall clock, which the records' send times are on.
+    let window_micros = {
+        let from = payload::now_micros() + workload.warmup_secs * 1_000_000;
+        from..from + workload.duration_secs * 1_000_000
+    };
     let end = measure_from + Duration::from_secs(workload.duration_secs);
     let acked = Arc::new(AtomicU64::new(0));
     let cpu = tokio::spawn(cpu::measure(server_pids, measure_from, end));
@@ -214,19 +223,38 @@ async fn run_one(
         measured.failed += part.failed;
     }
     let cpu = cpu.await.unwrap_or_default();
-    let io_stall_s = io_stall.await.ok().flatten();
+    let io_stalls = io_stall.await.ok().flatten();
     // Give consumers a moment to receive the last records.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop_tx.send(true);
     progress.abort();
+    // Records meant to be sent in the window, as for publish latency.
     let mut end_to_end = Latency::new();
-    while let Ok(micros) = latency_rx.try_recv() {
-        end_to_end.record(micros);
+    let mut end_to_end_clear = Latency::new();
+    while let Ok(delivery) = latency_rx.try_recv() {
+        if !window_micros.contains(&delivery.sent_micros) {
+            continue;
+        }
+        end_to_end.record(delivery.latency_micros());
+        let at = (delivery.sent_micros - window_micros.start) as f64 / 1e6;
+        if io_stalls.as_ref().is_some_and(|stalls| !stalls.overlaps(at, at + delivery.latency_micros() as f64 / 1e6)) {
+            end_to_end_clear.record(delivery.latency_micros());
+        }
     }
     let mut publish = Latency::new();
     for (_, micros) in &measured.timeline {
         publish.record(*micros);
     }
+    // The calls in whose lifetime the machine did not stall on I/O.
+    let publish_clear_ms = io_stalls.as_ref().map(|stalls| {
+        let mut clear = Latency::new();
+        for &(at, micros) in &measured.timeline {
+            if !stalls.overlaps(at, at + micros as f64 / 1e6) {
+                clear.record(micros);
+            }
+        }
+        clear.summary()
+    });
     let seconds = workload.duration_secs as f64;
     Ok(RunResult {
         system: target.name().into(),
@@ -240,7 +268,10 @@ async fn run_one(
         timeline: measured.timeline,
         end_to_end_ms: end_to_end.summary(),
         cpu,
-        io_stall_s,
+        io_stall_s: io_stalls.as_ref().map(io_stall::IoStalls::total_secs),
+        io_stall_per_second_ms: io_stalls.as_ref().map(io_stall::IoStalls::per_second_ms).unwrap_or_default(),
+        publish_clear_ms,
+        end_to_end_clear_ms: io_stalls.as_ref().map(|_| end_to_end_clear.summary()),
     })
 }
 

@@ -31,7 +31,10 @@ struct Connection {
 static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
 
 impl Connection {
-    async fn open(addr: &str, deliveries: Option<mpsc::UnboundedSender<u64>>) -> anyhow::Result<Arc<Connection>> {
+    async fn open(
+        addr: &str,
+        deliveries: Option<mpsc::UnboundedSender<payload::Delivery>>,
+    ) -> anyhow::Result<Arc<Connection>> {
         let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to nats at {addr}"))?;
         stream.set_nodelay(true)?;
         let (read, mut write) = stream.into_split();
@@ -64,8 +67,9 @@ impl Connection {
                         // them apart by subscription id (2 is the deliver subject).
                         let (subject, sid) = (words[1], words[2]);
                         if sid == "2" {
-                            if let (Some(deliveries), Some(sent)) = (&deliveries, payload::sent_micros(&body)) {
-                                let _ = deliveries.send(payload::now_micros().saturating_sub(sent));
+                            let delivery = payload::Delivery::of(&body, payload::now_micros());
+                            if let (Some(deliveries), Some(delivery)) = (&deliveries, delivery) {
+                                let _ = deliveries.send(delivery);
                             }
                         } else if let Some(n) = subject.rsplit('.').next().and_then(|n| n.parse::<u64>().ok()) {
                             let waiter = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&n);
@@ -160,10 +164,10 @@ impl NatsDriver {
         Ok(failed)
     }
 
-    /// A push consumer from now on; deliveries' end-to-end latency (µs) go to `latencies`.
+    /// A push consumer from now on; each record it receives goes to `latencies`.
     pub async fn consume(
         &self,
-        latencies: mpsc::UnboundedSender<u64>,
+        latencies: mpsc::UnboundedSender<payload::Delivery>,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let connection = Connection::open(&self.addrs[0], Some(latencies)).await?;

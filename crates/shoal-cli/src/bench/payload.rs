@@ -46,6 +46,26 @@ pub fn sent_micros(data: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(data.get(..8)?.try_into().ok()?))
 }
 
+/// A record a push consumer received: when it was meant to be sent and when it
+/// arrived, in µs since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub sent_micros: u64,
+    pub received_micros: u64,
+}
+
+impl Delivery {
+    /// The delivery of `data` received at `received_micros`, if it is a benchmark record.
+    pub fn of(data: &[u8], received_micros: u64) -> Option<Delivery> {
+        Some(Delivery { sent_micros: sent_micros(data)?, received_micros })
+    }
+
+    /// Intended send → received: the end-to-end latency.
+    pub fn latency_micros(&self) -> u64 {
+        self.received_micros.saturating_sub(self.sent_micros)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +82,14 @@ mod tests {
         // Records larger than the pool and smaller than the time stamp still work.
         assert_eq!(make(POOL_BYTES + 10, 1).len(), POOL_BYTES + 10);
         assert_eq!(make(3, 7).len(), 8);
+    }
+
+    #[test]
+    fn a_delivery_measures_from_the_send_time_the_record_carries() {
+        let delivery = Delivery::of(&make(64, 1_000), 1_750).unwrap();
+        assert_eq!(delivery, Delivery { sent_micros: 1_000, received_micros: 1_750 });
+        assert_eq!(delivery.latency_micros(), 750);
+        assert_eq!(Delivery::of(&make(64, 2_000), 1_750).unwrap().latency_micros(), 0, "clocks never go negative");
+        assert_eq!(Delivery::of(b"short", 1), None);
     }
 }

@@ -2,6 +2,8 @@
 //! of the measurement window for the p50, the p99 and the slowest call, on a
 //! logarithmic axis (a tail is often a hundred times the median). A stall shows
 //! as a spike at the second it happened; a saturated system as a p99 that stays up.
+//! Grey bars on the same axis give the milliseconds of each second in which the
+//! whole machine was stalled on I/O, so a spike can be told to be the disk's.
 
 use std::fmt::Write;
 
@@ -99,6 +101,28 @@ fn panel(out: &mut String, result: &RunResult, top: f64) {
         WIDTH - RIGHT,
         bottom + 18.0
     );
+    // The machine's I/O stall per second, as bars from the bottom of the panel.
+    let bar_width = plot_width / seconds * 0.6;
+    for (second, ms) in result.io_stall_per_second_ms.iter().enumerate() {
+        if *ms < MIN_MS {
+            continue;
+        }
+        let y = y_of(*ms, top);
+        let _ = writeln!(
+            out,
+            r##"<rect x="{:.1}" y="{y:.1}" width="{bar_width:.1}" height="{:.1}" fill="#bbb"/>"##,
+            x_of(second as f64) - bar_width / 2.0,
+            bottom - y
+        );
+    }
+    if !result.io_stall_per_second_ms.is_empty() {
+        let _ = writeln!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" fill="#888">I/O stall</text>"##,
+            WIDTH - RIGHT - 200.0,
+            top + 18.0
+        );
+    }
     let rows = per_second(&result.timeline);
     let series = [
         Series { name: "p50", colour: "#1f77b4", points: rows.iter().map(|r| (r.0, r.1)).collect() },

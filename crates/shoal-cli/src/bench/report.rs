@@ -23,13 +23,23 @@ pub struct RunResult {
     /// µs); for `--plot`, not written to the JSON.
     #[serde(skip)]
     pub timeline: Vec<(f64, u64)>,
-    /// Send (intended) → a push consumer has it.
+    /// Send (intended) → a push consumer has it, for records meant to be sent in
+    /// the measurement window.
     pub end_to_end_ms: Percentiles,
     /// Cores the system under test and the benchmark used in the measurement window.
     pub cpu: CpuUse,
     /// Seconds of the window in which the whole machine was stalled on I/O
     /// (`/proc/pressure/io`, `full`); `None` where the kernel does not say.
     pub io_stall_s: Option<f64>,
+    /// The same, per second of the window, in ms (empty where not measured).
+    pub io_stall_per_second_ms: Vec<f64>,
+    /// Publish latency of the calls in whose lifetime the machine did not stall
+    /// on I/O (no 100 ms slot with 5 ms or more of full stall): the system's own
+    /// tail, with the disk's stalls taken out. `None` where not measured.
+    pub publish_clear_ms: Option<Percentiles>,
+    /// End-to-end latency of the records in whose lifetime the machine did not
+    /// stall on I/O (as `publish_clear_ms`).
+    pub end_to_end_clear_ms: Option<Percentiles>,
 }
 
 /// A measured figure with two decimals, or `-` where it was not measured.
@@ -39,7 +49,7 @@ fn measured_cell(value: Option<f64>) -> String {
 
 pub fn print_table(results: &[RunResult]) {
     println!(
-        "{:<10} {:<14} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:<10} {:<14} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "system",
         "workload",
         "records/s",
@@ -48,8 +58,10 @@ pub fn print_table(results: &[RunResult]) {
         "pub p99",
         "pub p999",
         "pub max",
+        "p99 clear",
         "e2e p50",
         "e2e p99",
+        "e2e clear",
         "late p99",
         "srv cores",
         "cli cores",
@@ -57,7 +69,7 @@ pub fn print_table(results: &[RunResult]) {
     );
     for r in results {
         println!(
-            "{:<10} {:<14} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9} {:>9} {:>9}",
+            "{:<10} {:<14} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9} {:>9.2} {:>9.2} {:>9} {:>9.2} {:>9} {:>9} {:>9}",
             r.system,
             r.workload.name,
             r.records_per_sec,
@@ -66,8 +78,10 @@ pub fn print_table(results: &[RunResult]) {
             r.publish_ms.p99,
             r.publish_ms.p999,
             r.publish_ms.max,
+            measured_cell(r.publish_clear_ms.as_ref().map(|clear| clear.p99)),
             r.end_to_end_ms.p50,
             r.end_to_end_ms.p99,
+            measured_cell(r.end_to_end_clear_ms.as_ref().map(|clear| clear.p99)),
             r.late_ms.p99,
             measured_cell(r.cpu.server_cores),
             measured_cell(r.cpu.client_cores),

@@ -74,10 +74,10 @@ impl ShoalDriver {
     /// One push subscription per shard, from LATEST, opened on the shard's leader
     /// when calls are routed (else on the entry node, which hands it to the
     /// leader), over connections of their own (not the producers'); sends each
-    /// record's end-to-end latency (µs) to `latencies` until `stop`.
+    /// record it receives to `latencies` until `stop`.
     pub async fn consume(
         &self,
-        latencies: mpsc::UnboundedSender<u64>,
+        latencies: mpsc::UnboundedSender<payload::Delivery>,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let mut connections: HashMap<String, ShoalClient> = HashMap::new();
@@ -105,8 +105,8 @@ impl ShoalDriver {
                     let Ok(Some(event)) = event else { return };
                     let now = payload::now_micros();
                     for record in &event.records {
-                        if let Some(sent) = payload::sent_micros(&record.data) {
-                            let _ = latencies.send(now.saturating_sub(sent));
+                        if let Some(delivery) = payload::Delivery::of(&record.data, now) {
+                            let _ = latencies.send(delivery);
                         }
                     }
                 }
