@@ -37,11 +37,11 @@ fn assert_clean(audit: &Audit) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shards_that_share_a_group_keep_their_records_apart_on_every_replica() -> anyhow::Result<()> {
-    let cluster = TestCluster::start(3).await?;
+    let cluster = TestCluster::start_with(3, |config| config.shards_per_group = 4).await?;
     let client = cluster.client(1).await?;
     let stream = active_stream(&cluster, "packed", 12).await?;
     let groups: BTreeSet<u64> = stream.shards.iter().map(|s| s.group_id).collect();
-    assert_eq!(groups.len(), 3, "twelve shards, up to eight a group: a group per node");
+    assert_eq!(groups.len(), 3, "twelve shards, up to four a group: three groups");
     let stores: BTreeSet<u64> = stream.shards.iter().map(|s| s.store()).collect();
     assert_eq!(stores.len(), 12, "each shard keeps its records under a key space of its own");
     let leaders: HashSet<u64> = (0..12).filter_map(|i| cluster.shard_leader(&stream, i)).collect();

@@ -51,14 +51,19 @@ async fn put_to_shard(client: &ShoalClient, stream: &Stream, index: u32, data: S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_groups_rest_and_wake_for_writes_and_for_a_dead_leader() {
-    let mut cluster = TestCluster::start_with(3, |config| config.raft.quiesce_after_millis = 500).await.unwrap();
+    let mut cluster = TestCluster::start_with(3, |config| {
+        config.raft.quiesce_after_millis = 500;
+        config.shards_per_group = 2;
+    })
+    .await
+    .unwrap();
     let client = cluster.client(1).await.unwrap();
     client.create_stream("calm", SHARDS).await.unwrap();
     client.wait_for_active("calm", Duration::from_secs(10)).await.unwrap();
     let stream = cluster.stream(1, "calm").await.unwrap();
 
     // Every replica of every group comes to rest once nothing happens (the six
-    // shards share three groups).
+    // shards share three groups, two a group).
     let groups = stream.shards.iter().map(|s| s.group_id).collect::<BTreeSet<_>>().len();
     assert_eq!(groups, 3);
     let took = wait_until_all_rest(&cluster, groups, Duration::from_secs(15)).await;

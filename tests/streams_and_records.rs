@@ -12,7 +12,8 @@ const ACTIVE_WITHIN: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn records_written_through_one_node_are_read_through_another_in_shard_order() -> anyhow::Result<()> {
-    let cluster = TestCluster::start(3).await?;
+    // A group per shard, so that each node leads one of them.
+    let cluster = TestCluster::start_with(3, |config| config.shards_per_group = 1).await?;
     let (first, second, third) = (cluster.client(1).await?, cluster.client(2).await?, cluster.client(3).await?);
     first.create_stream("orders", 3).await?;
     let description = second.wait_for_active("orders", ACTIVE_WITHIN).await?;

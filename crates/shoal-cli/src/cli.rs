@@ -250,8 +250,9 @@ pub struct NodeArgs {
     #[arg(long, env = "SHOAL_DIRECT_IO", num_args = 0..=1, default_missing_value = "true")]
     pub direct_io: Option<shoal_node::DirectIo>,
     /// How many shards of a new stream may share one Raft group (`shards_per_group`,
-    /// default 8; at least one group per node either way). 1 gives every shard a
-    /// Raft group of its own.
+    /// default 16); a stream gets as few groups as that allows, so a call to it
+    /// goes to few leaders. Lower it to spread one stream's leaders over more
+    /// nodes; 1 gives every shard a Raft group of its own.
     #[arg(long, env = "SHOAL_SHARDS_PER_GROUP")]
     pub shards_per_group: Option<u32>,
     /// How often expired records are removed, in seconds (`retention_check_secs`).

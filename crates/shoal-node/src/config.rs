@@ -24,10 +24,11 @@ pub struct NodeConfig {
     /// directory's disk takes a 1 MiB direct write at 640 MiB/s or more, probed at
     /// start; see docs/performance.md).
     pub direct_io: DirectIo,
-    /// How many shards of a new stream may share one Raft group (at least one
-    /// group per node either way). Shards in one group share a log: one entry
+    /// How many shards of a new stream may share one Raft group: a stream gets
+    /// as few groups as that allows. Shards in one group share a log: one entry
     /// carries appends to all of them, which is what makes many shards cheap
-    /// (docs/architecture.md, "Shards and groups"). 1 gives each shard a group.
+    /// and a call to many shards one part for one leader (docs/architecture.md,
+    /// "Shards and groups"). 1 gives each shard a group.
     pub shards_per_group: u32,
     /// Every voting node of the cluster, this one included. Empty means a cluster
     /// of just this node.
@@ -164,7 +165,7 @@ impl Default for RaftTiming {
 }
 
 /// See [`NodeConfig::shards_per_group`].
-pub const DEFAULT_SHARDS_PER_GROUP: u32 = 8;
+pub const DEFAULT_SHARDS_PER_GROUP: u32 = 16;
 
 impl Default for NodeConfig {
     fn default() -> Self {

@@ -13,6 +13,7 @@ use shoal_proto::v1 as proto;
 use shoal_proto::v1::stream_control_client::StreamControlClient;
 use shoal_proto::v1::stream_control_server::StreamControl;
 use shoal_raft::MetaCommand;
+use shoal_raft::meta_state::stream_group_count;
 use shoal_types::limits::*;
 use shoal_types::validation::{validate_retention_hours, validate_shard_count, validate_stream_name};
 use shoal_types::{Shard, ShardId, ShoalError, ShoalResult, Stream, StreamStatus, now_millis};
@@ -147,12 +148,12 @@ impl StreamControl for ControlService {
                 retention_hours,
                 now_millis: now_millis(),
             },
-            shards_per_group => MetaCommand::CreatePackedStream {
+            shards_per_group => MetaCommand::CreateStreamInGroups {
                 name: message.stream_name.clone(),
                 shard_count: message.shard_count,
                 retention_hours,
                 now_millis: now_millis(),
-                shards_per_group,
+                group_count: stream_group_count(message.shard_count, shards_per_group),
             },
         };
         meta_writer::propose(&self.node, command).await.map_err(to_status)?;

@@ -270,13 +270,26 @@ pub enum MetaCommand {
         command: GroupCommand,
     },
     /// As [`MetaCommand::CreateStream`], with up to `shards_per_group` shards
-    /// sharing a Raft group (see `meta_state::packed_group_count`).
+    /// sharing a Raft group and at least one group per node (see
+    /// `meta_state::packed_group_count`). Proposed until the twenty-second
+    /// session; still applied as it was, for logs that hold it.
     CreatePackedStream {
         name: String,
         shard_count: u32,
         retention_hours: u32,
         now_millis: u64,
         shards_per_group: u32,
+    },
+    /// As [`MetaCommand::CreateStream`], with the shards spread evenly over
+    /// `group_count` Raft groups, neighbouring hash-key ranges together (the
+    /// proposer counts them: `meta_state::stream_group_count`). The count is in
+    /// the command so that replaying it always builds the same layout.
+    CreateStreamInGroups {
+        name: String,
+        shard_count: u32,
+        retention_hours: u32,
+        now_millis: u64,
+        group_count: u32,
     },
 }
 

@@ -106,10 +106,19 @@ impl MetaState {
     ) -> Result<MetaResponse, ShoalError> {
         match command {
             MetaCommand::CreateStream { name, shard_count, retention_hours, now_millis } => {
-                self.create_stream(name, shard_count, retention_hours, now_millis, 1, nodes)
+                self.create_stream(name, shard_count, retention_hours, now_millis, shard_count as usize, nodes)
             }
             MetaCommand::CreatePackedStream { name, shard_count, retention_hours, now_millis, shards_per_group } => {
-                self.create_stream(name, shard_count, retention_hours, now_millis, shards_per_group, nodes)
+                let groups = packed_group_count(shard_count as usize, shards_per_group as usize, nodes.len());
+                self.create_stream(name, shard_count, retention_hours, now_millis, groups, nodes)
+            }
+            MetaCommand::CreateStreamInGroups { name, shard_count, retention_hours, now_millis, group_count } => {
+                if group_count == 0 || group_count > shard_count {
+                    return Err(ShoalError::invalid_argument(format!(
+                        "A stream of {shard_count} shards cannot be spread over {group_count} Raft groups."
+                    )));
+                }
+                self.create_stream(name, shard_count, retention_hours, now_millis, group_count as usize, nodes)
             }
             MetaCommand::MarkShardReady { stream, created_millis, shard_index } => {
                 let Some(entry) =
@@ -411,15 +420,16 @@ impl MetaState {
         Ok(entry.shards.iter_mut().filter(|s| s.group_id == group).collect())
     }
 
-    /// Creates a stream whose shards are packed up to `shards_per_group` to a
-    /// Raft group (see [`packed_group_count`]); 1 gives each shard its own.
+    /// Creates a stream whose shards are spread evenly over `group_count` Raft
+    /// groups (at most one per shard), neighbouring hash-key ranges together; as
+    /// many groups as shards gives each shard its own.
     fn create_stream(
         &mut self,
         name: String,
         shard_count: u32,
         retention_hours: u32,
         now_millis: u64,
-        shards_per_group: u32,
+        group_count: usize,
         nodes: &BTreeMap<NodeId, NodeInfo>,
     ) -> Result<MetaResponse, ShoalError> {
         validate_stream_name(&name)?;
@@ -432,7 +442,7 @@ impl MetaState {
             )));
         }
         let shard_count = shard_count as usize;
-        let group_count = packed_group_count(shard_count, shards_per_group as usize, nodes.len());
+        let group_count = group_count.clamp(1, shard_count);
         let placements = place_shards(nodes, &self.leader_load(), group_count)?;
         let first_group = self.next_group_id.max(META_GROUP_ID + 1);
         let packed = group_count < shard_count;
@@ -539,8 +549,21 @@ impl MetaState {
 }
 
 /// How many Raft groups carry a new stream's `shards` when up to `per_group`
-/// share one: at least one per node (so that every node leads some of the
-/// stream), and never more than one per shard.
+/// share one: as few as that allows (0 and 1 give each shard its own group).
+///
+/// A stream is not split further to give every node some of its leaders: on
+/// one machine that cost 60% more CPU per record and twice the publish latency
+/// at 40,000 records/s (docs/performance.md, twenty-second session), because
+/// each call then becomes a part and a Raft entry per leader, and waits for
+/// the slowest. Leaders spread over the nodes across groups and streams.
+pub fn stream_group_count(shards: u32, per_group: u32) -> u32 {
+    shards.div_ceil(per_group.max(1))
+}
+
+/// The group count of a [`MetaCommand::CreatePackedStream`], which streams were
+/// created with until the twenty-second session: as [`stream_group_count`], but
+/// at least one group per node (and never more than one per shard). Kept so
+/// that a log holding such a command replays to the layout it made.
 pub fn packed_group_count(shards: usize, per_group: usize, nodes: usize) -> usize {
     if per_group <= 1 {
         return shards;
@@ -674,6 +697,51 @@ mod tests {
         assert_eq!(packed_group_count(1000, 16, 3), 63);
         assert_eq!(packed_group_count(4, 8, 3), 3);
         assert_eq!(packed_group_count(5, 1, 3), 5);
+    }
+
+    fn create_in_groups(state: &mut MetaState, name: &str, shards: u32, groups: u32) -> MetaResponse {
+        let command = MetaCommand::CreateStreamInGroups {
+            name: name.into(),
+            shard_count: shards,
+            retention_hours: 24,
+            now_millis: 1000,
+            group_count: groups,
+        };
+        state.apply(command, &nodes())
+    }
+
+    #[test]
+    fn a_stream_takes_as_few_groups_as_its_shards_need_and_streams_spread_their_leaders() {
+        assert_eq!(stream_group_count(16, 16), 1);
+        assert_eq!(stream_group_count(16, 8), 2);
+        assert_eq!(stream_group_count(17, 16), 2);
+        assert_eq!(stream_group_count(1000, 16), 63);
+        assert_eq!(stream_group_count(5, 1), 5);
+        assert_eq!(stream_group_count(5, 0), 5, "0 is taken as 1");
+
+        let mut state = MetaState::default();
+        // Sixteen shards in one group: fewer groups than nodes, all packed.
+        let MetaResponse::Stream(first) = create_in_groups(&mut state, "a", 16, 1) else { panic!() };
+        assert!(first.shards.iter().all(|s| s.group_id == 1));
+        let stores: BTreeSet<_> = first.shards.iter().map(|s| s.store()).collect();
+        assert_eq!(stores, (2..18).collect(), "every shard keeps a store of its own");
+        // Three groups of 2, 2 and 1 shards, neighbours together.
+        let MetaResponse::Stream(second) = create_in_groups(&mut state, "b", 5, 3) else { panic!() };
+        let groups: Vec<u64> = second.shards.iter().map(|s| s.group_id).collect();
+        assert_eq!(groups, vec![18, 18, 19, 19, 20]);
+        // The next stream's group is led by a node that leads nothing yet.
+        let MetaResponse::Stream(third) = create_in_groups(&mut state, "c", 1, 1) else { panic!() };
+        let leaders: BTreeSet<_> = state.distinct_groups().map(|(_, s)| s.replicas[0]).collect();
+        assert_eq!(leaders, BTreeSet::from([1, 2, 3]), "five groups lead from all three nodes");
+        assert!(third.shards[0].store_id.is_none(), "a group of one shard is not packed");
+
+        // A count the shards cannot fill is refused, and nothing is created.
+        let before = state.clone();
+        for groups in [0, 3] {
+            let MetaResponse::Error(e) = create_in_groups(&mut state, "bad", 2, groups) else { panic!() };
+            assert_eq!(e.code, shoal_types::ErrorCode::InvalidArgument);
+        }
+        assert_eq!(state, before);
     }
 
     #[test]
