@@ -84,7 +84,8 @@ async fn replicas_agree(cluster: &TestCluster, stream: &Stream, writes: Writes) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_joins_and_another_leaves_while_producers_write() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3).await?;
+    // Three groups of two shards, so that there are groups to move and to lead.
+    let mut cluster = TestCluster::start_with(3, |config| config.shards_per_group = 2).await?;
     let admin = cluster.client(2).await?;
     admin.create_stream("moving", 6).await?;
     admin.wait_for_active("moving", ACTIVE_WITHIN).await?;
@@ -141,7 +142,8 @@ async fn a_node_joins_and_another_leaves_while_producers_write() -> anyhow::Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_node_is_replaced_within_its_zone_and_its_shards_stay_writable() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3).await?;
+    // A group per shard, so that the new node of zone az-3 takes some of them.
+    let mut cluster = TestCluster::start_with(3, |config| config.shards_per_group = 1).await?;
     let admin = cluster.client(1).await?;
     admin.create_stream("survivor", 4).await?;
     admin.wait_for_active("survivor", ACTIVE_WITHIN).await?;
