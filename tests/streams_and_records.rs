@@ -384,7 +384,8 @@ async fn concurrent_calls(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_router_calls_share_calls_to_a_leader_and_each_caller_gets_its_own_answer() -> anyhow::Result<()> {
-    let cluster = TestCluster::start(3).await?;
+    // A group per shard: three leaders, so that calls split into parts.
+    let cluster = TestCluster::start_with(3, |config| config.shards_per_group = 1).await?;
     let client = cluster.client(1).await?;
     client.create_stream("collected", 3).await?;
     client.wait_for_active("collected", ACTIVE_WITHIN).await?;
@@ -392,7 +393,7 @@ async fn concurrent_router_calls_share_calls_to_a_leader_and_each_caller_gets_it
         shoal_client::LeaderRouter::discover(client.clone(), shoal_client::Dialer::plain(), "collected").await?;
     assert_eq!(router.routed_shards(), 3);
     // Forty callers at once: each call splits into up to three parts, one per
-    // leader; with at most two calls in flight to a node, parts that meet go as one.
+    // leader; with at most four calls in flight to a node, parts that meet go as one.
     for (caller, answer) in concurrent_calls(&router, "first", 40, None).await {
         let answer = answer?;
         assert_eq!(answer.failed_record_count, 0);
