@@ -113,11 +113,6 @@ impl MetaState {
                 self.create_stream(name, shard_count, retention_hours, now_millis, groups, nodes)
             }
             MetaCommand::CreateStreamInGroups { name, shard_count, retention_hours, now_millis, group_count } => {
-                if group_count == 0 || group_count > shard_count {
-                    return Err(ShoalError::invalid_argument(format!(
-                        "A stream of {shard_count} shards cannot be spread over {group_count} Raft groups."
-                    )));
-                }
                 self.create_stream(name, shard_count, retention_hours, now_millis, group_count as usize, nodes)
             }
             MetaCommand::MarkShardReady { stream, created_millis, shard_index } => {
@@ -421,8 +416,8 @@ impl MetaState {
     }
 
     /// Creates a stream whose shards are spread evenly over `group_count` Raft
-    /// groups (at most one per shard), neighbouring hash-key ranges together; as
-    /// many groups as shards gives each shard its own.
+    /// groups (1 to one per shard, else refused), neighbouring hash-key ranges
+    /// together; as many groups as shards gives each shard its own.
     fn create_stream(
         &mut self,
         name: String,
@@ -442,7 +437,11 @@ impl MetaState {
             )));
         }
         let shard_count = shard_count as usize;
-        let group_count = group_count.clamp(1, shard_count);
+        if group_count == 0 || group_count > shard_count {
+            return Err(ShoalError::invalid_argument(format!(
+                "A stream of {shard_count} shards cannot be spread over {group_count} Raft groups."
+            )));
+        }
         let placements = place_shards(nodes, &self.leader_load(), group_count)?;
         let first_group = self.next_group_id.max(META_GROUP_ID + 1);
         let packed = group_count < shard_count;
