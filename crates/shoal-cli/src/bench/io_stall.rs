@@ -47,6 +47,12 @@ impl IoStalls {
         self.slot_micros.iter().take(last.saturating_add(1)).skip(first).any(|&micros| micros >= STALLED_SLOT_MICROS)
     }
 
+    /// Whether a call (or record) meant at `at` seconds into the window, which took
+    /// `latency_micros`, met no stalled slot in its lifetime.
+    pub fn met_none(&self, at: f64, latency_micros: u64) -> bool {
+        !self.overlaps(at, at + latency_micros as f64 / 1e6)
+    }
+
     /// Stalled ms in each second of the window (for the plot).
     pub fn per_second_ms(&self) -> Vec<f64> {
         let per_second = (1.0 / SLOT.as_secs_f64()).round().max(1.0) as usize;
@@ -103,6 +109,7 @@ mod tests {
         assert!(!stalls.overlaps(0.0, 0.29), "ends before it");
         assert!(!stalls.overlaps(0.41, 0.9), "a 2 ms slot is not a stall");
         assert!(!stalls.overlaps(5.0, 6.0), "after the last slot");
+        assert!(!stalls.met_none(0.25, 60_000) && stalls.met_none(0.25, 40_000), "0.25 s + 60 ms reaches 0.3 s");
         assert!((stalls.total_secs() - 0.042).abs() < 1e-9);
         assert_eq!(stalls.per_second_ms(), vec![42.0, 0.0]);
     }

@@ -237,7 +237,7 @@ async fn run_one(
         }
         end_to_end.record(delivery.latency_micros());
         let at = (delivery.sent_micros - window_micros.start) as f64 / 1e6;
-        if io_stalls.as_ref().is_some_and(|stalls| !stalls.overlaps(at, at + delivery.latency_micros() as f64 / 1e6)) {
+        if io_stalls.as_ref().is_some_and(|stalls| stalls.met_none(at, delivery.latency_micros())) {
             end_to_end_clear.record(delivery.latency_micros());
         }
     }
@@ -249,7 +249,7 @@ async fn run_one(
     let publish_clear_ms = io_stalls.as_ref().map(|stalls| {
         let mut clear = Latency::new();
         for &(at, micros) in &measured.timeline {
-            if !stalls.overlaps(at, at + micros as f64 / 1e6) {
+            if stalls.met_none(at, micros) {
                 clear.record(micros);
             }
         }
